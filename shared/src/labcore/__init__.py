@@ -1,0 +1,57 @@
+"""labcore: the small shared core of the lab toolkit.
+
+Submodules
+----------
+data      English text corpora (offline BBC News, local files) and seeded token windows.
+metrics   Perplexity, thin scikit-learn wrappers and support-recovery metrics.
+models    Offline causal LMs and sentence encoders, and tiny random models for tests.
+device    Device resolution, seeding, a CUDA-synchronising timer and peak memory.
+bench     The benchmark contract: results.json schema, validation and the Markdown table.
+cli       The CLI conventions every package follows.
+io        Atomic writes.
+
+``import labcore`` is cheap: torch and transformers are imported only when a function that
+needs them runs. ``labcore.load_causal_lm`` and ``labcore.load_sentence_encoder`` resolve
+lazily to :mod:`labcore.models`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from labcore.errors import LabcoreError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LabcoreError",
+    "__version__",
+    "bench",
+    "cli",
+    "data",
+    "device",
+    "io",
+    "load_causal_lm",
+    "load_sentence_encoder",
+    "metrics",
+    "models",
+]
+
+_SUBMODULES = {"bench", "cli", "data", "device", "io", "metrics", "models"}
+_LAZY_FUNCTIONS = {
+    "load_causal_lm": "labcore.models",
+    "load_sentence_encoder": "labcore.models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"labcore.{name}")
+    if name in _LAZY_FUNCTIONS:
+        return getattr(importlib.import_module(_LAZY_FUNCTIONS[name]), name)
+    raise AttributeError(f"module 'labcore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
