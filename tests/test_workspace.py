@@ -36,7 +36,9 @@ def test_member_layout(member):
 @pytest.mark.parametrize("member", MEMBERS, ids=lambda p: p.name)
 def test_console_script_help(member):
     import_name = _project(member)["name"].replace("-", "_")
-    out = subprocess.run([sys.executable, "-m", import_name, "--help"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", import_name, "--help"], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     assert "usage:" in out.stdout
 

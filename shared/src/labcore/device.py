@@ -9,6 +9,7 @@ import os
 import random
 import resource
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,3 +141,52 @@ def memory_report() -> dict[str, float | None]:
         "peak_rss_gib": round(peak_rss_bytes() / 2**30, 3),
         "peak_cuda_gib": None if cuda is None else round(cuda / 2**30, 3),
     }
+
+
+class MemoryMonitor:
+    """Peak resident memory (sampled) and peak CUDA allocation while a block runs.
+
+    ``ru_maxrss`` only ever grows over a process's life, so per-step peaks need sampling: a
+    background thread reads the RSS every ``interval`` seconds.
+
+    Examples
+    --------
+    >>> with MemoryMonitor() as mem:
+    ...     buf = bytearray(50 * 2**20)
+    >>> mem.peak_rss_gib > 0
+    True
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peak_rss = 0
+        self.peak_cuda: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_rss = max(self.peak_rss, current_rss_bytes())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MemoryMonitor:
+        reset_peak_cuda_memory()
+        self.peak_rss = current_rss_bytes()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.peak_rss = max(self.peak_rss, current_rss_bytes())
+        self.peak_cuda = peak_cuda_bytes()
+
+    @property
+    def peak_rss_gib(self) -> float:
+        return round(self.peak_rss / 2**30, 3)
+
+    @property
+    def peak_cuda_gib(self) -> float | None:
+        return None if self.peak_cuda is None else round(self.peak_cuda / 2**30, 3)

@@ -1,0 +1,5 @@
+import sys
+
+from layerwise.cli import main
+
+sys.exit(main())

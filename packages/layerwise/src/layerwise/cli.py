@@ -1,0 +1,278 @@
+"""``layerwise`` command line: run, eval, methods, bench."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any
+
+from labcore import LabcoreError
+from labcore.cli import add_bench_arguments, add_command, emit, make_parser, run
+
+# Flags that map onto fields of method configs; a method takes those its config has.
+_METHOD_FLAGS = (
+    "bits",
+    "sym",
+    "group_size",
+    "act_order",
+    "sparsity",
+    "nm",
+    "granularity",
+    "block_size",
+    "percdamp",
+)
+
+
+def build_config(method: str, args: argparse.Namespace) -> Any:
+    """The method's config dataclass from the CLI flags it has and ``--set key=value``."""
+    from layerwise.methods import get_method_class
+
+    cls = get_method_class(method).config_class
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for flag in _METHOD_FLAGS:
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if flag not in fields:
+            raise LabcoreError(
+                f"method {method!r} has no option --{flag.replace('_', '-')}; it takes: "
+                f"{', '.join(sorted(fields)) or 'nothing'}"
+            )
+        values[flag] = value
+    for item in getattr(args, "set", None) or []:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in fields:
+            raise LabcoreError(
+                f"--set {item!r}: expected key=value with key one of {sorted(fields)}"
+            )
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise LabcoreError(f"bad options for {method}: {exc}") from None
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from labcore.data import load_corpus
+    from labcore.device import MemoryMonitor, resolve_device, seed_everything
+    from labcore.models import load_causal_lm
+    from layerwise.calibration import Calibration
+    from layerwise.engine import compress
+    from layerwise.evaluate import evaluate_perplexity
+    from layerwise.export import save
+
+    config = build_config(args.method, args)
+    if args.out is None:
+        raise LabcoreError("--out DIR is required (where the compressed model is saved)")
+    if args.out.exists() and not args.overwrite:
+        raise LabcoreError(f"output directory already exists: {args.out} (use --overwrite)")
+    device = resolve_device(args.device)
+    seed_everything(args.seed)
+    model, tok = load_causal_lm(
+        args.model, dtype=args.dtype, device="cpu" if args.offload else device
+    )
+    corpus = load_corpus(args.calib_corpus)
+    cal = Calibration.from_corpus(
+        tok, corpus, n=args.calib_windows, seqlen=args.seqlen, seed=args.seed
+    )
+    with MemoryMonitor() as mem:
+        report, quantized = compress(
+            model,
+            config,
+            cal,
+            device=device,
+            batch_size=args.batch_size,
+            offload=args.offload,
+            propagate=args.propagate,
+            progress=not args.quiet,
+        )
+    payload: dict[str, Any] = {
+        "model": args.model,
+        "method": args.method,
+        "config": report.config,
+        "time_s": round(report.time_s, 2),
+        "mean_rel_error": report.mean_rel_error,
+        "sparsity": report.sparsity,
+        "damping_increases": report.damping_increases,
+        "peak_rss_gib": mem.peak_rss_gib,
+        "peak_cuda_gib": mem.peak_cuda_gib,
+    }
+    if args.eval_windows > 0:
+        model.to(device)
+        eval_corpus = (
+            corpus if args.eval_corpus == args.calib_corpus else load_corpus(args.eval_corpus)
+        )
+        ppl = evaluate_perplexity(
+            model,
+            tok,
+            eval_corpus,
+            seqlen=args.seqlen,
+            windows=args.eval_windows,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+        payload["perplexity"] = ppl.perplexity
+        model.to("cpu")
+    save(
+        model.to(torch.float32) if args.dtype == "float32" else model,
+        tok,
+        args.out,
+        report=report,
+        quantized=quantized,
+        extra={
+            "source_model": args.model,
+            "calibration_corpus": args.calib_corpus,
+            "perplexity": payload.get("perplexity"),
+        },
+        overwrite=args.overwrite,
+    )
+    payload["out"] = str(args.out)
+    text = (
+        f"{args.method}: mean relative layer error {report.mean_rel_error:.4g}, sparsity "
+        f"{report.sparsity:.3f}, damping increases {report.damping_increases}, "
+        f"{report.time_s:.1f} s, peak RSS {mem.peak_rss_gib:.2f} GiB"
+    )
+    if "perplexity" in payload:
+        text += f"; perplexity {payload['perplexity']:.3f}"
+    emit(args, payload, text + f"\nsaved to {args.out}")
+    return 0
+
+
+def _eval_command(args: argparse.Namespace) -> int:
+    from labcore.device import resolve_device
+    from layerwise.evaluate import evaluate_perplexity, layer_table
+    from layerwise.export import load
+
+    model, tok, sidecar = load(args.path, device=resolve_device(args.device))
+    ppl = evaluate_perplexity(
+        model,
+        tok,
+        args.corpus,
+        seqlen=args.seqlen,
+        windows=args.windows,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    payload = {
+        "path": str(args.path),
+        "method": sidecar.get("method"),
+        **ppl.as_dict(),
+        "mean_rel_error": sidecar.get("mean_rel_error"),
+        "sparsity": sidecar.get("sparsity"),
+    }
+    text = f"{args.path}: perplexity {ppl.perplexity:.3f} on {args.corpus}"
+    if args.layers:
+        text += "\n" + layer_table(sidecar)
+    emit(args, payload, text)
+    return 0
+
+
+def _methods_command(args: argparse.Namespace) -> int:
+    from layerwise.methods import available_methods, get_method_class
+
+    rows = {}
+    for name in available_methods():
+        cls = get_method_class(name)
+        rows[name] = {
+            "kind": cls.kind,
+            "statistics": cls.statistics,
+            "grouping": cls.grouping,
+            "options": [f.name for f in dataclasses.fields(cls.config_class)],
+        }
+    emit(
+        args,
+        rows,
+        "\n".join(
+            f"{n:10s} {r['kind']:12s} options: {', '.join(r['options']) or '-'}"
+            for n, r in rows.items()
+        ),
+    )
+    return 0
+
+
+def _bench_command(args: argparse.Namespace) -> int:
+    from layerwise.bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from layerwise import __version__
+
+    parser = make_parser(
+        "layerwise", "Sequential layer-wise compression of causal LMs.", version=__version__
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = add_command(sub, "run", _run_command, help="compress a model with one method and save it")
+    p.add_argument(
+        "--model", default="smollm2-135m", help="offline name, local checkpoint or hub id"
+    )
+    p.add_argument(
+        "--method",
+        default="gptq",
+        help="gptq, sparsegpt, wanda, magnitude, rtn, or a plugin's name",
+    )
+    g = p.add_argument_group("method options (each method takes those its config has)")
+    g.add_argument("--bits", type=int)
+    g.add_argument("--sym", action="store_true", default=None, help="symmetric grid")
+    g.add_argument("--group-size", type=int, help="input columns per quantization group")
+    g.add_argument("--act-order", action="store_true", default=None, help="GPTQ activation order")
+    g.add_argument("--sparsity", type=float, help="share of weights removed, in [0, 1)")
+    g.add_argument("--nm", help="N:M sparsity, N kept in every M (2:4 keeps half)")
+    g.add_argument("--granularity", choices=["layer", "row"], help="magnitude threshold scope")
+    g.add_argument("--block-size", type=int)
+    g.add_argument(
+        "--percdamp", type=float, help="damping as a fraction of the mean Hessian diagonal"
+    )
+    g.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other config field")
+    p.add_argument("--calib-corpus", default="bbc")
+    p.add_argument("--calib-windows", type=int, default=128)
+    p.add_argument("--seqlen", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--propagate", choices=["compressed", "dense"], default="compressed")
+    p.add_argument(
+        "--no-offload",
+        dest="offload",
+        action="store_false",
+        help="keep the model and block inputs on the compute device",
+    )
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--eval-corpus", default="bbc")
+    p.add_argument("--eval-windows", type=int, default=64, help="0 skips the perplexity evaluation")
+    p.add_argument("--overwrite", action="store_true")
+
+    p = add_command(
+        sub, "eval", _eval_command, help="perplexity and layer report of a saved output"
+    )
+    p.add_argument("path", type=__import__("pathlib").Path)
+    p.add_argument("--corpus", default="bbc")
+    p.add_argument("--seqlen", type=int, default=512)
+    p.add_argument("--windows", type=int, default=64)
+    p.add_argument("--layers", action="store_true", help="also print the per-layer table")
+
+    add_command(
+        sub, "methods", _methods_command, help="list the registered methods and their options"
+    )
+
+    p = add_command(
+        sub, "bench", _bench_command, help="methods and baselines side by side on SmolLM2-135M"
+    )
+    add_bench_arguments(p)
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--calib-windows", type=int, default=None, help="override the preset")
+    p.add_argument("--eval-windows", type=int, default=None, help="override the preset")
+    p.add_argument("--seqlen", type=int, default=None, help="override the preset")
+    p.add_argument("--only", default=None, help="comma-separated method names to run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), argv)

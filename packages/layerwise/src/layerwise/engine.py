@@ -1,0 +1,453 @@
+"""The sequential layer-wise engine.
+
+1. **Capture.** The first decoder block is replaced by a catcher that records its inputs and
+   every keyword argument (attention mask, position ids, rotary ``position_embeddings``, cache
+   position) and stops the forward pass. Only the non-block modules run, on the compute device.
+2. **Per block.** For each group of linear layers (true-sequential groups, or the whole block),
+   hooks accumulate statistics of the layers' inputs over all calibration batches, the method
+   compresses the group's weights, and the next group sees inputs produced by the compressed
+   earlier groups. A group's pass stops as soon as its last layer has fired.
+3. **Propagate.** The compressed block's outputs (default) or the dense block's outputs become
+   the next block's inputs.
+
+Block inputs can stay on the CPU (``offload=True``) while each block computes on the GPU.
+Padding tokens (attention mask 0) and zero-weight tokens never enter the statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from labcore import LabcoreError
+from labcore.device import Timer, resolve_device
+from layerwise.architectures import architecture_of, get_blocks, get_weight, in_features, set_weight
+from layerwise.calibration import Calibration
+from layerwise.linalg import relative_error
+from layerwise.methods.base import LayerStats, Method, method_for_config
+from layerwise.quant import QuantizedWeight
+
+log = logging.getLogger(__name__)
+
+
+class _Stop(Exception):
+    def __init__(self, args: tuple = (), kwargs: dict | None = None) -> None:
+        super().__init__()
+        self.args_ = args
+        self.kwargs_ = kwargs or {}
+
+
+class _Catcher(torch.nn.Module):
+    """Stands in for block 0: records its call and aborts the forward pass."""
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        super().__init__()
+        self.__dict__["_block"] = block  # not a submodule: it must not move with the model
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.__dict__["_block"], name)  # e.g. attention_type
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise _Stop(args, kwargs)
+
+
+def _to(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, tuple):
+        return tuple(_to(o, device) for o in obj)
+    if isinstance(obj, list):
+        return [_to(o, device) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    return obj
+
+
+@dataclass
+class _Batch:
+    hidden: torch.Tensor
+    args: tuple
+    kwargs: dict
+    weights: torch.Tensor  # [b, L] token weights (mask × optional weights)
+
+
+@dataclass
+class LayerReport:
+    name: str
+    block: int
+    shape: tuple[int, int]
+    rel_error: float | None
+    sparsity: float
+    tokens: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CompressionReport:
+    """What a compression run did, layer by layer."""
+
+    method: str
+    config: dict[str, Any]
+    layers: list[LayerReport]
+    time_s: float
+    propagate: str
+    calibration: dict[str, int]
+
+    @property
+    def damping_increases(self) -> int:
+        return sum(int(layer.info.get("damping_increases", 0)) for layer in self.layers)
+
+    @property
+    def mean_rel_error(self) -> float | None:
+        errs = [layer.rel_error for layer in self.layers if layer.rel_error is not None]
+        return float(sum(errs) / len(errs)) if errs else None
+
+    @property
+    def sparsity(self) -> float:
+        total = sum(layer.shape[0] * layer.shape[1] for layer in self.layers)
+        zeros = sum(layer.sparsity * layer.shape[0] * layer.shape[1] for layer in self.layers)
+        return zeros / total if total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "config": self.config,
+            "time_s": self.time_s,
+            "propagate": self.propagate,
+            "calibration": self.calibration,
+            "damping_increases": self.damping_increases,
+            "mean_rel_error": self.mean_rel_error,
+            "sparsity": self.sparsity,
+            "layers": [asdict(layer) for layer in self.layers],
+        }
+
+
+class _Accumulator:
+    """Running statistics of one linear layer's inputs."""
+
+    def __init__(self, d_in: int, device: torch.device, full: bool, cross: bool) -> None:
+        self.H = torch.zeros(d_in, d_in, device=device) if full else None
+        self.diag = torch.zeros(d_in, device=device)
+        self.cross = torch.zeros(d_in, d_in, device=device) if cross else None
+        self.tokens = 0
+        self.weight_sum = 0.0
+
+    def add(self, x: torch.Tensor, w: torch.Tensor, xbar: torch.Tensor | None = None) -> None:
+        x = x.reshape(-1, x.shape[-1]).float()
+        w = w.reshape(-1).to(x.device).float()
+        keep = w > 0
+        if not bool(keep.all()):
+            x, w = x[keep], w[keep]
+            if xbar is not None:
+                xbar = xbar.reshape(-1, xbar.shape[-1])[keep.to(xbar.device)]
+        if x.shape[0] == 0:
+            return
+        xw = x * w.unsqueeze(1)
+        if self.H is not None:
+            self.H.addmm_(xw.t(), x)
+        else:
+            self.diag.add_((xw * x).sum(0))
+        if self.cross is not None and xbar is not None:
+            self.cross.addmm_(xw.t(), xbar.reshape(-1, xbar.shape[-1]).float())
+        self.tokens += x.shape[0]
+        self.weight_sum += float(w.sum())
+
+    def stats(self) -> LayerStats:
+        diag = torch.diagonal(self.H).clone() if self.H is not None else self.diag
+        return LayerStats(self.H, diag, self.tokens, self.weight_sum, self.cross)
+
+
+class LayerwiseEngine:
+    """Runs one method over a causal LM, block by block.
+
+    Parameters
+    ----------
+    model
+        A transformers causal LM of a supported architecture (see
+        :data:`layerwise.architectures.ARCHITECTURES`). Compressed in place.
+    calibration
+        :class:`~layerwise.calibration.Calibration` data.
+    device
+        Where blocks compute (``auto``: CUDA when available).
+    batch_size
+        Calibration sequences per forward pass.
+    offload
+        Keep block inputs on the CPU between blocks (saves GPU memory for large models).
+    propagate
+        ``"compressed"``: the next block sees the compressed block's outputs (default);
+        ``"dense"``: it sees the dense model's outputs.
+    layer_errors
+        Accumulate the full input Gram matrix for every layer so the report gives each layer's
+        relative error ``||WX - ŴX||² / ||WX||²``, even for methods that need less.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        calibration: Calibration,
+        *,
+        device: Any = "auto",
+        batch_size: int = 8,
+        offload: bool = True,
+        propagate: str = "compressed",
+        layer_errors: bool = True,
+        progress: bool = True,
+    ) -> None:
+        if propagate not in ("compressed", "dense"):
+            raise LabcoreError(f"propagate must be 'compressed' or 'dense', got {propagate!r}")
+        if batch_size < 1:
+            raise LabcoreError(f"batch_size must be positive, got {batch_size}")
+        self.arch = architecture_of(model)
+        vocab = getattr(model.config, "vocab_size", None)
+        if vocab is not None and int(calibration.input_ids.max()) >= vocab:
+            raise LabcoreError(
+                f"calibration token id {int(calibration.input_ids.max())} is outside the vocabulary ({vocab})"
+            )
+        self.model = model
+        self.calibration = calibration
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.store = torch.device("cpu") if offload else self.device
+        self.propagate = propagate
+        self.layer_errors = layer_errors
+        self.progress = progress
+        self.quantized_: dict[str, QuantizedWeight] = {}
+        self.outputs_: list[torch.Tensor] | None = None
+
+    # -- capture --------------------------------------------------------------------------
+    def capture(self) -> list[_Batch]:
+        """Inputs (and keyword arguments) of the first block for every calibration batch."""
+        model = self.model
+        blocks = get_blocks(model, self.arch)
+        parent_path, _, attr = self.arch.blocks.rpartition(".")
+        parent = model.get_submodule(parent_path) if parent_path else model
+        original_device = next(model.parameters()).device
+        catcher = _Catcher(blocks[0])
+        setattr(parent, attr, torch.nn.ModuleList([catcher]))
+        batches: list[_Batch] = []
+        try:
+            model.to(self.device)  # only the non-block modules are attached now
+            cal = self.calibration
+            weights = cal.weights
+            for start in range(0, len(cal), self.batch_size):
+                sl = slice(start, start + self.batch_size)
+                ids = cal.input_ids[sl].to(self.device)
+                mask = cal.attention_mask[sl].to(self.device)
+                try:
+                    with torch.no_grad():
+                        model(input_ids=ids, attention_mask=mask, use_cache=False)
+                except _Stop as stop:
+                    args, kwargs = list(stop.args_), dict(stop.kwargs_)
+                    hidden = args.pop(0) if args else kwargs.pop("hidden_states")
+                    kwargs.pop("past_key_values", None)
+                    kwargs.pop("past_key_value", None)
+                    kwargs["use_cache"] = False
+                    batches.append(
+                        _Batch(
+                            hidden.to(self.store),
+                            _to(tuple(args), self.store),
+                            _to(kwargs, self.store),
+                            weights[sl],
+                        )
+                    )
+                else:
+                    raise LabcoreError(
+                        "the first decoder block was never called; is the architecture table right?"
+                    )
+        finally:
+            setattr(parent, attr, blocks)
+            model.to(original_device)
+        return batches
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _forward(self, block: torch.nn.Module, batch: _Batch, hidden: torch.Tensor) -> torch.Tensor:
+        out = block(
+            hidden.to(self.device), *_to(batch.args, self.device), **_to(batch.kwargs, self.device)
+        )
+        return out[0] if isinstance(out, tuple | list) else out
+
+    def _block_outputs(
+        self, block: torch.nn.Module, batches: list[_Batch], hiddens: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return [
+                self._forward(block, b, h).to(self.store)
+                for b, h in zip(batches, hiddens, strict=True)
+            ]
+
+    def _collect(
+        self,
+        block: torch.nn.Module,
+        dense_block: torch.nn.Module | None,
+        names: Iterable[str],
+        batches: list[_Batch],
+        hiddens: list[torch.Tensor],
+        dense_hiddens: list[torch.Tensor] | None,
+        method: Method,
+    ) -> dict[str, LayerStats]:
+        names = list(names)
+        full = method.statistics == "full" or self.layer_errors
+        cross = method.cross_statistic
+        acc = {
+            n: _Accumulator(in_features(block.get_submodule(n)), self.device, full, cross)
+            for n in names
+        }
+
+        def run_capturing(
+            module: torch.nn.Module, batch: _Batch, hidden: torch.Tensor
+        ) -> dict[str, torch.Tensor]:
+            seen: dict[str, torch.Tensor] = {}
+            handles = []
+
+            def make_hook(name: str):
+                def hook(_mod, inputs, _out):
+                    seen[name] = inputs[0].detach()
+                    if len(seen) == len(names):
+                        raise _Stop()  # the group's last layer fired: skip the rest of the block
+
+                return hook
+
+            for n in names:
+                handles.append(module.get_submodule(n).register_forward_hook(make_hook(n)))
+            try:
+                with torch.no_grad():
+                    self._forward(module, batch, hidden)
+            except _Stop:
+                pass
+            finally:
+                for h in handles:
+                    h.remove()
+            missing = set(names) - set(seen)
+            if missing:
+                raise LabcoreError(
+                    f"layers {sorted(missing)} were never called in the block forward"
+                )
+            return seen
+
+        for i, batch in enumerate(batches):
+            xs = run_capturing(block, batch, hiddens[i])
+            xbars = run_capturing(dense_block, batch, dense_hiddens[i]) if cross else {}
+            w = batch.weights.to(self.device)
+            for n in names:
+                acc[n].add(xs[n], w, xbars.get(n))
+        return {n: a.stats() for n, a in acc.items()}
+
+    # -- run --------------------------------------------------------------------------------
+    def run(self, method: Method) -> CompressionReport:
+        from labcore.cli import progress_bar
+
+        with Timer(self.device) as timer:
+            batches = self.capture()
+            hiddens = [b.hidden for b in batches]
+            need_dense_stream = method.cross_statistic or self.propagate == "dense"
+            dense_hiddens = list(hiddens) if need_dense_stream else None
+            blocks = get_blocks(self.model, self.arch)
+            groups = (
+                self.arch.groups if method.grouping == "sequential" else (self.arch.linear_names,)
+            )
+            reports: list[LayerReport] = []
+            for b_idx in progress_bar(
+                range(len(blocks)), desc=f"{method.name} blocks", enabled=self.progress
+            ):
+                block = blocks[b_idx]
+                home = next(block.parameters()).device
+                block.to(self.device)
+                dense_block = copy.deepcopy(block) if need_dense_stream else None
+                for group in groups:
+                    stats = self._collect(
+                        block, dense_block, group, batches, hiddens, dense_hiddens, method
+                    )
+                    layers = {
+                        n: (get_weight(block.get_submodule(n)).to(self.device), stats[n])
+                        for n in group
+                    }
+                    results = method.compress_group(layers)
+                    for n in group:
+                        reports.append(self._apply(block, b_idx, n, layers[n], results[n]))
+                if dense_block is not None:
+                    dense_hiddens = self._block_outputs(dense_block, batches, dense_hiddens)
+                    del dense_block
+                hiddens = (
+                    dense_hiddens
+                    if self.propagate == "dense"
+                    else self._block_outputs(block, batches, hiddens)
+                )
+                block.to(home)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+            self.outputs_ = hiddens
+        cal = self.calibration
+        return CompressionReport(
+            method=method.name,
+            config=method.describe(),
+            layers=reports,
+            time_s=timer.elapsed,
+            propagate=self.propagate,
+            calibration={
+                "sequences": len(cal),
+                "seqlen": int(cal.input_ids.shape[1]),
+                "tokens": int((cal.weights > 0).sum()),
+            },
+        )
+
+    def _apply(self, block, b_idx, name, layer, result) -> LayerReport:
+        W, stats = layer
+        new = result.weight
+        if new.shape != W.shape:
+            raise LabcoreError(
+                f"{b_idx}.{name}: method returned shape {tuple(new.shape)}, expected {tuple(W.shape)}"
+            )
+        if not torch.isfinite(new).all():
+            raise LabcoreError(f"{b_idx}.{name}: method returned non-finite weights")
+        set_weight(block.get_submodule(name), new)
+        full_name = f"{self.arch.blocks}.{b_idx}.{name}"
+        if result.quantized is not None:
+            self.quantized_[full_name] = _to_cpu(result.quantized)
+        err = relative_error(W, new, stats.H) if stats.H is not None else None
+        sparsity = float((new == 0).sum()) / new.numel()
+        info = {k: v for k, v in result.info.items() if v is not None}
+        if err is not None and not math.isfinite(err):
+            raise LabcoreError(f"{full_name}: non-finite reconstruction error")
+        return LayerReport(full_name, b_idx, tuple(W.shape), err, sparsity, stats.tokens, info)
+
+
+def _to_cpu(q: QuantizedWeight) -> QuantizedWeight:
+    return QuantizedWeight(
+        q.codes.cpu(), q.scales.cpu(), q.zeros.cpu(), q.g_idx.cpu(), q.bits, q.sym, q.group_size
+    )
+
+
+def compress(
+    model: Any,
+    config: Any,
+    calibration: Calibration,
+    **engine_options: Any,
+) -> tuple[CompressionReport, dict[str, QuantizedWeight]]:
+    """Compress ``model`` in place with the method whose config is ``config``.
+
+    Returns the report and, for quantization methods, the integer codes per layer.
+
+    Examples
+    --------
+    >>> from labcore.models import tiny_causal_lm
+    >>> from layerwise import Calibration, GPTQConfig, compress
+    >>> import torch
+    >>> model, tok = tiny_causal_lm("llama")
+    >>> cal = Calibration(torch.randint(3, len(tok), (4, 32)), None)
+    >>> report, codes = compress(model, GPTQConfig(bits=3), cal, device="cpu", progress=False)
+    >>> len(report.layers), report.method
+    (14, 'gptq')
+    """
+    method = config if isinstance(config, Method) else method_for_config(config)
+    engine = LayerwiseEngine(model, calibration, **engine_options)
+    report = engine.run(method)
+    return report, engine.quantized_

@@ -1,0 +1,131 @@
+"""The method plugin interface and the registry.
+
+A method is a dataclass config plus a :class:`Method` subclass. The method declares
+
+* ``statistics``: ``"full"`` (H = Σ w_t x_t x_tᵀ), ``"diag"`` (only its diagonal, as Wanda
+  needs) or ``"none"`` (RTN, magnitude);
+* ``cross_statistic``: also accumulate ``Σ w_t x_t x̄_tᵀ`` against the *dense* model's inputs
+  x̄ (for methods that reconstruct the dense outputs from compressed inputs);
+* ``grouping``: ``"sequential"`` (GPTQ's true-sequential order inside a block: q/k/v, o,
+  gate/up, down; each group sees the inputs produced by the already-compressed earlier groups)
+  or ``"block"`` (all linear layers of a block from one pass);
+
+and returns for each layer a :class:`LayerResult` with the new weight (and, for quantization,
+the integer codes). Methods register with :func:`register`; methods in other installed
+packages are found through the ``layerwise.methods`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import torch
+
+from labcore import LabcoreError
+from layerwise.quant import QuantizedWeight
+
+
+@dataclass
+class LayerStats:
+    """Calibration statistics of one linear layer's inputs (float32, on the compute device).
+
+    ``H`` is the raw weighted sum Σ w_t x_t x_tᵀ (not normalised: each method scales as it
+    needs), ``diag`` its diagonal, ``tokens`` the number of tokens with nonzero weight and
+    ``weight_sum`` Σ w_t. ``cross`` is Σ w_t x_t x̄_tᵀ against the dense model's inputs when
+    the method asked for it.
+    """
+
+    H: torch.Tensor | None
+    diag: torch.Tensor
+    tokens: int
+    weight_sum: float
+    cross: torch.Tensor | None = None
+
+
+@dataclass
+class LayerResult:
+    weight: torch.Tensor
+    quantized: QuantizedWeight | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(ABC):
+    """Base class of a layer-wise compression method."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
+    statistics: ClassVar[str] = "full"
+    cross_statistic: ClassVar[bool] = False
+    grouping: ClassVar[str] = "sequential"
+    kind: ClassVar[str] = "sparsity"  # "quantization", "sparsity" or "identity"
+
+    def __init__(self, config: Any) -> None:
+        if not isinstance(config, self.config_class):
+            raise LabcoreError(
+                f"{self.name} needs a {self.config_class.__name__}, got {type(config).__name__}"
+            )
+        self.config = config
+
+    @abstractmethod
+    def compress_layer(self, name: str, weight: torch.Tensor, stats: LayerStats) -> LayerResult:
+        """Return the compressed weight for one layer. ``weight`` is a float32 copy [out, in]."""
+
+    def compress_group(
+        self, layers: dict[str, tuple[torch.Tensor, LayerStats]]
+    ) -> dict[str, LayerResult]:
+        """Compress the layers of one group; override for methods that couple layers."""
+        return {name: self.compress_layer(name, w, s) for name, (w, s) in layers.items()}
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.name, **dataclasses.asdict(self.config)}
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+_ENTRY_POINTS_LOADED = False
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a method available by name (``layerwise run --method NAME``)."""
+    if not getattr(cls, "name", None) or not dataclasses.is_dataclass(
+        getattr(cls, "config_class", None)
+    ):
+        raise LabcoreError(f"{cls.__name__} needs a name and a dataclass config_class to register")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_entry_points() -> None:
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for ep in entry_points(group="layerwise.methods"):
+        ep.load()  # importing the module runs its @register decorators
+
+
+def available_methods() -> list[str]:
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def get_method_class(name: str) -> type[Method]:
+    _load_entry_points()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise LabcoreError(
+            f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def method_for_config(config: Any) -> Method:
+    """Instantiate the registered method whose config class matches ``config``."""
+    _load_entry_points()
+    for cls in _REGISTRY.values():
+        if type(config) is cls.config_class:
+            return cls(config)
+    raise LabcoreError(f"no registered method takes a {type(config).__name__}")
