@@ -104,6 +104,19 @@ class QuantizedWeight:
     sym: bool
     group_size: int | None
 
+    @classmethod
+    def from_grid(cls, codes, scales, zeros, g_idx, spec: QuantSpec) -> QuantizedWeight:
+        """Codes (any integer dtype) and their grid, stored as uint8 codes and int32 g_idx."""
+        return cls(
+            codes.to(torch.uint8),
+            scales,
+            zeros,
+            g_idx.to(torch.int32),
+            spec.bits,
+            spec.sym,
+            spec.group_size,
+        )
+
     def dequantize(self) -> torch.Tensor:
         g = self.g_idx.long()
         return self.scales[:, g] * (self.codes.float() - self.zeros[:, g])
@@ -121,15 +134,7 @@ def rtn_quantize(w: torch.Tensor, spec: QuantSpec) -> QuantizedWeight:
     for g in range(n_groups):
         scales[:, g], zeros[:, g] = grid_params(w[:, g * gs : (g + 1) * gs], spec)
     codes = quantize_codes(w, scales[:, g_idx], zeros[:, g_idx], spec.maxq)
-    return QuantizedWeight(
-        codes.to(torch.uint8),
-        scales,
-        zeros,
-        g_idx.to(torch.int32),
-        spec.bits,
-        spec.sym,
-        spec.group_size,
-    )
+    return QuantizedWeight.from_grid(codes, scales, zeros, g_idx, spec)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -85,3 +85,13 @@ def nm_holds(weight: torch.Tensor, nm: NM) -> bool:
     rows, cols = weight.shape
     nonzero = (weight.reshape(rows, cols // nm.m, nm.m) != 0).sum(-1)
     return bool((nonzero <= nm.n).all())
+
+
+def normalize_sparsity_fields(config: object) -> None:
+    """Shared ``__post_init__`` step of pruning configs (frozen dataclasses with ``sparsity``
+    and ``nm``): parse ``nm``, let it set ``sparsity``, and check the sparsity."""
+    nm = parse_nm(config.nm)
+    object.__setattr__(config, "nm", nm)
+    if nm is not None:
+        object.__setattr__(config, "sparsity", nm.sparsity)
+    check_sparsity(config.sparsity)

@@ -91,15 +91,7 @@ def gptq_quantize(
         g_idx = g_idx[
             invperm
         ]  # group of original column j = position of j in the visit order // gs
-    qw = QuantizedWeight(
-        codes.to(torch.uint8),
-        scales,
-        zeros,
-        g_idx.to(torch.int32),
-        spec.bits,
-        spec.sym,
-        spec.group_size,
-    )
+    qw = QuantizedWeight.from_grid(codes, scales, zeros, g_idx, spec)
     info = {
         "damp_fraction": damped.damp_fraction,
         "damping_increases": damped.increases,

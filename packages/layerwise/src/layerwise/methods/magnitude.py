@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from labcore import LabcoreError
 from layerwise.methods.base import LayerResult, Method, register
-from layerwise.sparsity import NM, check_sparsity, nm_mask, parse_nm, row_mask, smallest_mask
+from layerwise.sparsity import NM, nm_mask, normalize_sparsity_fields, row_mask, smallest_mask
 
 
 @dataclass(frozen=True)
@@ -17,10 +17,7 @@ class MagnitudeConfig:
     nm: NM | str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "nm", parse_nm(self.nm))
-        if self.nm is not None:
-            object.__setattr__(self, "sparsity", self.nm.sparsity)
-        check_sparsity(self.sparsity)
+        normalize_sparsity_fields(self)
         if self.granularity not in ("layer", "row"):
             raise LabcoreError(f"granularity must be 'layer' or 'row', got {self.granularity!r}")
 

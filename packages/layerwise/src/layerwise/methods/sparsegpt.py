@@ -15,7 +15,7 @@ import torch
 from labcore import LabcoreError
 from layerwise.linalg import damped_cholesky_inverse, handle_dead_columns
 from layerwise.methods.base import LayerResult, LayerStats, Method, register
-from layerwise.sparsity import NM, check_sparsity, nm_mask, parse_nm, smallest_mask
+from layerwise.sparsity import NM, nm_mask, normalize_sparsity_fields, smallest_mask
 
 
 @dataclass(frozen=True)
@@ -26,14 +26,9 @@ class SparseGPTConfig:
     percdamp: float = 0.01
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "nm", parse_nm(self.nm))
-        if self.nm is not None:
-            object.__setattr__(self, "sparsity", self.nm.sparsity)
-            if self.block_size % self.nm.m:
-                raise LabcoreError(
-                    f"block_size {self.block_size} must be a multiple of M={self.nm.m}"
-                )
-        check_sparsity(self.sparsity)
+        normalize_sparsity_fields(self)
+        if self.nm is not None and self.block_size % self.nm.m:
+            raise LabcoreError(f"block_size {self.block_size} must be a multiple of M={self.nm.m}")
         if self.block_size < 1 or self.percdamp < 0:
             raise LabcoreError("block_size must be positive and percdamp non-negative")
 

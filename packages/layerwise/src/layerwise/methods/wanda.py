@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from layerwise.methods.base import LayerResult, LayerStats, Method, register
-from layerwise.sparsity import NM, check_sparsity, nm_mask, parse_nm, row_mask
+from layerwise.sparsity import NM, nm_mask, normalize_sparsity_fields, row_mask
 
 
 @dataclass(frozen=True)
@@ -14,10 +14,7 @@ class WandaConfig:
     nm: NM | str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "nm", parse_nm(self.nm))
-        if self.nm is not None:
-            object.__setattr__(self, "sparsity", self.nm.sparsity)
-        check_sparsity(self.sparsity)
+        normalize_sparsity_fields(self)
 
 
 @register
