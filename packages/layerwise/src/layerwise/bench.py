@@ -7,6 +7,12 @@ compression time; perplexity evaluation is not included.
 The SmolLM2 weights come from a Q4_1 GGUF file (4-bit grid per block of 32 weights), so the
 table uses per-channel quantization (no groups) at 3 and 4 bits, where that grid does not line
 up with ours.
+
+The ``llmcompressor-gptq`` rows are a cross-check against a widely used GPTQ implementation.
+llmcompressor pins its own torch and transformers, so it lives in a separate environment; pass
+its interpreter with ``--llmcompressor-python`` (or ``$LAYERWISE_LLMCOMPRESSOR_PYTHON``). It
+quantizes the same checkpoint on the same calibration windows, and we evaluate its weights with
+our own code. Without it the rows are reported as skipped.
 """
 
 from __future__ import annotations
@@ -14,13 +20,20 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
+import json
 import logging
+import os
+import resource
 import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labcore import LabcoreError
 from labcore.bench import BenchReport, Row
 
 log = logging.getLogger(__name__)
@@ -37,6 +50,13 @@ QUICK = Preset(calib_windows=16, eval_windows=32, seqlen=256)
 FULL = Preset(calib_windows=64, eval_windows=64, seqlen=512)
 
 
+@dataclass(frozen=True)
+class ExternalGPTQ:
+    """A row quantized by llmcompressor's GPTQ (asymmetric, per channel, as our GPTQ rows)."""
+
+    bits: int
+
+
 def bench_rows(quick: bool) -> list[tuple[str, dict[str, Any], Any]]:
     """(method, params, config) for every row; ``None`` config is the dense model."""
     from layerwise.methods import (
@@ -51,6 +71,7 @@ def bench_rows(quick: bool) -> list[tuple[str, dict[str, Any], Any]]:
     for bits in (3,) if quick else (3, 4):
         rows.append(("rtn", {"bits": bits, "group": "channel"}, RTNConfig(bits=bits)))
         rows.append(("gptq", {"bits": bits, "group": "channel"}, GPTQConfig(bits=bits)))
+        rows.append(("llmcompressor-gptq", {"bits": bits, "group": "channel"}, ExternalGPTQ(bits)))
     for target in ("0.7",) if quick else ("0.5", "0.7", "2:4"):
         nm = target if ":" in target else None
         s = 0.0 if nm else float(target)
@@ -68,18 +89,59 @@ def bench_rows(quick: bool) -> list[tuple[str, dict[str, Any], Any]]:
     return rows
 
 
-def _llmcompressor_row(quick: bool) -> Row:
-    params = {"bits": 3, "group": "channel"}
-    if importlib.util.find_spec("llmcompressor") is None:
-        return Row.skipped(
-            "llmcompressor-gptq",
-            params,
-            "bbc",
-            "llmcompressor is not installed in this environment",
-        )
-    return Row.skipped(
-        "llmcompressor-gptq", params, "bbc", "cross-check not wired for this llmcompressor version"
+def _llmcompressor_python(args: argparse.Namespace) -> str | None:
+    """The interpreter for the llmcompressor cross-check, or ``None`` when there is none."""
+    explicit = args.llmcompressor_python or os.environ.get("LAYERWISE_LLMCOMPRESSOR_PYTHON")
+    if explicit:
+        if shutil.which(explicit) is None and not Path(explicit).is_file():
+            raise LabcoreError(f"--llmcompressor-python: no such interpreter {explicit!r}")
+        return explicit
+    return sys.executable if importlib.util.find_spec("llmcompressor") is not None else None
+
+
+def _llmcompressor_gptq(
+    python: str, model_name: str, cal: Any, bits: int, workdir: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Quantize with llmcompressor's GPTQModifier in its own interpreter.
+
+    llmcompressor pins torch/transformers versions other than our lock, so it runs as a
+    subprocess on the same checkpoint and the same calibration windows; it hands back the
+    fake-quantized linear weights, which we load into our own copy of the model so that the
+    perplexity evaluation is the same code as every other row. Returns (state, info).
+    """
+    from safetensors.torch import load_file, save_file
+
+    from labcore.models import causal_lm_path
+
+    calib_path = workdir / "calibration.safetensors"
+    save_file(
+        {
+            "input_ids": cal.input_ids.contiguous(),
+            "attention_mask": cal.attention_mask.contiguous(),
+        },
+        str(calib_path),
     )
+    out_path = workdir / f"llmcompressor-w{bits}.safetensors"
+    cmd = [
+        python,
+        str(Path(__file__).with_name("_llmcompressor_worker.py")),
+        "--model",
+        str(causal_lm_path(model_name)),
+        "--calibration",
+        str(calib_path),
+        "--bits",
+        str(bits),
+        "--out",
+        str(out_path),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise LabcoreError(f"llmcompressor worker failed (exit {proc.returncode}):\n{tail}")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    # ru_maxrss of waited-for children, in KiB on Linux: the worker is the largest child.
+    info["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 3)
+    return load_file(str(out_path)), info
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -121,49 +183,82 @@ def run_bench(args: argparse.Namespace) -> int:
         command="layerwise bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
         config=config,
     )
-    for method, params, cfg in bench_rows(args.quick):
-        if only and method not in only:
-            continue
-        model, _ = load_causal_lm(args.model, device="cpu")
-        metrics: dict[str, Any] = {}
-        time_s = 0.0
-        if cfg is not None:
-            with MemoryMonitor() as mem:
-                rep, _ = compress(
-                    model, cfg, cal, device=device, batch_size=8, progress=not args.quiet
+    llmc_python = _llmcompressor_python(args)
+    workdir = Path(tempfile.mkdtemp(prefix="layerwise-bench-"))
+    try:
+        for method, params, cfg in bench_rows(args.quick):
+            if only and method not in only:
+                continue
+            if isinstance(cfg, ExternalGPTQ) and llmc_python is None:
+                report.add(
+                    Row.skipped(
+                        method,
+                        params,
+                        "bbc",
+                        "llmcompressor not installed here (pass --llmcompressor-python)",
+                    )
                 )
-            time_s = rep.time_s
-            metrics.update(
-                mean_rel_error=rep.mean_rel_error,
-                sparsity=round(rep.sparsity, 4),
-                damping_increases=rep.damping_increases,
-                peak_rss_gib=mem.peak_rss_gib,
+                continue
+            model, _ = load_causal_lm(args.model, device="cpu")
+            metrics: dict[str, Any] = {}
+            time_s = 0.0
+            if isinstance(cfg, ExternalGPTQ):
+                try:
+                    state, info = _llmcompressor_gptq(
+                        llmc_python, args.model, cal, cfg.bits, workdir
+                    )
+                except LabcoreError as exc:  # a broken cross-check must not sink the table
+                    log.error("%s", exc)
+                    report.add(Row.skipped(method, params, "bbc", str(exc).splitlines()[0]))
+                    continue
+                missing = set(state) - set(model.state_dict())
+                if missing or len(state) == 0:
+                    raise LabcoreError(f"llmcompressor returned unknown weights: {sorted(missing)}")
+                model.load_state_dict(state, strict=False)
+                time_s = info["time_s"]
+                report.config["llmcompressor"] = f"{info['llmcompressor']} (torch {info['torch']})"
+                metrics.update(
+                    peak_rss_gib=info["peak_rss_gib"],
+                    levels_per_row=info["max_levels_per_row"],
+                )
+            elif cfg is not None:
+                with MemoryMonitor() as mem:
+                    rep, _ = compress(
+                        model, cfg, cal, device=device, batch_size=8, progress=not args.quiet
+                    )
+                time_s = rep.time_s
+                metrics.update(
+                    mean_rel_error=rep.mean_rel_error,
+                    sparsity=round(rep.sparsity, 4),
+                    damping_increases=rep.damping_increases,
+                    peak_rss_gib=mem.peak_rss_gib,
+                )
+                if mem.peak_cuda_gib is not None:
+                    metrics["peak_cuda_gib"] = mem.peak_cuda_gib
+            model.to(device)
+            ppl = evaluate_perplexity(
+                model,
+                tok,
+                corpus,
+                seqlen=seqlen,
+                windows=eval_n,
+                seed=args.seed,
+                progress=not args.quiet,
             )
-            if mem.peak_cuda_gib is not None:
-                metrics["peak_cuda_gib"] = mem.peak_cuda_gib
-        model.to(device)
-        ppl = evaluate_perplexity(
-            model,
-            tok,
-            corpus,
-            seqlen=seqlen,
-            windows=eval_n,
-            seed=args.seed,
-            progress=not args.quiet,
-        )
-        metrics = {"perplexity": ppl.perplexity, **metrics}
-        report.add(Row(method, params, "bbc", args.seed, metrics, round(time_s, 2)))
-        log.info("%s %s: %s", method, params, metrics)
-        if not args.quiet:
-            print(
-                f"{method:10s} {params}: ppl {ppl.perplexity:.3f}, {time_s:.1f} s", file=sys.stderr
-            )
-        del model
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    if not only or "llmcompressor-gptq" in only:
-        report.add(_llmcompressor_row(args.quick))
+            metrics = {"perplexity": ppl.perplexity, **metrics}
+            report.add(Row(method, params, "bbc", args.seed, metrics, round(time_s, 2)))
+            log.info("%s %s: %s", method, params, metrics)
+            if not args.quiet:
+                print(
+                    f"{method:10s} {params}: ppl {ppl.perplexity:.3f}, {time_s:.1f} s",
+                    file=sys.stderr,
+                )
+            del model
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     json_path, md_path = report.write(out)
     _plot(report, out)
     emit(args, report.to_dict(), report.to_markdown() + f"\nwritten: {json_path}, {md_path}")

@@ -271,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-windows", type=int, default=None, help="override the preset")
     p.add_argument("--seqlen", type=int, default=None, help="override the preset")
     p.add_argument("--only", default=None, help="comma-separated method names to run")
+    p.add_argument(
+        "--llmcompressor-python",
+        default=None,
+        help="a Python that has llmcompressor installed, for the GPTQ cross-check row "
+        "(default: $LAYERWISE_LLMCOMPRESSOR_PYTHON, else this Python if it has llmcompressor)",
+    )
     return parser
 
 
