@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from layerwise import __version__
+from layerwise.bench import random_hessian
 from layerwise.calibration import Calibration
 from layerwise.engine import compress
 from layerwise.methods import GPTQConfig, SparseGPTConfig
@@ -69,19 +70,6 @@ def block_shapes(shape: dict[str, int]) -> list[tuple[str, int, int]]:
         ("up_proj", m, h),
         ("down_proj", h, m),
     ]
-
-
-def random_hessian(d: int, tokens: int, device: torch.device) -> torch.Tensor:
-    """X^T X for ``tokens`` correlated Gaussian rows (built in chunks to bound memory)."""
-    g = torch.Generator(device="cpu").manual_seed(d)
-    mix = (torch.randn(d, d, generator=g) / d**0.5).to(device)
-    H = torch.zeros(d, d, device=device)
-    chunk = 8192
-    for start in range(0, tokens, chunk):
-        n = min(chunk, tokens - start)
-        X = torch.randn(n, d, device=device) @ mix
-        H.addmm_(X.T, X)
-    return H
 
 
 def time_engine(config, shape, sequences, seqlen, device, seed) -> tuple[float, dict]:

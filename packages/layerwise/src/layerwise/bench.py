@@ -145,23 +145,43 @@ def _llmcompressor_gptq(
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    from layerwise import __version__
+
+    report, _ = run_rows(args, bench_rows(args.quick), package="layerwise", version=__version__)
+    finish(args, report)
+    return 0
+
+
+def run_rows(
+    args: argparse.Namespace,
+    rows: list[tuple[str, dict[str, Any], Any]],
+    *,
+    package: str,
+    version: str,
+    quick_preset: Preset = QUICK,
+    full_preset: Preset = FULL,
+) -> tuple[BenchReport, dict[int, Any]]:
+    """Run bench rows in one process on the same calibration and evaluation windows.
+
+    ``rows`` holds (method, params, config): a method config, ``None`` for the dense model, or
+    :class:`ExternalGPTQ`. Method packages (quantease, alps, ...) call this with their own rows
+    and the baselines. Returns the report and, per row index, the CompressionReport (for
+    per-layer comparisons).
+    """
     import torch
 
-    from labcore.cli import emit
     from labcore.data import load_corpus
     from labcore.device import MemoryMonitor, resolve_device, seed_everything
     from labcore.models import load_causal_lm
-    from layerwise import __version__
     from layerwise.calibration import Calibration
     from layerwise.engine import compress
     from layerwise.evaluate import evaluate_perplexity
 
-    preset = QUICK if args.quick else FULL
+    preset = quick_preset if args.quick else full_preset
     calib_n = args.calib_windows or preset.calib_windows
     eval_n = args.eval_windows or preset.eval_windows
     seqlen = args.seqlen or preset.seqlen
     device = resolve_device(args.device)
-    out = args.out or Path("results") / "layerwise"
     only = set(args.only.split(",")) if args.only else None
     seed_everything(args.seed)
 
@@ -178,15 +198,16 @@ def run_bench(args: argparse.Namespace) -> int:
         "note": "time_s is compression only",
     }
     report = BenchReport(
-        package="layerwise",
-        version=__version__,
-        command="layerwise bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+        package=package,
+        version=version,
+        command=f"{package} bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
         config=config,
     )
+    layer_reports: dict[int, Any] = {}
     llmc_python = _llmcompressor_python(args)
-    workdir = Path(tempfile.mkdtemp(prefix="layerwise-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"{package}-bench-"))
     try:
-        for method, params, cfg in bench_rows(args.quick):
+        for method, params, cfg in rows:
             if only and method not in only:
                 continue
             if isinstance(cfg, ExternalGPTQ) and llmc_python is None:
@@ -218,8 +239,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 time_s = info["time_s"]
                 report.config["llmcompressor"] = f"{info['llmcompressor']} (torch {info['torch']})"
                 metrics.update(
-                    peak_rss_gib=info["peak_rss_gib"],
-                    levels_per_row=info["max_levels_per_row"],
+                    peak_rss_gib=info["peak_rss_gib"], levels_per_row=info["max_levels_per_row"]
                 )
             elif cfg is not None:
                 with MemoryMonitor() as mem:
@@ -227,14 +247,17 @@ def run_bench(args: argparse.Namespace) -> int:
                         model, cfg, cal, device=device, batch_size=8, progress=not args.quiet
                     )
                 time_s = rep.time_s
+                errors = sorted(x.rel_error for x in rep.layers if x.rel_error is not None)
                 metrics.update(
                     mean_rel_error=rep.mean_rel_error,
+                    median_rel_error=errors[len(errors) // 2] if errors else None,
                     sparsity=round(rep.sparsity, 4),
                     damping_increases=rep.damping_increases,
                     peak_rss_gib=mem.peak_rss_gib,
                 )
                 if mem.peak_cuda_gib is not None:
                     metrics["peak_cuda_gib"] = mem.peak_cuda_gib
+                layer_reports[len(report.rows)] = rep
             model.to(device)
             ppl = evaluate_perplexity(
                 model,
@@ -259,10 +282,35 @@ def run_bench(args: argparse.Namespace) -> int:
                 torch.cuda.empty_cache()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    return report, layer_reports
+
+
+def finish(args: argparse.Namespace, report: BenchReport) -> None:
+    """Write results.json / results.md (and a plot) under ``--out`` and print the table."""
+    from labcore.cli import emit
+
+    out = args.out or Path("results") / report.package
     json_path, md_path = report.write(out)
     _plot(report, out)
     emit(args, report.to_dict(), report.to_markdown() + f"\nwritten: {json_path}, {md_path}")
-    return 0
+
+
+def random_hessian(d: int, tokens: int, device: Any, *, seed: int = 0) -> Any:
+    """Σ = XᵀX for ``tokens`` correlated Gaussian rows of width ``d`` (built in chunks).
+
+    For timing solvers at real model sizes (e.g. a Llama-7B layer) without the model.
+    """
+    import torch
+
+    g = torch.Generator(device="cpu").manual_seed(seed + d)
+    mix = (torch.randn(d, d, generator=g) / d**0.5 + torch.eye(d)).to(device)
+    H = torch.zeros(d, d, device=device)
+    chunk = 8192
+    for start in range(0, tokens, chunk):
+        n = min(chunk, tokens - start)
+        X = torch.randn(n, d, device=device) @ mix
+        H.addmm_(X.T, X)
+    return H
 
 
 def _plot(report: BenchReport, out: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 from labcore import LabcoreError
@@ -58,6 +59,15 @@ def build_config(method: str, args: argparse.Namespace) -> Any:
 
 
 def _run_command(args: argparse.Namespace) -> int:
+    return run_compression(args, build_config(args.method, args), args.method)
+
+
+def run_compression(args: argparse.Namespace, config: Any, method: str) -> int:
+    """Calibrate, compress, evaluate and save, from the options of :func:`add_run_arguments`.
+
+    Method packages (``quantease run``, ...) call this with their own config so every ``run``
+    command behaves the same.
+    """
     import torch
 
     from labcore.data import load_corpus
@@ -68,7 +78,6 @@ def _run_command(args: argparse.Namespace) -> int:
     from layerwise.evaluate import evaluate_perplexity
     from layerwise.export import save
 
-    config = build_config(args.method, args)
     if args.out is None:
         raise LabcoreError("--out DIR is required (where the compressed model is saved)")
     if args.out.exists() and not args.overwrite:
@@ -95,7 +104,7 @@ def _run_command(args: argparse.Namespace) -> int:
         )
     payload: dict[str, Any] = {
         "model": args.model,
-        "method": args.method,
+        "method": method,
         "config": report.config,
         "time_s": round(report.time_s, 2),
         "mean_rel_error": report.mean_rel_error,
@@ -135,7 +144,7 @@ def _run_command(args: argparse.Namespace) -> int:
     )
     payload["out"] = str(args.out)
     text = (
-        f"{args.method}: mean relative layer error {report.mean_rel_error:.4g}, sparsity "
+        f"{method}: mean relative layer error {report.mean_rel_error:.4g}, sparsity "
         f"{report.sparsity:.3f}, damping increases {report.damping_increases}, "
         f"{report.time_s:.1f} s, peak RSS {mem.peak_rss_gib:.2f} GiB"
     )
@@ -145,7 +154,8 @@ def _run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_command(args: argparse.Namespace) -> int:
+def eval_command(args: argparse.Namespace) -> int:
+    """Perplexity (and optionally the per-layer table) of a saved output directory."""
     from labcore.device import resolve_device
     from layerwise.evaluate import evaluate_perplexity, layer_table
     from layerwise.export import load
@@ -213,9 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_command(sub, "run", _run_command, help="compress a model with one method and save it")
     p.add_argument(
-        "--model", default="smollm2-135m", help="offline name, local checkpoint or hub id"
-    )
-    p.add_argument(
         "--method",
         default="gptq",
         help="gptq, sparsegpt, wanda, magnitude, rtn, or a plugin's name",
@@ -233,6 +240,43 @@ def build_parser() -> argparse.ArgumentParser:
         "--percdamp", type=float, help="damping as a fraction of the mean Hessian diagonal"
     )
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other config field")
+    add_run_arguments(p)
+
+    p = add_command(sub, "eval", eval_command, help="perplexity and layer report of a saved output")
+    add_eval_arguments(p)
+
+    add_command(
+        sub, "methods", _methods_command, help="list the registered methods and their options"
+    )
+
+    p = add_command(
+        sub, "bench", _bench_command, help="methods and baselines side by side on SmolLM2-135M"
+    )
+    add_layerwise_bench_arguments(p)
+    return parser
+
+
+def add_layerwise_bench_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of every ``bench`` command built on :func:`layerwise.bench.run_rows`."""
+    add_bench_arguments(p)
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--calib-windows", type=int, default=None, help="override the preset")
+    p.add_argument("--eval-windows", type=int, default=None, help="override the preset")
+    p.add_argument("--seqlen", type=int, default=None, help="override the preset")
+    p.add_argument("--only", default=None, help="comma-separated method names to run")
+    p.add_argument(
+        "--llmcompressor-python",
+        default=None,
+        help="a Python that has llmcompressor installed, for the GPTQ cross-check row "
+        "(default: $LAYERWISE_LLMCOMPRESSOR_PYTHON, else this Python if it has llmcompressor)",
+    )
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Model, calibration, evaluation and output options of every ``run`` command."""
+    p.add_argument(
+        "--model", default="smollm2-135m", help="offline name, local checkpoint or hub id"
+    )
     p.add_argument("--calib-corpus", default="bbc")
     p.add_argument("--calib-windows", type=int, default=128)
     p.add_argument("--seqlen", type=int, default=512)
@@ -249,35 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-windows", type=int, default=64, help="0 skips the perplexity evaluation")
     p.add_argument("--overwrite", action="store_true")
 
-    p = add_command(
-        sub, "eval", _eval_command, help="perplexity and layer report of a saved output"
-    )
-    p.add_argument("path", type=__import__("pathlib").Path)
+
+def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of every ``eval`` command (a saved output directory and the test text)."""
+    p.add_argument("path", type=Path)
     p.add_argument("--corpus", default="bbc")
     p.add_argument("--seqlen", type=int, default=512)
     p.add_argument("--windows", type=int, default=64)
     p.add_argument("--layers", action="store_true", help="also print the per-layer table")
-
-    add_command(
-        sub, "methods", _methods_command, help="list the registered methods and their options"
-    )
-
-    p = add_command(
-        sub, "bench", _bench_command, help="methods and baselines side by side on SmolLM2-135M"
-    )
-    add_bench_arguments(p)
-    p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--calib-windows", type=int, default=None, help="override the preset")
-    p.add_argument("--eval-windows", type=int, default=None, help="override the preset")
-    p.add_argument("--seqlen", type=int, default=None, help="override the preset")
-    p.add_argument("--only", default=None, help="comma-separated method names to run")
-    p.add_argument(
-        "--llmcompressor-python",
-        default=None,
-        help="a Python that has llmcompressor installed, for the GPTQ cross-check row "
-        "(default: $LAYERWISE_LLMCOMPRESSOR_PYTHON, else this Python if it has llmcompressor)",
-    )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -422,7 +422,14 @@ class LayerwiseEngine:
 
 def _to_cpu(q: QuantizedWeight) -> QuantizedWeight:
     return QuantizedWeight(
-        q.codes.cpu(), q.scales.cpu(), q.zeros.cpu(), q.g_idx.cpu(), q.bits, q.sym, q.group_size
+        q.codes.cpu(),
+        q.scales.cpu(),
+        q.zeros.cpu(),
+        q.g_idx.cpu(),
+        q.bits,
+        q.sym,
+        q.group_size,
+        None if q.outliers is None else q.outliers.cpu(),
     )
 
 

@@ -18,12 +18,15 @@ A saved directory holds
   <name>.scales  float32 [out, groups]
   <name>.zeros   float32 [out, groups]: integral zero points
   <name>.g_idx   int32   [in]: the group of each input column (act-order permutes it)
+  <name>.outlier_index int64 [k]: only for outlier-aware methods: flat (row-major) positions
+                         of the full-precision outliers
+  <name>.outlier_values float32 [k]: their values, added to the grid values
   ============== ======= ==================================================================
 
   The safetensors metadata entry ``layerwise`` is JSON with ``format`` and, per layer,
-  ``bits``, ``sym``, ``group_size`` and ``in_features``. A weight reads back as
-  ``scales[:, g_idx] * (codes - zeros[:, g_idx])``; :func:`load` rebuilds the quantized layers
-  from it exactly.
+  ``bits``, ``sym``, ``group_size``, ``in_features`` and ``outliers`` (k). A weight reads back
+  as ``scales[:, g_idx] * (codes - zeros[:, g_idx])`` plus the outliers at their positions;
+  :func:`load` rebuilds the quantized layers from it exactly.
 
 Unstructured sparsity saves neither memory nor time in this dense format: that needs sparse
 kernels (e.g. torch's semi-structured 2:4 support on recent GPUs), which this package does not
@@ -89,7 +92,13 @@ def save(
                     "sym": q.sym,
                     "group_size": q.group_size,
                     "in_features": int(q.codes.shape[1]),
+                    "outliers": q.outlier_count,
                 }
+                if q.outliers is not None:
+                    flat = q.outliers.float().reshape(-1)
+                    index = torch.nonzero(flat).reshape(-1)
+                    tensors[f"{name}.outlier_index"] = index.to(torch.int64).cpu().contiguous()
+                    tensors[f"{name}.outlier_values"] = flat[index].cpu().contiguous()
             meta = {"format": FORMAT, "layers": layers}
             save_file(tensors, str(tmp / PACKED), metadata={"layerwise": json.dumps(meta)})
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
@@ -110,6 +119,13 @@ def read_quantized(path: str | Path) -> dict[str, QuantizedWeight]:
             )
         for name, m in meta["layers"].items():
             codes = unpack_codes(fh.get_tensor(f"{name}.qcodes"), m["bits"], m["in_features"])
+            outliers = None
+            if m.get("outliers"):
+                outliers = torch.zeros(codes.numel())
+                outliers[fh.get_tensor(f"{name}.outlier_index")] = fh.get_tensor(
+                    f"{name}.outlier_values"
+                )
+                outliers = outliers.reshape(codes.shape)
             out[name] = QuantizedWeight(
                 codes,
                 fh.get_tensor(f"{name}.scales"),
@@ -118,6 +134,7 @@ def read_quantized(path: str | Path) -> dict[str, QuantizedWeight]:
                 m["bits"],
                 m["sym"],
                 m["group_size"],
+                outliers,
             )
     return out
 

@@ -94,6 +94,8 @@ class QuantizedWeight:
     scales  float32 [out, n_groups]
     zeros   float32 [out, n_groups] (integral values)
     g_idx   int32 [in]: group of every input column
+    outliers float32 [out, in] or None: a sparse full-precision part added to the grid values
+            (outlier-aware methods such as QuantEase keep a few weights off the grid)
     """
 
     codes: torch.Tensor
@@ -103,6 +105,7 @@ class QuantizedWeight:
     bits: int
     sym: bool
     group_size: int | None
+    outliers: torch.Tensor | None = None
 
     @classmethod
     def from_grid(cls, codes, scales, zeros, g_idx, spec: QuantSpec) -> QuantizedWeight:
@@ -119,7 +122,12 @@ class QuantizedWeight:
 
     def dequantize(self) -> torch.Tensor:
         g = self.g_idx.long()
-        return self.scales[:, g] * (self.codes.float() - self.zeros[:, g])
+        w = self.scales[:, g] * (self.codes.float() - self.zeros[:, g])
+        return w if self.outliers is None else w + self.outliers.to(w.device, w.dtype)
+
+    @property
+    def outlier_count(self) -> int:
+        return 0 if self.outliers is None else int(torch.count_nonzero(self.outliers))
 
 
 def rtn_quantize(w: torch.Tensor, spec: QuantSpec) -> QuantizedWeight:
