@@ -1,0 +1,59 @@
+"""The in-block coordinate-descent loop compiled with numba (CPU).
+
+Rows are independent (f separates over output rows), so they run in parallel; inside a row
+the columns of the block are visited in order and the block's part of G = (Ŵ - T) Σ is kept
+exact by rank-1 updates. Columns outside the block are updated afterwards by one matrix
+product in :mod:`quantease.core`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def sweep_block(Q, G, S, d, dead, scale, zero, maxq, i1, i2, relaxed, delta_block):
+    rows = Q.shape[0]
+    for r in prange(rows):
+        for c in range(i1, i2):
+            if dead[c]:
+                continue
+            beta = Q[r, c] - G[r, c] / d[c]
+            if relaxed:
+                new = beta
+            else:
+                s = scale[r, c]
+                z = zero[r, c]
+                q = np.round(beta / s) + z
+                if q < 0.0:
+                    q = 0.0
+                elif q > maxq:
+                    q = maxq
+                new = s * (q - z)
+            delta = new - Q[r, c]
+            if delta != 0.0:
+                Q[r, c] = new
+                delta_block[r, c - i1] = delta
+                for k in range(i1, i2):
+                    G[r, k] += delta * S[c, k]
+
+
+@njit(parallel=True, cache=True)
+def apply_sparse_delta(G, S, delta_block, i1, i2):
+    """G[r, k] += Σ_j delta[r, j] S[i1 + j, k] for k outside [i1, i2), skipping zero deltas.
+
+    Once the sweeps settle only a few entries change (typically under 1% after ten sweeps),
+    so this row-wise update beats the dense matrix product it replaces.
+    """
+    rows, cols = G.shape
+    width = i2 - i1
+    for r in prange(rows):
+        for j in range(width):
+            delta = delta_block[r, j]
+            if delta != 0.0:
+                c = i1 + j
+                for k in range(i1):
+                    G[r, k] += delta * S[c, k]
+                for k in range(i2, cols):
+                    G[r, k] += delta * S[c, k]

@@ -1,0 +1,95 @@
+"""``quantease`` command line: run, eval, bench."""
+
+from __future__ import annotations
+
+import argparse
+
+from labcore.cli import add_command, make_parser, run
+
+
+def build_config(args: argparse.Namespace):
+    from quantease.config import QuantEaseConfig
+
+    return QuantEaseConfig(
+        bits=args.bits,
+        sym=args.sym,
+        group_size=args.group_size,
+        sweeps=args.sweeps,
+        act_order=args.act_order,
+        relax_every=args.relax_every,
+        init=args.init,
+        outlier_fraction=args.outliers,
+        outlier_structure="column" if args.structured else "unstructured",
+        iht_step=args.iht_step,
+        block_size=args.block_size,
+        backend=args.backend,
+    )
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from layerwise.cli import run_compression
+
+    return run_compression(args, build_config(args), "quantease")
+
+
+def _eval_command(args: argparse.Namespace) -> int:
+    from layerwise.cli import eval_command
+
+    return eval_command(args)
+
+
+def _bench_command(args: argparse.Namespace) -> int:
+    from quantease.bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from layerwise.cli import add_eval_arguments, add_layerwise_bench_arguments, add_run_arguments
+
+    from quantease import __version__
+
+    parser = make_parser(
+        "quantease",
+        "QuantEase: coordinate-descent post-training quantization of causal LMs.",
+        version=__version__,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = add_command(sub, "run", _run_command, help="quantize a model and save it")
+    g = p.add_argument_group("QuantEase options")
+    g.add_argument("--bits", type=int, default=4, help="2 to 8 (default 4)")
+    g.add_argument("--sym", action="store_true", help="symmetric grid (default asymmetric)")
+    g.add_argument("--group-size", type=int, default=None, help="default: per output channel")
+    g.add_argument("--sweeps", type=int, default=30, help="coordinate-descent sweeps")
+    g.add_argument("--act-order", action="store_true", help="visit columns by decreasing Σ_jj")
+    g.add_argument(
+        "--relax-every",
+        type=int,
+        default=None,
+        help="unrounded sweep every N sweeps early on (3 reproduces the official code)",
+    )
+    g.add_argument("--init", choices=["none", "rtn", "gptq"], default="none")
+    g.add_argument(
+        "--outliers", type=float, default=0.0, help="fraction kept in full precision, e.g. 0.01"
+    )
+    g.add_argument("--structured", action="store_true", help="outliers are whole input columns")
+    g.add_argument("--iht-step", type=float, default=1.0, help="α in η = α / (2 λ_max)")
+    g.add_argument("--block-size", type=int, default=128)
+    g.add_argument("--backend", choices=["auto", "numba", "torch"], default="auto")
+    add_run_arguments(p)
+
+    p = add_command(
+        sub, "eval", _eval_command, help="perplexity and layer report of a saved output"
+    )
+    add_eval_arguments(p)
+
+    p = add_command(
+        sub, "bench", _bench_command, help="QuantEase, GPTQ and RTN side by side on SmolLM2-135M"
+    )
+    add_layerwise_bench_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), argv)
