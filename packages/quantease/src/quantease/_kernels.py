@@ -19,9 +19,10 @@ def sweep_block(Q, G, S, d, dead, scale, zero, maxq, i1, i2, relaxed, delta_bloc
         for c in range(i1, i2):
             if dead[c]:
                 continue
-            beta = Q[r, c] - G[r, c] / d[c]
+            old = Q[r, c]
+            beta = old - G[r, c] / d[c]
             if relaxed:
-                new = beta
+                Q[r, c] = beta
             else:
                 s = scale[r, c]
                 z = zero[r, c]
@@ -30,10 +31,11 @@ def sweep_block(Q, G, S, d, dead, scale, zero, maxq, i1, i2, relaxed, delta_bloc
                     q = 0.0
                 elif q > maxq:
                     q = maxq
-                new = s * (q - z)
-            delta = new - Q[r, c]
+                Q[r, c] = s * (q - z)
+            # the change as stored (float32): float64 intermediates must not leak in as
+            # phantom updates of G when the stored value did not move
+            delta = Q[r, c] - old
             if delta != 0.0:
-                Q[r, c] = new
                 delta_block[r, c - i1] = delta
                 for k in range(i1, i2):
                     G[r, k] += delta * S[c, k]

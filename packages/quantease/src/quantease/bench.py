@@ -70,6 +70,8 @@ def add_gptq_comparison(report: Any, layer_reports: dict[int, Any]) -> None:
         ref = {x.name: x.rel_error for x in layer_reports[j].layers}
         ours = [(x.rel_error, ref.get(x.name)) for x in layer_reports[i].layers]
         pairs = [(a, b) for a, b in ours if a is not None and b is not None]
+        if not pairs:
+            continue
         row.metrics["beats_gptq"] = round(sum(a < b for a, b in pairs) / len(pairs), 3)
         gptq_time = report.rows[j].time_s
         if gptq_time:

@@ -23,6 +23,7 @@ def build_config(args: argparse.Namespace):
         iht_step=args.iht_step,
         block_size=args.block_size,
         backend=args.backend,
+        percdamp=args.percdamp,
     )
 
 
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--iht-step", type=float, default=1.0, help="α in η = α / (2 λ_max)")
     g.add_argument("--block-size", type=int, default=128)
     g.add_argument("--backend", choices=["auto", "numba", "torch"], default="auto")
+    g.add_argument(
+        "--percdamp", type=float, default=0.01, help="damping of the GPTQ initialisation only"
+    )
     add_run_arguments(p)
 
     p = add_command(

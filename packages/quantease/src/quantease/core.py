@@ -75,17 +75,25 @@ def fit_grid(
     return Grid(scales, zeros, g_idx, spec.maxq)
 
 
-def project_outliers(M: torch.Tensor, k: int, structure: str) -> torch.Tensor:
-    """P_k: keep the k largest entries of |M| (or the k columns of largest norm), zero the rest."""
+def project_outliers(
+    M: torch.Tensor, k: int, structure: str, allowed: torch.Tensor | None = None
+) -> torch.Tensor:
+    """P_k: keep the k largest entries of |M| (or the k columns of largest norm), zero the rest.
+
+    ``allowed`` [in] marks the columns that may hold outliers (columns without signal,
+    Σ_jj = 0, would waste the budget: their gradient is zero, so they would never leave).
+    """
     out = torch.zeros_like(M)
     if k <= 0:
         return out
+    if allowed is not None:
+        M = M * allowed.to(M.dtype)
     if structure == "column":
-        cols = torch.topk(M.norm(dim=0), k).indices
+        cols = torch.topk(M.norm(dim=0), min(k, M.shape[1])).indices
         out[:, cols] = M[:, cols]
     else:
         flat = M.reshape(-1)
-        idx = torch.topk(flat.abs(), k).indices
+        idx = torch.topk(flat.abs(), min(k, flat.numel())).indices
         out.view(-1)[idx] = flat[idx]
     return out
 
@@ -186,9 +194,9 @@ def coordinate_descent(
     with a very fine grid.
     """
     W = W.float()
-    S = Sigma.float()
-    _rows, cols = W.shape
     device = W.device
+    S = Sigma.float().to(device)
+    _rows, cols = W.shape
     d = torch.diagonal(S).clone()
     dead = d <= 0
     perm = (
@@ -207,13 +215,13 @@ def coordinate_descent(
     Hp = None
     if outlier_k > 0:
         H0 = (
-            outlier_init
+            outlier_init.to(device)
             if outlier_init is not None
-            else project_outliers(W, outlier_k, outlier_structure)
+            else project_outliers(W, outlier_k, outlier_structure, ~dead)
         )
         Hp = H0.float()[:, perm].contiguous()
     Tp = Wp - Hp if Hp is not None else Wp
-    Q = (init.float()[:, perm] if init is not None else Tp).clone().contiguous()
+    Q = (init.float().to(device)[:, perm] if init is not None else Tp).clone().contiguous()
     if bool(deadp.any()):  # no signal: any grid point is optimal; take the nearest one
         Q[:, deadp] = _qdq(Tp[:, deadp], scale_c[:, deadp], zero_c[:, deadp], maxq)
 
@@ -243,7 +251,7 @@ def coordinate_descent(
         sweep(Q, G, Sp, dp, deadp, scale_c, zero_c, maxq, relaxed, block_size)
         if Hp is not None and eta > 0:
             # IHT step; G = (Q + H - W) Σ is exactly the (half) gradient in H
-            Hn = project_outliers(Hp - eta * G, outlier_k, outlier_structure)
+            Hn = project_outliers(Hp - eta * G, outlier_k, outlier_structure, ~deadp)
             G.addmm_(Hn - Hp, Sp)
             Hp = Hn
             Tp = Wp - Hp
@@ -258,10 +266,17 @@ def coordinate_descent(
     return Q, H, history, relaxed_flags
 
 
-def objective_increases(history: list[float], relaxed: list[bool], rtol: float = 1e-5) -> int:
-    """Sweeps after which f rose although this sweep and the one before were rounded."""
+def objective_increases(
+    history: list[float], relaxed: list[bool], *, start_on_grid: bool = False, rtol: float = 1e-5
+) -> int:
+    """Sweeps after which f rose although this sweep and the one before were rounded.
+
+    ``history[0]`` is the start; it counts only when the start already lies on the grid
+    (``init="rtn"`` or ``"gptq"``), since the first sweep from the unquantized weights must
+    raise f.
+    """
     count = 0
-    for t in range(2, len(history)):
+    for t in range(1 if start_on_grid else 2, len(history)):
         if relaxed[t] or relaxed[t - 1]:
             continue
         if history[t] > history[t - 1] * (1 + rtol) + 1e-12:
@@ -297,7 +312,7 @@ def quantease_quantize(
     if config.outlier_fraction > 0:
         k = outlier_budget(tuple(W.shape), config.outlier_fraction, config.outlier_structure)
     if k > 0:
-        H0 = project_outliers(W, k, config.outlier_structure)
+        H0 = project_outliers(W, k, config.outlier_structure, torch.diagonal(Sigma) > 0)
     if config.init == "gptq":
         from layerwise.methods.gptq import gptq_quantize
 
@@ -346,9 +361,9 @@ def quantease_quantize(
     base = float(torch.einsum("ij,jk,ik->", W.double(), Sigma.double(), W.double()))
     scale = base if base > 0 else 1.0
     info.update(
-        objective_start=history[1] / scale if len(history) > 1 else history[0] / scale,
+        objective_start=(history[0] if init is not None else history[1]) / scale,
         objective_final=history[-1] / scale,
-        increases=objective_increases(history, relaxed),
+        increases=objective_increases(history, relaxed, start_on_grid=init is not None),
         sweeps=config.sweeps,
         dead_columns=int((torch.diagonal(Sigma) <= 0).sum()),
         outliers=qw.outlier_count,
