@@ -333,13 +333,27 @@ class LayerwiseEngine:
                 )
             return seen
 
+        # Layers fed by the very same tensor (q/k/v, gate/up) share one accumulator: their
+        # statistics are identical, so they are summed once and the LayerStats object is shared
+        # (methods must treat it as read-only). Not with the cross statistic, whose dense
+        # inputs are captured separately.
+        owner: dict[str, str] | None = None
         for i, batch in enumerate(batches):
             xs = run_capturing(block, batch, hiddens[i])
             xbars = run_capturing(dense_block, batch, dense_hiddens[i]) if cross else {}
+            if owner is None:
+                first: dict[tuple, str] = {}
+                owner = {
+                    n: n if cross else first.setdefault((xs[n].data_ptr(), xs[n].shape), n)
+                    for n in names
+                }
             w = batch.weights.to(self.device)
             for n in names:
-                acc[n].add(xs[n], w, xbars.get(n))
-        return {n: a.stats() for n, a in acc.items()}
+                if owner[n] == n:
+                    acc[n].add(xs[n], w, xbars.get(n))
+        owner = owner or {n: n for n in names}
+        shared = {n: acc[n].stats() for n in names if owner[n] == n}
+        return {n: shared[owner[n]] for n in names}
 
     # -- run --------------------------------------------------------------------------------
     def run(self, method: Method) -> CompressionReport:

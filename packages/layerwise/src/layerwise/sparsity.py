@@ -53,10 +53,24 @@ def check_sparsity(sparsity: float) -> float:
 
 
 def smallest_mask(score: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean mask of the ``k`` smallest entries of ``score`` (any shape), exactly k of them."""
-    mask = torch.zeros(score.numel(), dtype=torch.bool, device=score.device)
-    if k > 0:
-        mask[torch.topk(score.flatten(), k, largest=False).indices] = True
+    """Boolean mask of the ``k`` smallest entries of ``score`` (any shape), exactly k of them.
+
+    A selection (``kthvalue``) instead of a sort: ALPS projects onto this set every ADMM
+    iteration, with k a large share of the layer, where ``topk`` was the bottleneck.
+    Ties at the threshold are broken by position.
+    """
+    flat = score.flatten()
+    n = flat.numel()
+    if k <= 0:
+        return torch.zeros_like(score, dtype=torch.bool)
+    if k >= n:
+        return torch.ones_like(score, dtype=torch.bool)
+    threshold = torch.kthvalue(flat.float(), k).values
+    mask = flat.float() < threshold
+    missing = k - int(mask.sum())
+    if missing > 0:
+        ties = torch.nonzero(flat.float() == threshold).squeeze(1)[:missing]
+        mask[ties] = True
     return mask.view_as(score)
 
 

@@ -34,7 +34,8 @@ class LayerStats:
     """Calibration statistics of one linear layer's inputs (float32, on the compute device).
 
     ``H`` is the raw weighted sum Σ w_t x_t x_tᵀ (not normalised: each method scales as it
-    needs), ``diag`` its diagonal, ``tokens`` the number of tokens with nonzero weight and
+    needs; layers that read the same input, such as q/k/v, share one object, so methods must
+    not modify it in place), ``diag`` its diagonal, ``tokens`` the number of tokens with nonzero weight and
     ``weight_sum`` Σ w_t. ``cross`` is Σ w_t x_t x̄_tᵀ against the dense model's inputs when
     the method asked for it.
     """
