@@ -313,6 +313,62 @@ def random_hessian(d: int, tokens: int, device: Any, *, seed: int = 0) -> Any:
     return H
 
 
+LLAMA_7B_LAYERS = {"attn": (4096, 4096), "mlp_up": (11008, 4096), "mlp_down": (4096, 11008)}
+SMALL_LAYERS = {"attn": (256, 256), "mlp_up": (688, 256), "mlp_down": (256, 688)}
+LAYERS_PER_BLOCK = {"attn": 4, "mlp_up": 2, "mlp_down": 1}  # Llama: q/k/v/o, gate/up, down
+
+
+def time_layer_solvers(
+    solvers: dict[str, Any],
+    *,
+    shapes: dict[str, tuple[int, int]],
+    tokens: int,
+    device: Any,
+    objective: Any,
+) -> tuple[list[Row], dict[str, float]]:
+    """Time one-layer solvers ``fn(W, H) -> W_new`` on random layers of the given shapes.
+
+    Returns a row per (solver, shape) with the layer objective, and per solver the estimated
+    time of one Llama block (``LAYERS_PER_BLOCK``). For the GPU scripts of method packages.
+    """
+    import time
+
+    import torch
+
+    def sync() -> None:
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+
+    warm = torch.randn(64, 64, device=device)
+    for fn in solvers.values():  # kernels, allocator, compilation
+        fn(warm, warm.T @ warm + torch.eye(64, device=device))
+    rows: list[Row] = []
+    block = dict.fromkeys(solvers, 0.0)
+    for label, (n_out, n_in) in shapes.items():
+        H = random_hessian(n_in, tokens, device)
+        W = torch.randn(n_out, n_in, device=device) * 0.02
+        for name, fn in solvers.items():
+            sync()
+            start = time.perf_counter()
+            W_new = fn(W, H)
+            sync()
+            elapsed = time.perf_counter() - start
+            block[name] += LAYERS_PER_BLOCK.get(label, 1) * elapsed
+            rows.append(
+                Row(
+                    name,
+                    {"shape": f"{n_out}x{n_in}"},
+                    "random layer",
+                    0,
+                    {"objective": objective(W, W_new, H)},
+                    round(elapsed, 3),
+                )
+            )
+            print(f"{name} {n_out}x{n_in}: {elapsed:.2f} s", file=sys.stderr)
+        del H, W
+    return rows, block
+
+
 def _plot(report: BenchReport, out: Path) -> None:
     """Perplexity per row as a bar chart (only when matplotlib is installed)."""
     if importlib.util.find_spec("matplotlib") is None:
