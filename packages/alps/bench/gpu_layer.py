@@ -9,15 +9,18 @@ for a CPU check. Run it through ``bench/gpu.sh``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 from alps import ALPSConfig, __version__, alps_prune, layer_objective
-from layerwise.bench import LLAMA_7B_LAYERS, SMALL_LAYERS, time_layer_solvers
+from layerwise.bench import (
+    LLAMA_7B_LAYERS,
+    SMALL_LAYERS,
+    time_layer_solvers,
+    write_solver_report,
+)
 from layerwise.methods.sparsegpt import sparsegpt_prune
 
-from labcore.bench import BenchReport, Row, machine_info
 from labcore.device import resolve_device
 
 
@@ -44,24 +47,19 @@ def main(argv: list[str] | None = None) -> int:
         device=device,
         objective=layer_objective,
     )
-    report = BenchReport(
+    write_solver_report(
         package="alps",
         version=__version__,
-        command="bench/gpu.sh " + " ".join(sys.argv[1:]),
         config={
             "calibration": f"{args.sequences} x {args.seqlen} random correlated tokens",
             "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "sparsity": args.sparsity,
         },
+        rows=rows,
+        block=block,
+        out=args.out,
     )
-    for row in rows:
-        report.add(row)
-    for name, t in block.items():
-        report.add(Row(f"{name}-llama7b-estimate", {"blocks": 32}, "random layer", 0, {}, 32 * t))
-    report.write(args.out)
-    print(report.to_markdown())
-    print(machine_info())
     return 0
 
 

@@ -10,16 +10,19 @@ Run it through ``bench/gpu.sh``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
-from layerwise.bench import LLAMA_7B_LAYERS, SMALL_LAYERS, time_layer_solvers
+from layerwise.bench import (
+    LLAMA_7B_LAYERS,
+    SMALL_LAYERS,
+    time_layer_solvers,
+    write_solver_report,
+)
 from layerwise.methods.gptq import gptq_quantize
 from quantease import QuantEaseConfig, __version__, quantease_quantize
 from quantease.core import layer_objective
 
-from labcore.bench import BenchReport, Row, machine_info
 from labcore.device import resolve_device
 
 
@@ -47,10 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         device=device,
         objective=layer_objective,
     )
-    report = BenchReport(
+    write_solver_report(
         package="quantease",
         version=__version__,
-        command="bench/gpu.sh " + " ".join(sys.argv[1:]),
         config={
             "calibration": f"{args.sequences} x {args.seqlen} random correlated tokens",
             "device": str(device),
@@ -58,14 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             "bits": args.bits,
             "sweeps": args.sweeps,
         },
+        rows=rows,
+        block=block,
+        out=args.out,
     )
-    for row in rows:
-        report.add(row)
-    for name, t in block.items():
-        report.add(Row(f"{name}-llama7b-estimate", {"blocks": 32}, "random layer", 0, {}, 32 * t))
-    report.write(args.out)
-    print(report.to_markdown())
-    print(machine_info())
     return 0
 
 

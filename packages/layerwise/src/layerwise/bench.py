@@ -369,6 +369,38 @@ def time_layer_solvers(
     return rows, block
 
 
+def write_solver_report(
+    *,
+    package: str,
+    version: str,
+    config: dict[str, Any],
+    rows: list[Row],
+    block: dict[str, float],
+    out: Path,
+    blocks: int = 32,
+) -> BenchReport:
+    """Write and print the table of :func:`time_layer_solvers`, with a whole-model estimate
+    (``blocks`` Llama blocks, 32 for Llama-7B) per solver."""
+    from labcore.bench import machine_info
+
+    report = BenchReport(
+        package=package,
+        version=version,
+        command="bench/gpu.sh " + " ".join(sys.argv[1:]),
+        config=config,
+    )
+    for row in rows:
+        report.add(row)
+    for name, t in block.items():
+        report.add(
+            Row(f"{name}-model-estimate", {"blocks": blocks}, "random layer", 0, {}, blocks * t)
+        )
+    report.write(out)
+    print(report.to_markdown())
+    print(machine_info())
+    return report
+
+
 def _plot(report: BenchReport, out: Path) -> None:
     """Perplexity per row as a bar chart (only when matplotlib is installed)."""
     if importlib.util.find_spec("matplotlib") is None:

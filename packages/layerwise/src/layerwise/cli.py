@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command(
         sub, "bench", _bench_command, help="methods and baselines side by side on SmolLM2-135M"
     )
+    add_layerwise_bench_arguments(p)
+    return parser
+
+
+def build_method_parser(
+    name: str,
+    description: str,
+    version: str,
+    *,
+    add_options: Callable[[argparse._ArgumentGroup], None],
+    build_config: Callable[[argparse.Namespace], Any],
+    run_bench: Callable[[argparse.Namespace], int],
+    what: str,
+) -> argparse.ArgumentParser:
+    """The ``run`` / ``eval`` / ``bench`` command line of a method package on this engine.
+
+    ``add_options`` adds the method's flags, ``build_config(args)`` turns them into its config,
+    ``run_bench(args)`` is the bench; ``what`` completes "… a model and save it" in the help.
+    """
+    parser = make_parser(name, description, version=version)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = add_command(
+        sub,
+        "run",
+        lambda args: run_compression(args, build_config(args), name),
+        help=f"{what} a model and save it",
+    )
+    add_options(p.add_argument_group(f"{name} options"))
+    add_run_arguments(p)
+    p = add_command(sub, "eval", eval_command, help="perplexity and layer report of a saved output")
+    add_eval_arguments(p)
+    p = add_command(sub, "bench", run_bench, help="the method and its baselines on SmolLM2-135M")
     add_layerwise_bench_arguments(p)
     return parser
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from labcore.cli import add_command, make_parser, run
+from labcore.cli import run
 
 
 def build_config(args: argparse.Namespace):
@@ -27,38 +27,7 @@ def build_config(args: argparse.Namespace):
     )
 
 
-def _run_command(args: argparse.Namespace) -> int:
-    from layerwise.cli import run_compression
-
-    return run_compression(args, build_config(args), "quantease")
-
-
-def _eval_command(args: argparse.Namespace) -> int:
-    from layerwise.cli import eval_command
-
-    return eval_command(args)
-
-
-def _bench_command(args: argparse.Namespace) -> int:
-    from quantease.bench import run_bench
-
-    return run_bench(args)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from layerwise.cli import add_eval_arguments, add_layerwise_bench_arguments, add_run_arguments
-
-    from quantease import __version__
-
-    parser = make_parser(
-        "quantease",
-        "QuantEase: coordinate-descent post-training quantization of causal LMs.",
-        version=__version__,
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = add_command(sub, "run", _run_command, help="quantize a model and save it")
-    g = p.add_argument_group("QuantEase options")
+def add_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--bits", type=int, default=4, help="2 to 8 (default 4)")
     g.add_argument("--sym", action="store_true", help="symmetric grid (default asymmetric)")
     g.add_argument("--group-size", type=int, default=None, help="default: per output channel")
@@ -81,18 +50,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--percdamp", type=float, default=0.01, help="damping of the GPTQ initialisation only"
     )
-    add_run_arguments(p)
 
-    p = add_command(
-        sub, "eval", _eval_command, help="perplexity and layer report of a saved output"
-    )
-    add_eval_arguments(p)
 
-    p = add_command(
-        sub, "bench", _bench_command, help="QuantEase, GPTQ and RTN side by side on SmolLM2-135M"
+def _bench(args: argparse.Namespace) -> int:
+    from quantease.bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from layerwise.cli import build_method_parser
+
+    from quantease import __version__
+
+    return build_method_parser(
+        "quantease",
+        "QuantEase: coordinate-descent post-training quantization of causal LMs.",
+        __version__,
+        add_options=add_options,
+        build_config=build_config,
+        run_bench=_bench,
+        what="quantize",
     )
-    add_layerwise_bench_arguments(p)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
