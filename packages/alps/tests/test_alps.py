@@ -49,6 +49,10 @@ def test_valid_two_four_and_per_row():
     assert nm_holds(Wa, NM(2, 4)) and int((Wa != 0).sum()) == W.numel() // 2
     Wr, _ = alps_prune(W, H, ALPSConfig(sparsity=0.75, per_row=True))
     assert torch.all((Wr != 0).sum(1) == 16)
+    # 576 inputs at 60%: the kept count per row must match kept_count exactly
+    W6, H6 = random_layer(3, rows=4, cols=576, tokens=600)
+    W6r, _ = alps_prune(W6, H6, ALPSConfig(sparsity=0.6, per_row=True, max_iter=6))
+    assert torch.all((W6r != 0).sum(1) == 576 - int(576 * 0.6))
 
 
 def test_cg_refit_never_increases_objective():

@@ -31,13 +31,15 @@ from alps.config import ALPSConfig
 from labcore import LabcoreError
 
 
-def project(M: torch.Tensor, *, keep: int, nm: NM | None, per_row: bool) -> torch.Tensor:
+def project(
+    M: torch.Tensor, *, keep: int, nm: NM | None, per_row: bool, sparsity: float = 0.0
+) -> torch.Tensor:
     """P: the closest matrix with the sparsity pattern (largest |entries| kept)."""
     score = M.abs()
     if nm is not None:
         pruned = nm_mask(score, nm)
     elif per_row:
-        pruned = row_mask(score, 1.0 - keep / M.numel())
+        pruned = row_mask(score, sparsity)
     else:
         pruned = smallest_mask(score, M.numel() - keep)
     return M.masked_fill(pruned, 0.0)
@@ -130,7 +132,9 @@ def alps_prune(
     H = H.float().to(W0.device)
     rows, cols = W0.shape
     keep = kept_count((rows, cols), config)
-    proj = lambda M: project(M, keep=keep, nm=config.nm, per_row=config.per_row)  # noqa: E731
+    proj = lambda M: project(  # noqa: E731
+        M, keep=keep, nm=config.nm, per_row=config.per_row, sparsity=config.sparsity
+    )
 
     pre = prepared or Preconditioned.from_statistic(H, config.ridge)
     if pre is None:  # no signal at all: every support is optimal; keep the largest weights
@@ -173,12 +177,13 @@ def alps_prune(
                 V = torch.zeros_like(B)
                 support = D != 0
                 restarts += 1
+                continue  # never stop on the restarted (dense) iterate
         elif rho_grown:
             break
         else:
             rho /= 5
         rho = min(rho, config.rho_max)
-        if it >= config.switch_iter and share < config.stop_fraction:
+        if it > config.switch_iter and share < config.stop_fraction:  # authors: 0-based >=
             break
 
     B = proj(B)
