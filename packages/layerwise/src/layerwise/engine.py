@@ -297,10 +297,12 @@ class LayerwiseEngine:
         names = list(names)
         full = method.statistics == "full" or self.layer_errors
         cross = method.cross_statistic
-        acc = {
-            n: _Accumulator(in_features(block.get_submodule(n)), self.device, full, cross)
-            for n in names
-        }
+
+        def accumulators(owners: Iterable[str]) -> dict[str, _Accumulator]:
+            return {
+                n: _Accumulator(in_features(block.get_submodule(n)), self.device, full, cross)
+                for n in owners
+            }
 
         def run_capturing(
             module: torch.nn.Module, batch: _Batch, hidden: torch.Tensor
@@ -338,21 +340,28 @@ class LayerwiseEngine:
         # (methods must treat it as read-only). Not with the cross statistic, whose dense
         # inputs are captured separately.
         owner: dict[str, str] | None = None
+        acc: dict[str, _Accumulator] = {}
         for i, batch in enumerate(batches):
             xs = run_capturing(block, batch, hiddens[i])
             xbars = run_capturing(dense_block, batch, dense_hiddens[i]) if cross else {}
             if owner is None:
                 first: dict[tuple, str] = {}
                 owner = {
-                    n: n if cross else first.setdefault((xs[n].data_ptr(), xs[n].shape), n)
+                    n: n
+                    if cross
+                    else first.setdefault(
+                        (xs[n].data_ptr(), xs[n].shape, xs[n].stride(), xs[n].dtype), n
+                    )
                     for n in names
                 }
+                acc = accumulators(set(owner.values()))
             w = batch.weights.to(self.device)
-            for n in names:
-                if owner[n] == n:
-                    acc[n].add(xs[n], w, xbars.get(n))
-        owner = owner or {n: n for n in names}
-        shared = {n: acc[n].stats() for n in names if owner[n] == n}
+            for n, a in acc.items():
+                a.add(xs[n], w, xbars.get(n))
+        if owner is None:
+            owner = {n: n for n in names}
+            acc = accumulators(names)
+        shared = {n: a.stats() for n, a in acc.items()}
         return {n: shared[owner[n]] for n in names}
 
     # -- run --------------------------------------------------------------------------------
