@@ -63,6 +63,17 @@ def add_sparsegpt_ratio(report: Any) -> None:
             r.metrics["time_vs_sparsegpt"] = round(r.time_s / t, 2)
 
 
+def add_iteration_summary(report: Any, compressions: dict[int, Any]) -> None:
+    """Mean ADMM iterations and total restarts per ALPS row (from the per-layer info)."""
+    for idx, comp in compressions.items():
+        row = report.rows[idx]
+        if row.method != "alps" or row.status != "ok":
+            continue
+        iters = [layer.info.get("iterations", 0) for layer in comp.layers]
+        row.metrics["mean_admm_iterations"] = round(sum(iters) / max(len(iters), 1), 1)
+        row.metrics["restarts"] = sum(layer.info.get("restarts", 0) for layer in comp.layers)
+
+
 def plot_sparsity(report: Any, out: Path) -> None:
     """Perplexity against unstructured sparsity, one line per method (needs matplotlib)."""
     if importlib.util.find_spec("matplotlib") is None:
@@ -100,7 +111,7 @@ def plot_sparsity(report: Any, out: Path) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     from alps import __version__
 
-    report, _ = run_rows(
+    report, compressions = run_rows(
         args,
         bench_rows(args.quick),
         package="alps",
@@ -109,6 +120,7 @@ def run_bench(args: argparse.Namespace) -> int:
         full_preset=FULL,
     )
     add_sparsegpt_ratio(report)
+    add_iteration_summary(report, compressions)
     finish(args, report)
     plot_sparsity(report, args.out or Path("results") / "alps")
     return 0
