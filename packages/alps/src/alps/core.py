@@ -20,7 +20,7 @@ Problem (W₀ [out, in] the dense weights, H = XᵀX [in, in])::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -60,7 +60,6 @@ class RidgeSolver:
 
     evals: torch.Tensor  # [in], float32 on the compute device
     evecs: torch.Tensor  # [in, in]
-    _cache: dict[float, torch.Tensor] = field(default_factory=dict)
 
     @classmethod
     def from_matrix(cls, H: torch.Tensor) -> RidgeSolver:
