@@ -198,7 +198,6 @@ def alps_prune(
         "iterations": it,
         "rho_final": rho,
         "restarts": restarts,
-        "support_changes_last": trace[-1][2] if trace else None,
         # (iteration, ρ, support changes) at every check: explains run-time variance
         "rho_trace": [[i, float(r), c] for i, r, c in trace],
         "admm_objective": admm_objective,
