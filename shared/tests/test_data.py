@@ -9,6 +9,7 @@ from labcore.data import (
     calibration_windows,
     evaluation_windows,
     load_corpus,
+    load_topics,
     split_documents,
 )
 from labcore.models import tiny_tokenizer
@@ -133,3 +134,18 @@ def test_windows_tokens_in_vocab(tok, bbc):
     w = calibration_windows(tok, bbc.train[:20], n=4, seqlen=64, seed=0)
     assert int(w.max()) < len(tok) and int(w.min()) >= 0
     assert np.isfinite(w.numpy()).all()
+
+
+def test_bbc_topics_match_the_corpus_split(bbc):
+    topics = load_topics("bbc")
+    assert topics.topics == ("business", "entertainment", "politics", "sports", "tech")
+    assert set(topics.train) <= set(bbc.train) and set(topics.test) <= set(bbc.test)
+    assert len(topics.train) == len(topics.train_labels) > 1500
+    assert len(topics.test) == len(topics.test_labels) > 300
+    # Every topic appears on both sides of the split.
+    assert set(topics.train_labels) == set(topics.test_labels) == set(range(5))
+
+
+def test_unknown_topic_corpus():
+    with pytest.raises(LabcoreError, match="unknown topic corpus"):
+        load_topics("wiki")

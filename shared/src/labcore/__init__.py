@@ -2,7 +2,8 @@
 
 Submodules
 ----------
-data      English text corpora (offline BBC News, local files) and seeded token windows.
+data      English text corpora (offline BBC News, local files), BBC topic labels and seeded
+          token windows.
 metrics   Perplexity, thin scikit-learn wrappers and support-recovery metrics.
 models    Offline causal LMs and sentence encoders, and tiny random models for tests.
 device    Device resolution, seeding, a CUDA-synchronising timer and peak memory.
