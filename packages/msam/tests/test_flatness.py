@@ -1,9 +1,9 @@
 import pytest
 import torch
+from msam import hessian_eigenvalue, hessian_trace, m_sharpness
 from torch import nn
 
 from labcore import LabcoreError
-from msam import hessian_eigenvalue, hessian_trace, m_sharpness
 
 
 def mse(out, y):
@@ -14,7 +14,9 @@ def mse(out, y):
 def regression():
     """Linear least squares: the Hessian is exactly 2 XᵀX / n."""
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(200, 12, generator=g, dtype=torch.float64) * torch.linspace(0.2, 3.0, 12, dtype=torch.float64)
+    x = torch.randn(200, 12, generator=g, dtype=torch.float64) * torch.linspace(
+        0.2, 3.0, 12, dtype=torch.float64
+    )
     y = torch.randn(200, generator=g, dtype=torch.float64)
     model = nn.Linear(12, 1, bias=False).double()
     hessian = 2 * x.T @ x / len(x)

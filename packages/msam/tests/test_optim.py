@@ -3,11 +3,11 @@ import math
 
 import pytest
 import torch
+from msam import SAM, MicroBatchSAM, frozen_batchnorm_statistics, split_batch
+from msam.models import build_model
 from torch import nn
 
 from labcore import LabcoreError
-from msam import SAM, MicroBatchSAM, frozen_batchnorm_statistics, split_batch
-from msam.models import build_model
 
 ce = nn.functional.cross_entropy
 
@@ -64,7 +64,9 @@ def test_gradient_matches_an_independent_reference_and_averages():
 def test_one_micro_batch_is_sam():
     a, b = _model(), _model()
     x, y = _batch()
-    opt_a = MicroBatchSAM(a.parameters(), torch.optim.SGD, rho=0.05, micro_batches=1, lr=0.1, momentum=0.9)
+    opt_a = MicroBatchSAM(
+        a.parameters(), torch.optim.SGD, rho=0.05, micro_batches=1, lr=0.1, momentum=0.9
+    )
     opt_b = SAM(b.parameters(), torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9)
     for _ in range(3):
         opt_a.train_step(a, ce, (x, y))
@@ -101,7 +103,9 @@ def test_zero_rho_is_the_base_optimizer(micro_batches, base):
 def test_vmap_and_sequential_give_the_same_update():
     a, b = _model(), _model()
     opts = [
-        MicroBatchSAM(m.parameters(), torch.optim.SGD, rho=0.05, micro_batches=8, lr=0.1, momentum=0.9)
+        MicroBatchSAM(
+            m.parameters(), torch.optim.SGD, rho=0.05, micro_batches=8, lr=0.1, momentum=0.9
+        )
         for m in (a, b)
     ]
     for step in range(3):
@@ -166,7 +170,9 @@ def test_gradient_accumulation_equals_one_big_step():
     big.train_step(a, ce, (x, y))
     small.zero_grad()
     for chunk in (slice(0, 16), slice(16, 32)):
-        small.sam_backward(lambda bt: ce(b(bt[0]), bt[1]), (x[chunk], y[chunk]), weight=0.5, model=b)
+        small.sam_backward(
+            lambda bt: ce(b(bt[0]), bt[1]), (x[chunk], y[chunk]), weight=0.5, model=b
+        )
     small.step()
     assert _same(_params(a), _params(b), atol=1e-6)
 

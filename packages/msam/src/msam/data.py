@@ -101,7 +101,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"{path} holds {len(raw) - header} data bytes, expected {count * dtype.itemsize} "
             f"for shape {shape}"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
 
 
 def fashion_mnist_root(root: str | os.PathLike | None = None) -> Path:

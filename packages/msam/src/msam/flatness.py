@@ -157,9 +157,7 @@ def hessian_trace(
     total = 0.0
     with _EvalMode(model):
         for _ in range(probes):
-            v = [
-                (torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).to(p) for p in params
-            ]
+            v = [(torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).to(p) for p in params]
             total += float(_dot(v, hessian_vector_product(model, loss_fn, batches, v)))
     return total / probes
 
@@ -205,7 +203,10 @@ def m_sharpness(
                             loss = loss_fn(model(px), py)
                             grads = torch.autograd.grad(loss, params, allow_unused=True)
                         best = max(best, float(loss.detach()))
-                        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+                        grads = [
+                            torch.zeros_like(p) if g is None else g
+                            for p, g in zip(params, grads, strict=True)
+                        ]
                         gnorm = float(torch.sqrt(_dot(grads, grads)))
                         if gnorm == 0.0 or rho == 0.0:
                             break

@@ -23,6 +23,7 @@ normalise with the current micro-batch's own statistics, as BatchNorm does in tr
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -60,7 +61,9 @@ def batch_size(batch: Batch) -> int:
     if None in sizes:
         raise LabcoreError("the batch holds a 0-d tensor; every tensor needs a batch dimension")
     if len(sizes) > 1:
-        raise LabcoreError(f"the batch's tensors disagree in their first dimension: {sorted(sizes)}")
+        raise LabcoreError(
+            f"the batch's tensors disagree in their first dimension: {sorted(sizes)}"
+        )
     (n,) = sizes
     if n == 0:
         raise LabcoreError("the batch is empty")
@@ -97,7 +100,7 @@ def split_batch(batch: Batch, parts: int) -> list[Batch]:
     bounds = [0]
     for j in range(parts):
         bounds.append(bounds[-1] + n // parts + (1 if j < n % parts else 0))
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    for lo, hi in itertools.pairwise(bounds):
         pieces.append(_map(batch, lambda t, lo=lo, hi=hi: t[lo:hi]))
     return pieces
 
@@ -197,17 +200,33 @@ class MicroBatchSAM(torch.optim.Optimizer):
                 "base_optimizer must be an optimizer class such as torch.optim.SGD, not an "
                 "instance; its keyword arguments go to this constructor"
             )
-        if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, torch.optim.Optimizer)):
-            raise LabcoreError(f"base_optimizer must be a torch.optim.Optimizer class, got {base_optimizer!r}")
+        if not (
+            isinstance(base_optimizer, type) and issubclass(base_optimizer, torch.optim.Optimizer)
+        ):
+            raise LabcoreError(
+                f"base_optimizer must be a torch.optim.Optimizer class, got {base_optimizer!r}"
+            )
         _check_rho(rho)
         if micro_batches is not None and micro_batch_size is not None:
             raise LabcoreError("give micro_batches or micro_batch_size, not both")
         if micro_batch_size is None:
             micro_batches = 1 if micro_batches is None else micro_batches
-            if isinstance(micro_batches, bool) or not isinstance(micro_batches, int) or micro_batches < 1:
-                raise LabcoreError(f"micro_batches must be a positive integer, got {micro_batches!r}")
-        elif isinstance(micro_batch_size, bool) or not isinstance(micro_batch_size, int) or micro_batch_size < 1:
-            raise LabcoreError(f"micro_batch_size must be a positive integer, got {micro_batch_size!r}")
+            if (
+                isinstance(micro_batches, bool)
+                or not isinstance(micro_batches, int)
+                or micro_batches < 1
+            ):
+                raise LabcoreError(
+                    f"micro_batches must be a positive integer, got {micro_batches!r}"
+                )
+        elif (
+            isinstance(micro_batch_size, bool)
+            or not isinstance(micro_batch_size, int)
+            or micro_batch_size < 1
+        ):
+            raise LabcoreError(
+                f"micro_batch_size must be a positive integer, got {micro_batch_size!r}"
+            )
         if not eps >= 0:
             raise LabcoreError(f"eps must be >= 0, got {eps}")
         super().__init__(params, {"rho": float(rho), "adaptive": bool(adaptive), **base_kwargs})
@@ -589,7 +608,12 @@ class SAM(MicroBatchSAM):
 
 
 def _check_rho(rho: Any) -> None:
-    if isinstance(rho, bool) or not isinstance(rho, int | float) or not math.isfinite(rho) or rho < 0:
+    if (
+        isinstance(rho, bool)
+        or not isinstance(rho, int | float)
+        or not math.isfinite(rho)
+        or rho < 0
+    ):
         raise LabcoreError(f"rho must be a finite number >= 0, got {rho!r}")
 
 

@@ -94,7 +94,7 @@ class TrainConfig:
 
     @property
     def effective_micro_batches(self) -> int:
-        return 1 if self.optimizer == "sam" else self.micro_batches
+        return self.micro_batches if self.optimizer == "msam" else 1
 
 
 @dataclass
@@ -133,7 +133,9 @@ def load_data(config: TrainConfig, tokenizer: Any = None) -> Dataset:
         ds = data.load_bbc_dataset(tokenizer, max_length=config.max_length)
     if config.train_subset is not None:
         n = min(config.train_subset, len(ds.train_y))
-        keep = torch.randperm(len(ds.train_y), generator=torch.Generator().manual_seed(config.seed))[:n]
+        keep = torch.randperm(
+            len(ds.train_y), generator=torch.Generator().manual_seed(config.seed)
+        )[:n]
         ds.train_x, ds.train_y = index_batch(ds.train_x, keep), ds.train_y[keep]
     return ds
 
@@ -274,9 +276,7 @@ def train(
     else:
         schedule = None
     autocast_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
-    scaler = (
-        torch.amp.GradScaler(device.type) if config.amp == "fp16" else None
-    )
+    scaler = torch.amp.GradScaler(device.type) if config.amp == "fp16" else None
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     history: list[dict[str, float]] = []

@@ -1,0 +1,262 @@
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+from msam import MicroBatchSAM, bench, cli
+from msam.data import load_digits_dataset, load_fashion_mnist, read_idx
+from msam.models import EncoderClassifier
+from msam.train import TrainConfig, load_checkpoint, loss_fn, save_checkpoint, train
+
+from labcore import LabcoreError
+from labcore.bench import validate_results
+
+
+def _write_idx(path, array):
+    codes = {np.dtype(np.uint8): 0x08}
+    header = struct.pack(">BBBB", 0, 0, codes[array.dtype], array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + array.tobytes()))
+
+
+@pytest.fixture
+def fake_fashion(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 60), ("t10k", 20)):
+        _write_idx(
+            tmp_path / f"{split}-images-idx3-ubyte.gz",
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+        )
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
+    return tmp_path
+
+
+def test_fashion_mnist_reader(fake_fashion):
+    ds = load_fashion_mnist(fake_fashion)
+    assert ds.train_x.shape == (60, 1, 28, 28) and ds.test_x.shape == (20, 1, 28, 28)
+    assert abs(float(ds.train_x.mean())) < 1e-5  # normalised with the train statistics
+    assert ds.train_y.tolist() == [i % 10 for i in range(60)]
+    sub = load_fashion_mnist(fake_fashion, train_subset=30)
+    assert len(sub.train_y) == 30 and sorted(set(sub.train_y.tolist())) == list(range(10))
+
+
+def test_fashion_mnist_errors(tmp_path, fake_fashion):
+    with pytest.raises(LabcoreError, match="folder not found"):
+        load_fashion_mnist(tmp_path / "nowhere")
+    (fake_fashion / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(LabcoreError, match=r"t10k-labels-idx1-ubyte\.gz not found"):
+        load_fashion_mnist(fake_fashion)
+    bad = tmp_path / "bad-idx1-ubyte.gz"
+    bad.write_bytes(gzip.compress(b"\x01\x02\x03\x04"))
+    with pytest.raises(LabcoreError, match="magic"):
+        read_idx(bad)
+    short = tmp_path / "short-idx1-ubyte.gz"
+    short.write_bytes(gzip.compress(struct.pack(">BBBBI", 0, 0, 8, 1, 5) + b"\x00\x01"))
+    with pytest.raises(LabcoreError, match="expected 5"):
+        read_idx(short)
+
+
+def test_digits_split():
+    ds = load_digits_dataset()
+    assert ds.train_x.shape[1:] == (1, 8, 8) and len(ds.train_y) + len(ds.test_y) == 1797
+    assert ds.num_classes == 10
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sam", "msam"])
+def test_training_learns_digits(optimizer):
+    config = TrainConfig(
+        data="digits",
+        model="cnn-small",
+        optimizer=optimizer,
+        micro_batches=4,
+        epochs=2,
+        batch_size=64,
+        lr=0.05,
+        device="cpu",
+    )
+    result = train(config)
+    assert result.test_accuracy > 0.5  # chance is 0.1
+    assert result.steps == 2 * 23 and result.train_time_s > 0
+    # Same seed, same result.
+    again = train(config)
+    assert again.test_accuracy == result.test_accuracy
+
+
+def test_fp16_training_with_a_scaler_stays_finite():
+    config = TrainConfig(
+        data="digits",
+        model="cnn-small",
+        optimizer="msam",
+        micro_batches=4,
+        epochs=1,
+        batch_size=64,
+        amp="fp16",
+        device="cpu",
+        train_subset=256,
+    )
+    result = train(config)
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"optimizer": "adam"}, "optimizer must be"),
+        ({"data": "bbc"}, "minilm"),
+        ({"micro_batches": 0}, "micro_batches must be"),
+        ({"micro_batches": 200, "batch_size": 128}, "cannot exceed"),
+        ({"rho": -1.0}, "rho must be"),
+        ({"norm": "layer"}, "norm must be"),
+        ({"mode": "parallel"}, "mode must be"),
+    ],
+)
+def test_bad_config(kwargs, match):
+    with pytest.raises(LabcoreError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    config = TrainConfig(data="digits", epochs=1, batch_size=64, device="cpu", train_subset=128)
+    result = train(config)
+    path = save_checkpoint(tmp_path / "ck.pt", result)
+    model, loaded, _ = load_checkpoint(path)
+    assert loaded == config
+    for a, b in zip(model.state_dict().values(), result.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b.cpu())
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(LabcoreError, match="checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_cli_train_then_flatness(tmp_path, capsys):
+    ck = tmp_path / "model.pt"
+    argv = [
+        "train",
+        "--data",
+        "digits",
+        "--optimizer",
+        "msam",
+        "--micro-batches",
+        "4",
+        "--epochs",
+        "1",
+        "--rho",
+        "0.05",
+        "--train-subset",
+        "256",
+        "--device",
+        "cpu",
+        "--out",
+        str(ck),
+        "--json",
+        "-q",
+    ]
+    assert cli.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["config"]["rho"] == 0.05 and out["checkpoint"] == str(ck)
+    assert (
+        cli.main(
+            [
+                "flatness",
+                str(ck),
+                "--samples",
+                "64",
+                "--iters",
+                "3",
+                "--probes",
+                "2",
+                "--json",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    flat = json.loads(capsys.readouterr().out)
+    assert flat["samples"] == 64 and flat["top_eigenvalue"] > 0 and flat["m_sharpness"] >= 0
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert cli.main(["train", "--optimizer", "adam", "-q"]) == 2
+    assert "optimizer must be" in capsys.readouterr().err
+    assert cli.main(["flatness", str(tmp_path / "missing.pt"), "-q"]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_bench_tiny_preset(tmp_path, monkeypatch, capsys):
+    tiny = {
+        "image": {
+            "config": {
+                "data": "digits",
+                "model": "cnn-small",
+                "epochs": 1,
+                "batch_size": 64,
+                "train_subset": 128,
+            },
+            "seeds": [0, 1],
+            "micro_batches": [4],
+            "modes": ["sequential", "vmap"],
+            "rho": 0.05,
+            "rho_sweep": [0.1],
+        },
+        "text": None,
+        "step_time": {
+            "model": "cnn-small",
+            "image_shape": [1, 8, 8],
+            "batch_size": 32,
+            "micro_batches": [4],
+            "steps": 2,
+        },
+    }
+    monkeypatch.setitem(bench.PRESETS, "quick", tiny)
+    monkeypatch.setattr(
+        bench, "IMAGE_FLATNESS", {"samples": 64, "batch_size": 32, "iters": 2, "probes": 1}
+    )
+    assert (
+        cli.main(["bench", "--quick", "--out", str(tmp_path), "--device", "cpu", "--json", "-q"])
+        == 0
+    )
+    payload = json.loads(capsys.readouterr().out)
+    results = json.loads((tmp_path / "results.json").read_text())
+    validate_results(results)
+    methods = [(r["method"], r["params"].get("mode"), r["seed"]) for r in results["rows"]]
+    # sgd, sam, msam x 2 modes for 2 seeds, the ρ sweep (sam, msam) on seed 0, 4 timing rows.
+    assert len(methods) == 8 + 2 + 4
+    labels = {s["label"] for s in payload["summary"]}
+    assert labels == {"sgd", "sam", "msam-4", "msam-4-vmap"}
+    assert any("accuracy" in line for line in payload["orderings"])
+    timing = [r for r in results["rows"] if r["params"].get("measure") == "step_time"]
+    assert next(r for r in timing if r["method"] == "sam")["metrics"]["vs_sam"] == 1.0
+    assert "Summary" in (tmp_path / "results.md").read_text()
+
+
+def test_encoder_classifier_dict_batches_in_both_modes():
+    from transformers import BertConfig, BertModel
+
+    def make():
+        torch.manual_seed(0)
+        cfg = BertConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
+        return EncoderClassifier(BertModel(cfg), 16, 3, dropout=0.0)
+
+    g = torch.Generator().manual_seed(0)
+    inputs = {
+        "input_ids": torch.randint(0, 50, (8, 6), generator=g),
+        "attention_mask": torch.ones(8, 6, dtype=torch.long),
+    }
+    inputs["attention_mask"][:, 4:] = 0
+    y = torch.randint(0, 3, (8,), generator=g)
+    models = [make(), make()]
+    for m, mode in zip(models, ("sequential", "vmap"), strict=True):
+        opt = MicroBatchSAM(m.parameters(), torch.optim.AdamW, rho=0.05, micro_batches=4, lr=1e-3)
+        opt.train_step(m, loss_fn, (inputs, y), mode=mode)
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
