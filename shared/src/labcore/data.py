@@ -91,9 +91,7 @@ def _bbc_documents() -> list[str]:
     return [f.read_text(encoding="utf-8", errors="replace").strip() for f in _bbc_files()]
 
 
-def load_topics(
-    name: str = "bbc", *, test_fraction: float = DEFAULT_TEST_FRACTION
-) -> TopicCorpus:
+def load_topics(name: str = "bbc", *, test_fraction: float = DEFAULT_TEST_FRACTION) -> TopicCorpus:
     """Load a topic-classification corpus (``bbc``: 5 BBC News topics).
 
     The train/test split is the one :func:`load_corpus` makes (by a hash of each article), so
