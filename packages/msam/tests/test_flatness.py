@@ -102,3 +102,13 @@ def test_bad_input():
         m_sharpness(model, mse, [(torch.zeros(3, 2), torch.zeros(3))], rho=-1)
     with pytest.raises(LabcoreError, match="iters"):
         hessian_eigenvalue(model, mse, [(torch.zeros(3, 2), torch.zeros(3))], iters=0)
+
+
+def test_unused_parameters_and_submodule_modes():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 1, bias=False), nn.Dropout(0.5))
+    model.unused = nn.Linear(2, 2)  # no gradient reaches it
+    model[1].eval()  # the user's choice for a submodule, kept after measuring
+    x, y = torch.randn(8, 3), torch.randn(8)
+    assert hessian_eigenvalue(model, mse, [(x, y)], iters=50) > 0
+    assert model.training and not model[1].training

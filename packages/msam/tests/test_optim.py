@@ -280,6 +280,9 @@ def test_ddp_on_one_process_matches_the_plain_model(tmp_path):
             opt = MicroBatchSAM(m.parameters(), torch.optim.SGD, micro_batches=4, lr=0.1)
             opt.train_step(m, ce, _batch())
         assert _same(_params(plain), _params(wrapped.module), atol=1e-6)
+        opt = MicroBatchSAM(wrapped.parameters(), torch.optim.SGD, micro_batches=4, lr=0.1)
+        with pytest.raises(LabcoreError, match="DistributedDataParallel"):
+            opt.train_step(wrapped, ce, _batch(), mode="vmap")
     finally:
         dist.destroy_process_group()
 
@@ -322,3 +325,48 @@ def test_bad_batches():
         opt.train_step(m, ce, _batch(), mode="parallel")
     with pytest.raises(LabcoreError, match="scalar"):
         opt.step(lambda b: m(b[0]), _batch())
+
+
+def test_disabled_scaler_still_refuses_non_finite_gradients():
+    model = _model()
+    opt = MicroBatchSAM(model.parameters(), torch.optim.SGD, micro_batches=2, lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    before = _params(model)
+    with pytest.raises(FloatingPointError):
+        opt.train_step(model, lambda o, y: ce(o, y) * float("inf"), _batch(), scaler=scaler)
+    assert _same(_params(model), before)
+
+
+def test_non_finite_gradient_at_the_perturbed_point_is_caught():
+    model = _model()
+    opt = MicroBatchSAM(model.parameters(), torch.optim.SGD, micro_batches=2, rho=0.05, lr=0.1)
+    calls = []
+
+    def closure(b):
+        calls.append(1)
+        loss = ce(model(b[0]), b[1])
+        return loss * float("nan") if len(calls) == 2 else loss  # the first perturbed pass
+
+    before = _params(model)
+    with pytest.raises(FloatingPointError):
+        opt.step(closure, _batch())
+    assert _same(_params(model), before)
+    assert all(p.grad is None for p in model.parameters())  # earlier .grad restored
+
+
+def test_optimizer_survives_deepcopy_and_plain_state_dicts():
+    model = _model()
+    opt = MicroBatchSAM(model.parameters(), torch.optim.SGD, micro_batches=2, lr=0.1, momentum=0.9)
+    twin = copy.deepcopy(opt)
+    assert twin.micro_batches == 2 and twin.param_groups is twin.base_optimizer.param_groups
+    plain = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
+    ce(model(_batch()[0]), _batch()[1]).backward()
+    plain.step()
+    opt.load_state_dict(copy.deepcopy(plain.state_dict()))
+    assert opt.param_groups[0]["lr"] == 0.3 and opt.param_groups[0]["rho"] == 0.05
+    opt.train_step(model, ce, _batch())  # no KeyError for rho/adaptive
+
+
+def test_split_batch_needs_a_positive_count():
+    with pytest.raises(LabcoreError, match="positive integer"):
+        split_batch(torch.zeros(4), 0)

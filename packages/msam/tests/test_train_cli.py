@@ -1,6 +1,7 @@
 import gzip
 import json
 import struct
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -260,3 +261,18 @@ def test_encoder_classifier_dict_batches_in_both_modes():
         opt.train_step(m, loss_fn, (inputs, y), mode=mode)
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_vmap_training_drops_an_uneven_last_batch():
+    # 1,437 digits at batch 64: 22 full batches and a last one of 29, not a multiple of 8.
+    config = TrainConfig(
+        data="digits",
+        optimizer="msam",
+        micro_batches=8,
+        mode="vmap",
+        epochs=1,
+        batch_size=64,
+        device="cpu",
+    )
+    assert train(config).steps == 22
+    assert train(replace(config, mode="sequential")).steps == 23

@@ -141,7 +141,7 @@ def flatness_metrics(
     return {
         "top_eigenvalue": hessian_eigenvalue(model, loss_fn, batches, iters=spec["iters"]),
         "hessian_trace": hessian_trace(model, loss_fn, batches, probes=spec["probes"]),
-        "m_sharpness": m_sharpness(model, loss_fn, batches, rho=0.05, micro_batch_size=16),
+        "m_sharpness": m_sharpness(model, loss_fn, batches, rho=0.05, micro_batch_size=32),
     }
 
 
@@ -223,11 +223,17 @@ def train_task(
     flat_spec: dict[str, int],
     progress: bool,
 ) -> None:
+    from labcore import LabcoreError
     from msam.train import TrainConfig, build, train
 
     base = TrainConfig(**spec["config"], device=str(device))
-    model, data = build(base)  # loads the data once for every run
-    del model
+    try:
+        _, data = build(base)  # loads the data once for every run
+    except (LabcoreError, FileNotFoundError) as exc:  # missing data: rows kept, skipped
+        for run in _runs(spec):
+            method = base.base if run["optimizer"] == "sgd" else run["optimizer"]
+            report.add(Row.skipped(method, _params(run, base), base.data, str(exc)))
+        return
     for run in _runs(spec):
         for seed in run["seeds"]:
             config = replace(
@@ -239,12 +245,14 @@ def train_task(
                 seed=seed,
             )
             params = _params(run, config)
-            log.info("training %s %s seed %d", run["optimizer"], params, seed)
+            # The base optimizer alone is named after it: "sgd" or "adamw".
+            method = config.base if run["optimizer"] == "sgd" else run["optimizer"]
+            log.info("training %s %s seed %d", method, params, seed)
             result = train(config, data=data, progress=progress)
             flat = flatness_metrics(result.model, data, flat_spec, device)
             report.add(
                 Row(
-                    run["optimizer"],
+                    method,
                     params,
                     data.name,
                     seed,
@@ -356,6 +364,7 @@ def summarise(rows: list[Row]) -> list[dict[str, Any]]:
             "dataset": dataset,
             "label": _label(method, p.get("micro_batches"), p.get("mode")),
             "method": method,
+            "role": method if method in ("sam", "msam") else "base",
             "rho": p.get("rho"),
             "seeds": len(rs),
         }
@@ -365,30 +374,35 @@ def summarise(rows: list[Row]) -> list[dict[str, Any]]:
     return out
 
 
+def main_settings(summary: list[dict[str, Any]], dataset: str, rho: float) -> list[dict[str, Any]]:
+    """The base optimizer and every SAM/mSAM setting at the main ρ (not the ρ sweep)."""
+    return [
+        s for s in summary if s["dataset"] == dataset and (s["role"] == "base" or s["rho"] == rho)
+    ]
+
+
 def ordering_checks(summary: list[dict[str, Any]], rho: float) -> list[str]:
-    """Whether mSAM ≥ SAM ≥ SGD in accuracy and mSAM ≤ SAM ≤ SGD in top eigenvalue."""
+    """Whether mSAM ≥ SAM ≥ base in accuracy and mSAM ≤ SAM ≤ base in top eigenvalue."""
     lines = []
     for dataset in dict.fromkeys(s["dataset"] for s in summary):
-        main = [
-            s
-            for s in summary
-            if s["dataset"] == dataset and (s["method"] == "sgd" or s["rho"] == rho)
-        ]
-        by = {s["label"]: s for s in main}
-        if "sgd" not in by or "sam" not in by:
+        main = main_settings(summary, dataset, rho)
+        base = next((s for s in main if s["role"] == "base"), None)
+        sam = next((s for s in main if s["role"] == "sam"), None)
+        if base is None or sam is None:
             continue
-        sgd, sam = by["sgd"], by["sam"]
-        for label, s in by.items():
-            if s["method"] != "msam":
+        name = base["label"].upper()
+        for s in main:
+            if s["role"] != "msam":
                 continue
-            acc = s["test_accuracy"][0] >= sam["test_accuracy"][0] >= sgd["test_accuracy"][0]
-            eig = s["top_eigenvalue"][0] <= sam["top_eigenvalue"][0] <= sgd["top_eigenvalue"][0]
+            label = s["label"]
+            acc = s["test_accuracy"][0] >= sam["test_accuracy"][0] >= base["test_accuracy"][0]
+            eig = s["top_eigenvalue"][0] <= sam["top_eigenvalue"][0] <= base["top_eigenvalue"][0]
             lines.append(
-                f"{dataset}, {label}: accuracy {label} ≥ SAM ≥ SGD "
+                f"{dataset}, {label}: accuracy {label} ≥ SAM ≥ {name} "
                 f"({s['test_accuracy'][0]:.4f} / {sam['test_accuracy'][0]:.4f} / "
-                f"{sgd['test_accuracy'][0]:.4f}): {'holds' if acc else 'does not hold'}; "
-                f"top eigenvalue {label} ≤ SAM ≤ SGD ({s['top_eigenvalue'][0]:.3g} / "
-                f"{sam['top_eigenvalue'][0]:.3g} / {sgd['top_eigenvalue'][0]:.3g}): "
+                f"{base['test_accuracy'][0]:.4f}): {'holds' if acc else 'does not hold'}; "
+                f"top eigenvalue {label} ≤ SAM ≤ {name} ({s['top_eigenvalue'][0]:.3g} / "
+                f"{sam['top_eigenvalue'][0]:.3g} / {base['top_eigenvalue'][0]:.3g}): "
                 f"{'holds' if eig else 'does not hold'}"
             )
     return lines
@@ -440,11 +454,7 @@ def plot(summary: list[dict[str, Any]], rho: float, path: Path) -> Path | None:
     datasets = list(dict.fromkeys(s["dataset"] for s in summary))
     fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 3.2 * len(datasets)), squeeze=False)
     for row, dataset in zip(axes, datasets, strict=True):
-        main = [
-            s
-            for s in summary
-            if s["dataset"] == dataset and (s["method"] == "sgd" or s["rho"] == rho)
-        ]
+        main = main_settings(summary, dataset, rho)
         labels = [s["label"] for s in main]
         for ax, metric, title in (
             (row[0], "test_accuracy", "test accuracy"),
@@ -452,14 +462,8 @@ def plot(summary: list[dict[str, Any]], rho: float, path: Path) -> Path | None:
         ):
             means = [s[metric][0] for s in main]
             stds = [s[metric][1] for s in main]
-            colours = [
-                "#888888"
-                if s["method"] == "sgd"
-                else "#4477aa"
-                if s["method"] == "sam"
-                else "#ee6677"
-                for s in main
-            ]
+            palette = {"base": "#888888", "sam": "#4477aa", "msam": "#ee6677"}
+            colours = [palette[s["role"]] for s in main]
             ax.bar(labels, means, yerr=stds, color=colours, capsize=3)
             ax.set_title(f"{dataset}: {title} (ρ = {rho:g})")
             if metric == "test_accuracy":
@@ -507,25 +511,21 @@ def run_bench(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     image = dict(preset["image"])
     if args.data_root and image["config"]["data"] == "fashion-mnist":
-        image["config"] = {**image["config"], "data_root": str(args.data_root)}
-    try:
-        train_task(report, image, device, IMAGE_FLATNESS, progress)
-    except Exception as exc:  # a missing data set keeps its rows, skipped
-        from labcore import LabcoreError
+        # --data-root is a folder of data sets (holding fashion-mnist/) or the folder itself.
+        root = Path(args.data_root)
+        if (root / "fashion-mnist").is_dir():
+            root = root / "fashion-mnist"
+        image["config"] = {**image["config"], "data_root": str(root)}
 
-        if not isinstance(exc, LabcoreError):
-            raise
-        for run in _runs(image):
-            report.add(
-                Row.skipped(
-                    run["optimizer"],
-                    {"model": image["config"]["model"]},
-                    image["config"]["data"],
-                    str(exc),
-                )
-            )
+    def checkpoint() -> None:
+        # Results so far, written after every task: a late failure loses nothing before it.
+        report.write(out)
+
+    train_task(report, image, device, IMAGE_FLATNESS, progress)
+    checkpoint()
     if preset["text"] is not None:
         train_task(report, preset["text"], device, TEXT_FLATNESS, progress)
+        checkpoint()
     step_time_rows(report, preset["step_time"], device)
     report.config["wall_s"] = round(time.perf_counter() - t_start, 1)
     json_path, md_path = report.write(out)

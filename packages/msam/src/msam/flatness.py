@@ -9,8 +9,9 @@ backward, so any differentiable model works.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -22,16 +23,16 @@ from msam.optim import batch_size, split_batch
 LossFn = Callable[[Any, Any], torch.Tensor]
 
 
-class _EvalMode:
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    def __enter__(self) -> None:
-        self.was_training = self.model.training
-        self.model.eval()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.model.train(self.was_training)
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block; afterwards every submodule gets its own mode back."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _materialise(data: Iterable[Any], max_batches: int | None) -> list[tuple[Any, Any, float]]:
@@ -71,11 +72,18 @@ def hessian_vector_product(
     for x, y, w in batches:
         with torch.enable_grad():
             loss = loss_fn(model(x), y)
-            grads = torch.autograd.grad(loss, params, create_graph=True)
-            hv = torch.autograd.grad(grads, params, grad_outputs=vector, allow_unused=True)
-        for o, h in zip(out, hv, strict=True):
+            grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+            # Parameters the loss does not use (say an unused pooler) have H = 0 rows.
+            used = [i for i, g in enumerate(grads) if g is not None]
+            hv = torch.autograd.grad(
+                [grads[i] for i in used],
+                [params[i] for i in used],
+                grad_outputs=[vector[i] for i in used],
+                allow_unused=True,
+            )
+        for i, h in zip(used, hv, strict=True):
             if h is not None:
-                o.add_(h.detach(), alpha=w)
+                out[i].add_(h.detach(), alpha=w)
     return out
 
 
@@ -112,7 +120,7 @@ def hessian_eigenvalue(
     norm = torch.sqrt(_dot(v, v))
     v = [t / norm for t in v]
     eig = math.nan
-    with _EvalMode(model):
+    with eval_mode(model):
         for _ in range(iters):
             hv = hessian_vector_product(model, loss_fn, batches, v)
             new = float(_dot(v, hv))
@@ -155,7 +163,7 @@ def hessian_trace(
     params = _params(model)
     gen = torch.Generator().manual_seed(seed)
     total = 0.0
-    with _EvalMode(model):
+    with eval_mode(model):
         for _ in range(probes):
             v = [(torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).to(p) for p in params]
             total += float(_dot(v, hessian_vector_product(model, loss_fn, batches, v)))
@@ -172,8 +180,9 @@ def m_sharpness(
     ascent_steps: int = 3,
     max_batches: int | None = None,
 ) -> float:
-    """m-sharpness: the mean over micro-batches B (of ``micro_batch_size`` examples) of
-    max over ‖ε‖ ≤ ρ of L_B(w + ε) − L_B(w).
+    """m-sharpness: the mean over micro-batches B of max over ‖ε‖ ≤ ρ of L_B(w + ε) − L_B(w),
+    each micro-batch weighted by its size. Every batch of ``data`` is split evenly into
+    ceil(n / ``micro_batch_size``) micro-batches (so none is larger than that).
 
     The inner maximum is approximated by projected normalised-gradient ascent on the ball,
     ``ascent_steps`` steps of length 2ρ/steps, keeping the largest loss seen (one step is
@@ -188,7 +197,7 @@ def m_sharpness(
     originals = [p.detach().clone() for p in params]
     step = 2 * rho / ascent_steps
     gaps: list[tuple[float, int]] = []
-    with _EvalMode(model):
+    with eval_mode(model):
         for x, y, _ in batches:
             n = batch_size((x, y))
             for part in split_batch((x, y), math.ceil(n / micro_batch_size)):

@@ -114,6 +114,10 @@ class EncoderClassifier(nn.Module):
 
     def __init__(self, encoder: nn.Module, hidden: int, num_classes: int, *, dropout: float = 0.1):
         super().__init__()
+        if getattr(encoder, "pooler", None) is not None:
+            # BERT's pooler is not used (mean pooling instead): drop it, so that no trained
+            # parameter is left without a gradient.
+            encoder.pooler = None
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, num_classes)

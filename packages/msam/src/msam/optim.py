@@ -16,8 +16,8 @@ BatchNorm rule
 When the model is passed (``train_step`` always has it; ``step``/``sam_backward`` take
 ``model=``), the running statistics of every BatchNorm layer in training mode are updated by
 the unperturbed forward pass of each micro-batch only, never at a perturbed point w + ε_j:
-k updates per step, the ones k SGD steps on those micro-batches would make. Both passes
-normalise with the current micro-batch's own statistics, as BatchNorm does in training.
+k updates per step, one per micro-batch, all at the current weights w. Both passes normalise
+with the current micro-batch's own statistics, as BatchNorm does in training.
 """
 
 from __future__ import annotations
@@ -94,6 +94,8 @@ def split_batch(batch: Batch, parts: int) -> list[Batch]:
     [3, 3, 2, 2]
     """
     n = batch_size(batch)
+    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
+        raise LabcoreError(f"the number of micro-batches must be a positive integer, got {parts!r}")
     if parts > n:
         raise LabcoreError(f"cannot split a batch of {n} examples into {parts} micro-batches")
     pieces: list[Batch] = []
@@ -232,10 +234,10 @@ class MicroBatchSAM(torch.optim.Optimizer):
         super().__init__(params, {"rho": float(rho), "adaptive": bool(adaptive), **base_kwargs})
         for group in self.param_groups:
             _check_rho(group["rho"])
+        # The base optimizer is built on the same group dicts, and `param_groups` and `state`
+        # below delegate to it: an LR scheduler on either object, or a load_state_dict on
+        # either, is seen by both.
         self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
-        # One list of group dicts shared by both objects: an LR scheduler or a manual change
-        # of lr on either is seen by the other.
-        self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
         self.micro_batches = micro_batches
         self.micro_batch_size = micro_batch_size
@@ -243,21 +245,51 @@ class MicroBatchSAM(torch.optim.Optimizer):
 
     # ---- state -----------------------------------------------------------------------------
 
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        base = self.__dict__.get("base_optimizer")
+        return base.param_groups if base is not None else self.__dict__["_own_param_groups"]
+
+    @param_groups.setter
+    def param_groups(self, value: list[dict[str, Any]]) -> None:
+        base = self.__dict__.get("base_optimizer")
+        if base is not None:
+            base.param_groups = value
+        else:
+            self.__dict__["_own_param_groups"] = value
+
+    @property
+    def state(self) -> Any:  # type: ignore[override]
+        base = self.__dict__.get("base_optimizer")
+        return base.state if base is not None else self.__dict__["_own_state"]
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        base = self.__dict__.get("base_optimizer")
+        if base is not None:
+            base.state = value
+        else:
+            self.__dict__["_own_state"] = value
+
+    def __getstate__(self) -> dict[str, Any]:
+        # torch.optim.Optimizer pickles only defaults/state/param_groups; keep everything.
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     def state_dict(self) -> dict[str, Any]:
         """The base optimizer's state dict (its groups carry ``rho`` and ``adaptive``)."""
         return self.base_optimizer.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict of this class or of the plain base optimizer (whose groups get
+        this optimizer's default ``rho`` and ``adaptive``)."""
         self.base_optimizer.load_state_dict(state_dict)
-        self.param_groups = self.base_optimizer.param_groups
-
-    @property
-    def state(self) -> Any:  # type: ignore[override]
-        return self.base_optimizer.state if hasattr(self, "base_optimizer") else self._own_state
-
-    @state.setter
-    def state(self, value: Any) -> None:
-        self._own_state = value
+        for group in self.param_groups:
+            group.setdefault("rho", self.defaults["rho"])
+            group.setdefault("adaptive", self.defaults["adaptive"])
+            _check_rho(group["rho"])
 
     def num_micro_batches(self, n: int) -> int:
         """k for a batch of ``n`` examples."""
@@ -273,33 +305,40 @@ class MicroBatchSAM(torch.optim.Optimizer):
     def _params(self) -> list[tuple[torch.Tensor, dict[str, Any]]]:
         return [(p, g) for g in self.param_groups for p in g["params"] if p.requires_grad]
 
+    def _group_setting(self, group: dict[str, Any], name: str) -> Any:
+        return group.get(name, self.defaults[name])
+
     # ---- the ascent step -----------------------------------------------------------------
 
     def _ascent(
         self, entries: list[tuple[torch.Tensor, dict[str, Any]]], grads: list[torch.Tensor | None]
-    ) -> list[torch.Tensor | None] | None:
-        """ε for each parameter from its gradient, or None when the gradient is not finite.
+    ) -> tuple[list[torch.Tensor | None], torch.Tensor]:
+        """ε for each parameter from its gradient, and whether that gradient is finite.
 
-        Scale-invariant in the gradient, so a GradScaler's scale factor needs no unscaling.
+        A non-finite gradient gives ε = 0, decided on the device (no host sync per
+        micro-batch). ε is scale-invariant in the gradient, so a GradScaler's factor needs no
+        unscaling.
         """
+        adaptive = [self._group_setting(g, "adaptive") for _, g in entries]
         scaled = [
-            None if g is None else (g * p.abs() if group["adaptive"] else g)
-            for (p, group), g in zip(entries, grads, strict=True)
+            None if g is None else (g * p.abs() if a else g)
+            for (p, _), g, a in zip(entries, grads, adaptive, strict=True)
         ]
         norms = [torch.linalg.vector_norm(s) for s in scaled if s is not None]
         if not norms:
-            return [None] * len(entries)
+            return [None] * len(entries), torch.ones((), dtype=torch.bool)
         norm = torch.linalg.vector_norm(torch.stack(norms))
-        if not torch.isfinite(norm):
-            return None
+        finite = torch.isfinite(norm)
         out: list[torch.Tensor | None] = []
-        for (p, group), s in zip(entries, scaled, strict=True):
-            if s is None or group["rho"] == 0:
+        for (p, group), s, a in zip(entries, scaled, adaptive, strict=True):
+            rho = self._group_setting(group, "rho")
+            if s is None or rho == 0:
                 out.append(None)
                 continue
-            e = s * p.abs() if group["adaptive"] else s.clone()
-            out.append(e.mul_(group["rho"] / (norm + self.eps)))
-        return out
+            e = s * p.abs() if a else s * 1.0
+            e.mul_(rho / (norm + self.eps))
+            out.append(torch.where(finite, e, torch.zeros((), dtype=e.dtype, device=e.device)))
+        return out, finite
 
     # ---- sequential mode ---------------------------------------------------------------------
 
@@ -322,74 +361,97 @@ class MicroBatchSAM(torch.optim.Optimizer):
         do not call backward in it. It is called twice per micro-batch (at w and w + ε).
         With ``model`` given, BatchNorm running statistics follow the module's rule and a
         DistributedDataParallel model runs every pass under ``no_sync()`` with one all-reduce
-        of the averaged gradient at the end. With a GradScaler the gradients are left scaled
-        for ``scaler.step``; a non-finite ascent gradient makes them infinite so that the
-        scaler skips the step and lowers its scale.
+        of the averaged gradient at the end of each call. With an enabled GradScaler the
+        gradients are left scaled for ``scaler.step``, and any non-finite gradient makes them
+        infinite, so that the scaler skips the step and lowers its scale; without one, a
+        non-finite gradient raises ``FloatingPointError``.
 
         Returns the size-weighted mean loss at the unperturbed point (detached).
         """
         n = batch_size(batch)
         parts = split_batch(batch, self.num_micro_batches(n))
         entries = self._params()
+        if not entries:
+            raise LabcoreError("the optimizer holds no trainable parameters")
         params = [p for p, _ in entries]
+        scaling = scaler is not None and scaler.is_enabled()
         carried = [p.grad for p in params]
         # w is restored by copying it back, not by subtracting ε: exact, so no drift.
         originals = [p.detach().clone() for p in params]
         accumulated = [torch.zeros_like(p) for p in params]
         ddp = _ddp(model)
         sync_off = ddp.no_sync if ddp is not None else contextlib.nullcontext
-        total = torch.zeros((), device=params[0].device if params else "cpu")
-        finite = True
-        with torch.enable_grad(), sync_off():
-            for part in parts:
-                share = weight * batch_size(part) / n
-                for p in params:
-                    p.grad = None
-                loss = _checked_loss(closure(part))
-                (scaler.scale(loss) if scaler is not None else loss).backward()
-                perturbation = self._ascent(entries, [p.grad for p in params])
-                if perturbation is None:
-                    finite = False
-                    break
-                with torch.no_grad():
-                    for p, e in zip(params, perturbation, strict=True):
+        total = torch.zeros((), device=params[0].device)
+        finite = torch.ones((), dtype=torch.bool, device=params[0].device)
+        try:
+            with torch.enable_grad(), sync_off():
+                for part in parts:
+                    share = batch_size(part) / n
+                    for p in params:
                         p.grad = None
-                        if e is not None:
-                            p.add_(e)
-                try:
-                    frozen = (
-                        frozen_batchnorm_statistics(model)
-                        if model is not None
-                        else contextlib.nullcontext()
-                    )
-                    with frozen:
-                        perturbed_loss = _checked_loss(closure(part)) * share
-                        (
-                            scaler.scale(perturbed_loss) if scaler is not None else perturbed_loss
-                        ).backward()
-                finally:
+                    loss = _checked_loss(closure(part))
+                    (scaler.scale(loss) if scaling else loss).backward()
+                    perturbation, ok = self._ascent(entries, [p.grad for p in params])
+                    finite = finite & ok.to(finite.device)
                     with torch.no_grad():
-                        for p, e, w in zip(params, perturbation, originals, strict=True):
+                        for p, e in zip(params, perturbation, strict=True):
+                            p.grad = None
                             if e is not None:
-                                p.copy_(w)
-                with torch.no_grad():
-                    for p, acc in zip(params, accumulated, strict=True):
-                        if p.grad is not None:
-                            acc.add_(p.grad)
-                total = total + loss.detach() * share
-        if not finite:
-            if scaler is None:
+                                p.add_(e)
+                    try:
+                        frozen = (
+                            frozen_batchnorm_statistics(model)
+                            if model is not None
+                            else contextlib.nullcontext()
+                        )
+                        with frozen:
+                            perturbed_loss = _checked_loss(closure(part)) * (weight * share)
+                            (scaler.scale(perturbed_loss) if scaling else perturbed_loss).backward()
+                    finally:
+                        with torch.no_grad():
+                            for p, e, w in zip(params, perturbation, originals, strict=True):
+                                if e is not None:
+                                    p.copy_(w)
+                    with torch.no_grad():
+                        for p, acc in zip(params, accumulated, strict=True):
+                            if p.grad is not None:
+                                acc.add_(p.grad)
+                    total = total + loss.detach() * share
+        except BaseException:
+            for p, old in zip(params, carried, strict=True):
+                p.grad = old
+            raise
+        if ddp is not None:
+            # Every rank reaches this all-reduce (no early exit above), and an inf on one
+            # rank reaches all of them, so their scalers skip the same step.
+            _all_reduce_mean(accumulated, ddp.process_group)
+        self._finish(params, accumulated, carried, finite, scaling)
+        return total
+
+    def _finish(
+        self,
+        params: list[torch.Tensor],
+        accumulated: list[torch.Tensor],
+        carried: list[torch.Tensor | None],
+        finite: torch.Tensor,
+        scaling: bool,
+    ) -> None:
+        """Check finiteness once per call (one host sync), then add into ``.grad``."""
+        finite = finite & torch.isfinite(
+            torch.stack([torch.linalg.vector_norm(a) for a in accumulated])
+        ).all().to(finite.device)
+        if not bool(finite):
+            if not scaling:
+                for p, old in zip(params, carried, strict=True):
+                    p.grad = old
                 raise FloatingPointError(
-                    "the gradient at the unperturbed point is not finite (the loss diverged; "
-                    "lower the learning rate, or pass a GradScaler for mixed precision)"
+                    "a gradient is not finite (the loss diverged; lower the learning rate or "
+                    "rho, or pass a GradScaler for float16 mixed precision)"
                 )
             for acc in accumulated:
                 acc.fill_(math.inf)
-        if ddp is not None and finite:
-            _all_reduce_mean(accumulated)
         for p, acc, old in zip(params, accumulated, carried, strict=True):
             p.grad = acc if old is None else old.add_(acc)
-        return total
 
     # ---- vmap mode -------------------------------------------------------------------------
 
@@ -412,6 +474,10 @@ class MicroBatchSAM(torch.optim.Optimizer):
         """
         from torch.func import functional_call, grad, vmap
 
+        if _ddp(model) is not None:
+            raise LabcoreError(
+                "mode='vmap' does not support DistributedDataParallel; use mode='sequential'"
+            )
         if _batchnorm_layers(model):
             raise LabcoreError(
                 "mode='vmap' cannot update BatchNorm running statistics; use a model with "
@@ -426,6 +492,8 @@ class MicroBatchSAM(torch.optim.Optimizer):
             )
         inputs, targets = _pair(batch)
         entries = self._params()
+        if not entries:
+            raise LabcoreError("the optimizer holds no trainable parameters")
         ids = {id(p): i for i, (p, _) in enumerate(entries)}
         named = dict(model.named_parameters())
         trained = {name: p for name, p in named.items() if id(p) in ids}
@@ -435,10 +503,12 @@ class MicroBatchSAM(torch.optim.Optimizer):
         fixed.update(dict(model.named_buffers()))
         names = list(trained)
         groups = [entries[ids[id(trained[name])]][1] for name in names]
-        factor = 1.0
-        if scaler is not None and scaler.is_enabled():
-            # scale() (not get_scale()) also initialises a fresh scaler's state for step().
-            factor = float(scaler.scale(torch.ones((), device=entries[0][0].device)))
+        adaptive = [self._group_setting(g, "adaptive") for g in groups]
+        rhos = [self._group_setting(g, "rho") for g in groups]
+        device = entries[0][0].device
+        scaling = scaler is not None and scaler.is_enabled()
+        # scale() (not get_scale()) also initialises a fresh scaler's state for step().
+        factor = float(scaler.scale(torch.ones((), device=device))) if scaling else 1.0
 
         def micro_loss(weights: dict[str, torch.Tensor], x: Any, y: Any):
             loss = loss_fn(functional_call(model, {**weights, **fixed}, (x,)), y)
@@ -452,32 +522,23 @@ class MicroBatchSAM(torch.optim.Optimizer):
         w = {name: trained[name].detach() for name in names}
         g, losses = vmap(grad_fn, in_dims=(None, 0, 0), randomness="different")(w, *folded)
         scaled = {
-            name: g[name] * w[name].abs() if group["adaptive"] else g[name]
-            for name, group in zip(names, groups, strict=True)
+            name: g[name] * w[name].abs() if a else g[name]
+            for name, a in zip(names, adaptive, strict=True)
         }
         norm = torch.stack([s.flatten(1).pow(2).sum(1) for s in scaled.values()]).sum(0).sqrt()
-        finite = bool(torch.isfinite(norm).all())
-        if finite:
-            perturbed = {}
-            for name, group in zip(names, groups, strict=True):
-                shape = (k,) + (1,) * w[name].dim()
-                e = scaled[name] * w[name].abs() if group["adaptive"] else scaled[name]
-                perturbed[name] = w[name] + e * (group["rho"] / (norm + self.eps)).view(shape)
-            h, _ = vmap(grad_fn, in_dims=(0, 0, 0), randomness="different")(perturbed, *folded)
-        with torch.no_grad():
-            for name in names:
-                p = trained[name]
-                update = (
-                    h[name].mean(0) * weight
-                    if finite
-                    else torch.full_like(p, math.inf if scaler is not None else math.nan)
-                )
-                p.grad = update if p.grad is None else p.grad.add_(update)
-        if not finite and scaler is None:
-            raise FloatingPointError(
-                "the gradient at the unperturbed point is not finite (the loss diverged; "
-                "lower the learning rate, or pass a GradScaler for mixed precision)"
-            )
+        ok = torch.isfinite(norm)  # per micro-batch; a non-finite one gets ε = 0
+        perturbed = {}
+        for name, a, rho in zip(names, adaptive, rhos, strict=True):
+            shape = (k,) + (1,) * w[name].dim()
+            e = scaled[name] * w[name].abs() if a else scaled[name]
+            e = e * (rho / (norm + self.eps)).view(shape)
+            e = torch.where(ok.view(shape), e, torch.zeros((), dtype=e.dtype, device=e.device))
+            perturbed[name] = w[name] + e
+        h, _ = vmap(grad_fn, in_dims=(0, 0, 0), randomness="different")(perturbed, *folded)
+        params = [trained[name] for name in names]
+        carried = [p.grad for p in params]
+        accumulated = [h[name].mean(0).mul_(weight) for name in names]
+        self._finish(params, accumulated, carried, ok.all(), scaling)
         return losses.mean()
 
     # ---- steps -----------------------------------------------------------------------------
@@ -554,16 +615,7 @@ class MicroBatchSAM(torch.optim.Optimizer):
                 loss = self.sam_backward(closure, (inputs, targets), model=model, scaler=scaler)
         # Stepping through self.step() (not the base optimizer's) keeps the step counters
         # that LR schedulers check right, whichever object the scheduler was given.
-        if scaler is not None:
-            if clip_grad_norm is not None:
-                scaler.unscale_(self)
-                _clip([p for p, _ in self._params()], clip_grad_norm)
-            scaler.step(self)
-            scaler.update()
-        else:
-            if clip_grad_norm is not None:
-                _clip([p for p, _ in self._params()], clip_grad_norm)
-            self.step()
+        apply_update(self, scaler=scaler, clip_grad_norm=clip_grad_norm)
         return loss
 
 
@@ -641,18 +693,32 @@ def _device_type(model: nn.Module) -> str:
     return "cpu"
 
 
-def _clip(params: list[torch.Tensor], max_norm: float) -> None:
-    torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], max_norm)
+def apply_update(
+    optimizer: torch.optim.Optimizer, *, scaler: Any = None, clip_grad_norm: float | None = None
+) -> None:
+    """Clip the gradients (after unscaling) and step, through the GradScaler when given,
+    then update the scaler."""
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    if scaler is not None:
+        if clip_grad_norm is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        if clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
+        optimizer.step()
 
 
-def _all_reduce_mean(tensors: list[torch.Tensor]) -> None:
+def _all_reduce_mean(tensors: list[torch.Tensor], group: Any = None) -> None:
     import torch.distributed as dist
     from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
     if not tensors:
         return
     flat = _flatten_dense_tensors(tensors)
-    dist.all_reduce(flat)
-    flat.div_(dist.get_world_size())
+    dist.all_reduce(flat, group=group)
+    flat.div_(dist.get_world_size(group))
     for t, reduced in zip(tensors, _unflatten_dense_tensors(flat, tensors), strict=True):
         t.copy_(reduced)

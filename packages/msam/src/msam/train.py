@@ -16,7 +16,7 @@ from torch import nn
 from labcore import LabcoreError
 from msam.data import DATASETS, Dataset, index_batch, num_examples
 from msam.models import IMAGE_MODELS, MODELS, NORMS
-from msam.optim import MODES, SAM, MicroBatchSAM
+from msam.optim import MODES, SAM, MicroBatchSAM, apply_update
 
 OPTIMIZERS = ("sgd", "sam", "msam")
 BASES = ("sgd", "adamw")
@@ -95,6 +95,12 @@ class TrainConfig:
     @property
     def effective_micro_batches(self) -> int:
         return self.micro_batches if self.optimizer == "msam" else 1
+
+    def usable_batch(self, size: int) -> bool:
+        """Whether a batch of ``size`` examples is trained on. A last batch smaller than k,
+        or (vmap mode) not a multiple of k, is dropped."""
+        k = self.effective_micro_batches
+        return size >= k and (self.mode != "vmap" or size % k == 0)
 
 
 @dataclass
@@ -212,17 +218,7 @@ def plain_step(
     with ctx:
         loss = loss_fn(model(x), y)
     (scaler.scale(loss) if scaler is not None else loss).backward()
-    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-    if scaler is not None:
-        if clip_grad_norm is not None:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        if clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
-        optimizer.step()
+    apply_update(optimizer, scaler=scaler, clip_grad_norm=clip_grad_norm)
     return loss.detach()
 
 
@@ -237,17 +233,17 @@ def evaluate(
     model: nn.Module, x: Any, y: torch.Tensor, *, batch_size: int = 512, device: Any = None
 ) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of ``model`` on ``x``, ``y`` in eval mode."""
-    was_training = model.training
-    model.eval()
+    from msam.flatness import eval_mode
+
     device = device or next(model.parameters()).device
     correct, total_loss, n = 0, 0.0, num_examples(x)
-    for start in range(0, n, batch_size):
-        idx = torch.arange(start, min(start + batch_size, n))
-        xb, yb = _to(index_batch(x, idx), device), y[idx].to(device)
-        out = model(xb).float()
-        total_loss += float(nn.functional.cross_entropy(out, yb, reduction="sum"))
-        correct += int((out.argmax(1) == yb).sum())
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(start + batch_size, n))
+            xb, yb = _to(index_batch(x, idx), device), y[idx].to(device)
+            out = model(xb).float()
+            total_loss += float(nn.functional.cross_entropy(out, yb, reduction="sum"))
+            correct += int((out.argmax(1) == yb).sum())
     return correct / n, total_loss / n
 
 
@@ -269,8 +265,16 @@ def train(
     model.train()
     optimizer = make_optimizer(config, model.parameters())
     n = len(data.train_y)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
+    if n < config.effective_micro_batches:
+        raise LabcoreError(
+            f"the training set ({n} examples) is smaller than micro_batches ({config.micro_batches})"
+        )
+    starts = [
+        s
+        for s in range(0, n, config.batch_size)
+        if config.usable_batch(min(config.batch_size, n - s))
+    ]
+    total_steps = len(starts) * config.epochs
     if config.schedule == "cosine":
         schedule: Any = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     else:
@@ -285,11 +289,8 @@ def train(
     for epoch in range(config.epochs):
         order = torch.randperm(n, generator=gen)
         running, seen = 0.0, 0
-        batches = range(0, n, config.batch_size)
-        for start in progress_bar(batches, desc=f"epoch {epoch + 1}", enabled=progress):
+        for start in progress_bar(starts, desc=f"epoch {epoch + 1}", enabled=progress):
             idx = order[start : start + config.batch_size]
-            if len(idx) < config.effective_micro_batches:
-                continue  # a last batch smaller than the number of micro-batches
             batch = (_to(index_batch(data.train_x, idx), device), data.train_y[idx].to(device))
             synchronize(device)
             t0 = time.perf_counter()
