@@ -105,10 +105,19 @@ def test_bad_input():
 
 
 def test_unused_parameters_and_submodule_modes():
+    class WithUnused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3, 1, bias=False)
+            self.drop = nn.Dropout(0.5)
+            self.unused = nn.Linear(2, 2)  # no gradient reaches it
+
+        def forward(self, x):
+            return self.drop(self.linear(x))
+
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 1, bias=False), nn.Dropout(0.5))
-    model.unused = nn.Linear(2, 2)  # no gradient reaches it
-    model[1].eval()  # the user's choice for a submodule, kept after measuring
+    model = WithUnused()
+    model.drop.eval()  # the user's choice for a submodule, kept after measuring
     x, y = torch.randn(8, 3), torch.randn(8)
     assert hessian_eigenvalue(model, mse, [(x, y)], iters=50) > 0
-    assert model.training and not model[1].training
+    assert model.training and not model.drop.training

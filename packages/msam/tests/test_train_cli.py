@@ -72,17 +72,17 @@ def test_training_learns_digits(optimizer):
         model="cnn-small",
         optimizer=optimizer,
         micro_batches=4,
-        epochs=2,
+        epochs=3,
         batch_size=64,
         lr=0.05,
+        train_subset=768,
         device="cpu",
     )
     result = train(config)
     assert result.test_accuracy > 0.5  # chance is 0.1
-    assert result.steps == 2 * 23 and result.train_time_s > 0
-    # Same seed, same result.
-    again = train(config)
-    assert again.test_accuracy == result.test_accuracy
+    assert result.steps == 3 * 12 and result.train_time_s > 0
+    if optimizer == "msam":  # same seed, same result
+        assert train(config).test_accuracy == result.test_accuracy
 
 
 def test_fp16_training_with_a_scaler_stays_finite():
@@ -232,39 +232,63 @@ def test_bench_tiny_preset(tmp_path, monkeypatch, capsys):
     assert "Summary" in (tmp_path / "results.md").read_text()
 
 
-def test_encoder_classifier_dict_batches_in_both_modes():
-    from transformers import BertConfig, BertModel
+class BagOfEmbeddings(torch.nn.Module):
+    """Dict inputs like a tokenizer's, masked mean pooling: vmap-friendly."""
 
-    def make():
+    def __init__(self):
+        super().__init__()
         torch.manual_seed(0)
-        cfg = BertConfig(
-            vocab_size=50,
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0,
-        )
-        return EncoderClassifier(BertModel(cfg), 16, 3, dropout=0.0)
+        self.embed = torch.nn.Embedding(50, 8)
+        self.norm = torch.nn.LayerNorm(8)
+        self.head = torch.nn.Linear(8, 3)
 
+    def forward(self, inputs):
+        m = inputs["attention_mask"].unsqueeze(-1).float()
+        h = self.norm(self.embed(inputs["input_ids"]))
+        return self.head((h * m).sum(1) / m.sum(1))
+
+
+def _token_batch():
     g = torch.Generator().manual_seed(0)
     inputs = {
         "input_ids": torch.randint(0, 50, (8, 6), generator=g),
         "attention_mask": torch.ones(8, 6, dtype=torch.long),
     }
     inputs["attention_mask"][:, 4:] = 0
-    y = torch.randint(0, 3, (8,), generator=g)
-    models = [make(), make()]
+    return inputs, torch.randint(0, 3, (8,), generator=g)
+
+
+def test_dict_batches_in_both_modes():
+    models = [BagOfEmbeddings(), BagOfEmbeddings()]
     for m, mode in zip(models, ("sequential", "vmap"), strict=True):
-        opt = MicroBatchSAM(m.parameters(), torch.optim.AdamW, rho=0.05, micro_batches=4, lr=1e-3)
-        opt.train_step(m, loss_fn, (inputs, y), mode=mode)
+        opt = MicroBatchSAM(m.parameters(), torch.optim.AdamW, rho=0.05, micro_batches=4, lr=1e-2)
+        opt.train_step(m, loss_fn, _token_batch(), mode=mode)
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_encoder_classifier_trains_and_drops_the_pooler():
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    model = EncoderClassifier(BertModel(cfg), 16, 3)
+    assert model.encoder.pooler is None
+    opt = MicroBatchSAM(model.parameters(), torch.optim.AdamW, rho=0.05, micro_batches=4, lr=1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.train_step(model, loss_fn, _token_batch())
+    # Every parameter got a gradient and moved.
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
 def test_vmap_training_drops_an_uneven_last_batch():
-    # 1,437 digits at batch 64: 22 full batches and a last one of 29, not a multiple of 8.
+    # 300 examples at batch 64: 4 full batches and a last one of 44, not a multiple of 8.
     config = TrainConfig(
         data="digits",
         optimizer="msam",
@@ -272,7 +296,8 @@ def test_vmap_training_drops_an_uneven_last_batch():
         mode="vmap",
         epochs=1,
         batch_size=64,
+        train_subset=300,
         device="cpu",
     )
-    assert train(config).steps == 22
-    assert train(replace(config, mode="sequential")).steps == 23
+    assert train(config).steps == 4
+    assert train(replace(config, mode="sequential")).steps == 5
