@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -15,7 +16,7 @@ from torch import nn
 
 from labcore import LabcoreError
 from msam.data import DATASETS, Dataset, index_batch, num_examples
-from msam.models import IMAGE_MODELS, MODELS, NORMS
+from msam.models import MODELS, NORMS
 from msam.optim import MODES, SAM, MicroBatchSAM, apply_update
 
 OPTIMIZERS = ("sgd", "sam", "msam")
@@ -162,8 +163,6 @@ def build(config: TrainConfig, data: Dataset | None = None) -> tuple[nn.Module, 
         return model, data
     if data is None:
         data = load_data(config)
-    if config.model not in IMAGE_MODELS:  # pragma: no cover - guarded by TrainConfig
-        raise LabcoreError(f"unknown model {config.model!r}")
     return build_model(
         config.model, in_channels=data.in_channels, num_classes=data.num_classes, norm=config.norm
     ), data
@@ -205,8 +204,6 @@ def plain_step(
     clip_grad_norm: float | None = None,
 ) -> torch.Tensor:
     """One step of the base optimizer alone, with the same AMP and clipping as ``train_step``."""
-    import contextlib
-
     x, y = batch
     device_type = next(model.parameters()).device.type
     optimizer.zero_grad(set_to_none=True)
