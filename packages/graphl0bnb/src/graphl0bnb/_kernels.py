@@ -205,12 +205,12 @@ def l0_penalty(Theta, l0, l2, state):
 
 
 @_jit
-def cd_l0l2_pairs(S, Theta, V, I, J, l0, l2, big_m, state):
+def cd_l0l2_pairs(S, Theta, V, rows, cols, l0, l2, big_m, state):
     """One sweep over the listed pairs; returns how many pairs changed support."""
     changed = 0
-    for k in range(I.shape[0]):
-        i = I[k]
-        j = J[k]
+    for k in range(rows.shape[0]):
+        i = rows[k]
+        j = cols[k]
         a, b = _pair_ab(S, Theta, V, i, j)
         t_old = Theta[i, j]
         t_new = l0l2_step(a, b, l0, l2, big_m, state[i, j])
@@ -264,7 +264,7 @@ def swap_search_row(S, Theta, V, i, l0, l2, big_m, state, tol):
         best_k = -1
         best_t = 0.0
         for k in range(p):
-            if k == i or k == j or Theta[i, k] != 0.0 or state[i, k] != FREE:
+            if k in (i, j) or Theta[i, k] != 0.0 or state[i, k] != FREE:
                 continue
             ak, bk = _pair_ab(S, Theta, V, i, k)
             tk = _clip(-bk / (2.0 * (ak + l2)), big_m)
@@ -302,13 +302,13 @@ def max_entry_gain(S, Theta, V, l2, big_m, state):
 
 
 @_jit
-def cd_relax_pairs(S, Theta, V, I, J, l0, l2, big_m, state):
+def cd_relax_pairs(S, Theta, V, rows, cols, l0, l2, big_m, state):
     """One relaxation sweep over the listed pairs; returns the largest |move|."""
     ratio, slope, quad = perspective_constants(l0, l2, big_m)
     biggest = 0.0
-    for k in range(I.shape[0]):
-        i = I[k]
-        j = J[k]
+    for k in range(rows.shape[0]):
+        i = rows[k]
+        j = cols[k]
         a, b = _pair_ab(S, Theta, V, i, j)
         t_new = relax_step(a, b, l0, l2, big_m, state[i, j], ratio, slope, quad)
         d = abs(_move_pair(S, Theta, V, i, j, t_new))
@@ -342,7 +342,7 @@ def relax_dual(S, Theta, V, l0, l2, big_m, state, viol_I, viol_J, viol_score):
     (up to their capacity, the largest first is not guaranteed); the count is returned.
     """
     p = S.shape[0]
-    ratio, slope, quad = perspective_constants(l0, l2, big_m)
+    _, slope, _ = perspective_constants(l0, l2, big_m)
     total = 0.0
     valid = True
     for i in range(p):
@@ -379,10 +379,10 @@ def relax_dual(S, Theta, V, l0, l2, big_m, state, viol_I, viol_J, viol_score):
 
 
 @_jit
-def implied_z(Theta, I, J, l0, l2, big_m, state, out):
-    ratio, slope, quad = perspective_constants(l0, l2, big_m)
-    for k in range(I.shape[0]):
-        out[k] = relax_z(Theta[I[k], J[k]], big_m, state[I[k], J[k]], ratio, quad)
+def implied_z(Theta, rows, cols, l0, l2, big_m, state, out):
+    ratio, _, quad = perspective_constants(l0, l2, big_m)
+    for k in range(rows.shape[0]):
+        out[k] = relax_z(Theta[rows[k], cols[k]], big_m, state[rows[k], cols[k]], ratio, quad)
 
 
 # --- CONCORD with an l1 penalty (baseline) -------------------------------------------------------

@@ -198,12 +198,12 @@ def branch_and_bound(
         Theta, V = start_point(S, Theta)
         one_i = np.array([i for i, _ in node.one], np.int64)
         one_j = np.array([j for _, j in node.one], np.int64)
-        I, J = merge_pairs(p, (node.active_I, node.active_J), (one_i, one_j))
-        keep = state[I, J] != K.ZERO
-        I, J = I[keep], J[keep]
+        rows, cols = merge_pairs(p, (node.active_I, node.active_J), (one_i, one_j))
+        keep = state[rows, cols] != K.ZERO
+        rows, cols = rows[keep], cols[keep]
 
         rel = solve_relaxation(
-            S, Theta, V, state, l0, l2, M, I, J, rel_tol=relax_tol, cutoff=ub - tol_abs()
+            S, Theta, V, state, l0, l2, M, rows, cols, rel_tol=relax_tol, cutoff=ub - tol_abs()
         )
         node_lb = max(node.lower_bound, rel.lower_bound)
         if n_nodes == 1:
@@ -223,9 +223,9 @@ def branch_and_bound(
             if node_lb < ub:
                 closed_lb = min(closed_lb, node_lb)
             continue
-        z = implied_z(rel.theta, rel.I, rel.J, state, l0, l2, M)
+        z = implied_z(rel.theta, rel.rows, rel.cols, state, l0, l2, M)
         frac = np.minimum(z, 1.0 - z)
-        free = state[rel.I, rel.J] == K.FREE
+        free = state[rel.rows, rel.cols] == K.FREE
         frac[~free] = 0.0
         if frac.size == 0 or frac.max() <= int_tol:
             # The relaxed solution is integral: it solves this node (to the relaxation's gap).
@@ -235,12 +235,12 @@ def branch_and_bound(
             closed_lb = min(closed_lb, node_lb)
             continue
         k = int(np.argmax(frac))
-        pair = (int(rel.I[k]), int(rel.J[k]))
+        pair = (int(rel.rows[k]), int(rel.cols[k]))
         wi, wj = upper_pairs(rel.theta)
         warm = (np.diag(rel.theta).copy(), wi, wj, rel.theta[wi, wj].copy())
         children = [
-            Node(node_lb, node.depth + 1, (*node.zero, pair), node.one, *warm, rel.I, rel.J),
-            Node(node_lb, node.depth + 1, node.zero, (*node.one, pair), *warm, rel.I, rel.J),
+            Node(node_lb, node.depth + 1, (*node.zero, pair), node.one, *warm, rel.rows, rel.cols),
+            Node(node_lb, node.depth + 1, node.zero, (*node.one, pair), *warm, rel.rows, rel.cols),
         ]
         for child in children:
             if search == "best":

@@ -35,15 +35,15 @@ def cd_active(S, Theta, V, l0, l2, M, state, *, tol, max_sweeps, full_sweeps=Tru
     sweeps = 0
     prev = _value(Theta, V, l0, l2, state)
     while sweeps < max_sweeps:
-        I, J = upper_pairs(Theta)
+        rows, cols = upper_pairs(Theta)
         # Pairs fixed to z = 1 stay in the active set even at θ = 0.
         if (state == K.ONE).any():
             oi, oj = np.nonzero(np.triu(state == K.ONE, 1))
-            keys = np.unique(np.concatenate([I * S.shape[0] + J, oi * S.shape[0] + oj]))
-            I, J = keys // S.shape[0], keys % S.shape[0]
+            keys = np.unique(np.concatenate([rows * S.shape[0] + cols, oi * S.shape[0] + oj]))
+            rows, cols = keys // S.shape[0], keys % S.shape[0]
         # Inner loop on the support until the objective settles.
         while sweeps < max_sweeps:
-            K.cd_l0l2_pairs(S, Theta, V, I, J, l0, l2, M, state)
+            K.cd_l0l2_pairs(S, Theta, V, rows, cols, l0, l2, M, state)
             K.diagonal_sweep(S, Theta, V)
             sweeps += 1
             cur = _value(Theta, V, l0, l2, state)
@@ -51,7 +51,7 @@ def cd_active(S, Theta, V, l0, l2, M, state, *, tol, max_sweeps, full_sweeps=Tru
                 prev = cur
                 break
             prev = cur
-            if len(upper_pairs(Theta)[0]) != len(I):
+            if len(upper_pairs(Theta)[0]) != len(rows):
                 break  # support shrank: refresh the active set
         if not full_sweeps:
             break

@@ -25,8 +25,8 @@ class RelaxationResult:
     primal: float  # relaxation objective at the returned Θ (an upper bound on its optimum)
     lower_bound: float  # valid lower bound on the relaxation (hence on the node's MIP)
     theta: np.ndarray
-    I: np.ndarray  # active set at exit
-    J: np.ndarray
+    rows: np.ndarray  # active set at exit
+    cols: np.ndarray
     n_sweeps: int
     cutoff_hit: bool  # stopped because the lower bound reached the cutoff
 
@@ -39,8 +39,8 @@ def solve_relaxation(
     l0: float,
     l2: float,
     M: float,
-    I: np.ndarray,
-    J: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
     *,
     rel_tol: float = 1e-6,
     max_outer: int = 100,
@@ -48,7 +48,7 @@ def solve_relaxation(
     cutoff: float = math.inf,
     max_new_per_row: int = 10,
 ) -> RelaxationResult:
-    """Solve the node relaxation in place on (Θ, V) from a warm start and active set (I, J).
+    """Solve the node relaxation in place on (Θ, V) from a warm start and active set (rows, cols).
 
     Stops when the relative primal-dual gap is ≤ ``rel_tol`` with no KKT violators, when the
     lower bound reaches ``cutoff`` (the node can be pruned), or after ``max_outer`` rounds.
@@ -64,7 +64,7 @@ def solve_relaxation(
     move_tol = 1e-9
     for _ in range(max_outer):
         for _ in range(sweeps_per_check):
-            moved = K.cd_relax_pairs(S, Theta, V, I, J, l0, l2, M, state)
+            moved = K.cd_relax_pairs(S, Theta, V, rows, cols, l0, l2, M, state)
             K.diagonal_sweep(S, Theta, V)
             sweeps += 1
             if moved < move_tol:
@@ -73,21 +73,21 @@ def solve_relaxation(
         primal = K.relax_value(Theta, V, l0, l2, M, state)
         best_lb = max(best_lb, lb)
         if best_lb >= cutoff:
-            return RelaxationResult(primal, best_lb, Theta, I, J, sweeps, True)
+            return RelaxationResult(primal, best_lb, Theta, rows, cols, sweeps, True)
         gap = primal - best_lb
         if n_viol == 0 and gap <= rel_tol * max(1.0, abs(primal)):
             break
         if n_viol > 0:
             m = min(n_viol, cap)
             order = np.argsort(-vs[:m])[: max_new_per_row * p]
-            I, J = merge_pairs(p, (I, J), (vi[:m][order], vj[:m][order]))
+            rows, cols = merge_pairs(p, (rows, cols), (vi[:m][order], vj[:m][order]))
         else:
             move_tol = max(move_tol * 0.1, 1e-14)
             sweeps_per_check = min(sweeps_per_check * 2, 1000)
-    return RelaxationResult(primal, best_lb, Theta, I, J, sweeps, False)
+    return RelaxationResult(primal, best_lb, Theta, rows, cols, sweeps, False)
 
 
-def implied_z(Theta, I, J, state, l0, l2, M) -> np.ndarray:
-    out = np.empty(I.shape[0])
-    K.implied_z(Theta, I, J, l0, l2, M, state, out)
+def implied_z(Theta, rows, cols, state, l0, l2, M) -> np.ndarray:
+    out = np.empty(rows.shape[0])
+    K.implied_z(Theta, rows, cols, l0, l2, M, state, out)
     return out
