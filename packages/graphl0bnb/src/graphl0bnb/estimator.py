@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import KFold
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from graphl0bnb import _kernels as K
 from graphl0bnb.bnb import branch_and_bound
@@ -172,15 +172,15 @@ class GraphL0BnB(BaseEstimator):
         return self
 
     def _validate(self, X, *, reset: bool) -> np.ndarray:
+        # scikit-learn's own checks first (sparse, complex, object dtype, feature count), with
+        # its standard messages; then ours (NaN, constant columns, sizes) with named problems.
+        X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
         if reset:
             X = check_data(X)
             self.n_features_in_ = X.shape[1]
             return X
-        X = check_data(X, min_samples=1)
-        if X.shape[1] != self.n_features_in_:
-            raise GraphL0BnBError(
-                f"X has {X.shape[1]} features, but the model was fitted with {self.n_features_in_}"
-            )
+        if not np.isfinite(X).all():
+            raise GraphL0BnBError("X contains NaN or infinite values")
         return X
 
     def _solve(self, S: np.ndarray, l0: float, l2: float, theta0=None) -> None:
