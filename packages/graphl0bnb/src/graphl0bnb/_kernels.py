@@ -389,20 +389,19 @@ def implied_z(Theta, rows, cols, l0, l2, big_m, state, out):
 
 
 @_jit
-def concord_l1_sweep(S, Omega, V, lam):
-    """One CD sweep of CONCORD: −Σ log ω_ii + ½ Σ_i ω_iᵀSω_i + λ Σ_{i<j} |ω_ij| (V = ΩS)."""
+def _concord_pair(S, Omega, V, i, j, lam):
+    t = Omega[i, j]
+    a = 0.5 * (S[i, i] + S[j, j])
+    b = (V[i, j] - S[j, j] * t) + (V[j, i] - S[i, i] * t)
+    mag = abs(b) - lam
+    t_new = 0.0 if mag <= 0.0 else -math.copysign(mag, b) / (2.0 * a)
+    return abs(_move_pair(S, Omega, V, i, j, t_new))
+
+
+@_jit
+def _concord_diagonals(S, Omega, V):
     p = S.shape[0]
     biggest = 0.0
-    for i in range(p):
-        for j in range(i + 1, p):
-            t = Omega[i, j]
-            a = 0.5 * (S[i, i] + S[j, j])
-            b = (V[i, j] - S[j, j] * t) + (V[j, i] - S[i, i] * t)
-            mag = abs(b) - lam
-            t_new = 0.0 if mag <= 0.0 else -math.copysign(mag, b) / (2.0 * a)
-            d = abs(_move_pair(S, Omega, V, i, j, t_new))
-            if d > biggest:
-                biggest = d
     for i in range(p):
         d = Omega[i, i]
         c = V[i, i] - S[i, i] * d  # (S ω_{-i})_i
@@ -412,9 +411,26 @@ def concord_l1_sweep(S, Omega, V, lam):
             Omega[i, i] = d_new
             for k in range(p):
                 V[i, k] += delta * S[i, k]
-            if abs(delta) > biggest:
-                biggest = abs(delta)
+            biggest = max(biggest, abs(delta))
     return biggest
+
+
+@_jit
+def concord_l1_sweep(S, Omega, V, lam, rows, cols, full):
+    """One CD sweep of CONCORD: −Σ log ω_ii + ½ Σ_i ω_iᵀSω_i + λ Σ_{i<j} |ω_ij| (V = ΩS).
+
+    Over every pair when ``full``, else over the listed pairs; returns the largest move.
+    """
+    p = S.shape[0]
+    biggest = 0.0
+    if full:
+        for i in range(p):
+            for j in range(i + 1, p):
+                biggest = max(biggest, _concord_pair(S, Omega, V, i, j, lam))
+    else:
+        for k in range(rows.shape[0]):
+            biggest = max(biggest, _concord_pair(S, Omega, V, rows[k], cols[k], lam))
+    return max(biggest, _concord_diagonals(S, Omega, V))
 
 
 def empty_state(p: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphl0bnb import _kernels as K
-from graphl0bnb.problem import check_data, covariance, start_point
+from graphl0bnb.problem import check_data, covariance, start_point, upper_pairs
 
 
 @dataclass
@@ -38,8 +38,14 @@ def concord_l1(
     Minimises −Σ log ω_ii + ½ Σ_i ω_iᵀ S ω_i + λ Σ_{i<j} |ω_ij| (closed-form coordinate steps).
     """
     Omega, V = start_point(S)
+    lam = float(lam)
     for _ in range(max_sweeps):
-        if K.concord_l1_sweep(S, Omega, V, float(lam)) < tol:
+        # Active set: sweep the current support to convergence, then one full sweep.
+        rows, cols = upper_pairs(Omega)
+        for _ in range(max_sweeps):
+            if K.concord_l1_sweep(S, Omega, V, lam, rows, cols, False) < tol:
+                break
+        if K.concord_l1_sweep(S, Omega, V, lam, rows, cols, True) < tol:
             break
     return Omega
 

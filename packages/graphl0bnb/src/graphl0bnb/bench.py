@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from labcore.bench import BenchResults, Row, machine_info  # noqa: F401
+from labcore.bench import BenchReport, Row
 from labcore.cli import emit
 from labcore.metrics import support_recovery
 
 QUICK = {
     "sizes": [(50, 25), (50, 100), (200, 100), (200, 400)],
     "graphs": ["banded", "random", "hub"],
-    "glasso_max_p": 200,
-    "time_limit": {50: 20.0, 200: 30.0, 1000: 120.0},
+    "glasso_max_p": 50,
+    "time_limit": {50: 10.0, 200: 15.0, 1000: 60.0},
     "gap_instance": ("banded", 1000, 2000),
     "fast_p": None,
     "scip_p": [4, 6],
@@ -36,8 +36,8 @@ QUICK = {
 FULL = {
     "sizes": [(50, 25), (50, 100), (200, 100), (200, 400), (1000, 500), (1000, 2000)],
     "graphs": ["banded", "random", "hub"],
-    "glasso_max_p": 1000,
-    "time_limit": {50: 60.0, 200: 120.0, 1000: 300.0},
+    "glasso_max_p": 200,
+    "time_limit": {50: 30.0, 200: 60.0, 1000: 240.0},
     "gap_instance": None,
     "fast_p": 5000,
     "scip_p": [4, 6, 8, 10],
@@ -258,7 +258,7 @@ def run_bench(args: argparse.Namespace) -> int:
     cfg = QUICK if args.quick else FULL
     seed = args.seed
     command = "graphl0bnb bench" + (" --quick" if args.quick else "")
-    results = BenchResults(
+    results = BenchReport(
         package="graphl0bnb",
         version=__version__,
         command=command,

@@ -364,6 +364,7 @@ class GraphL0BnBCV(GraphL0BnB):
 
     def fit(self, X, y=None):
         self._check_params()
+        t0 = time.perf_counter()
         if self.criterion not in ("bic", "cv"):
             raise GraphL0BnBError(f"criterion must be 'bic' or 'cv', got {self.criterion!r}")
         X = self._validate(X, reset=True)
@@ -401,4 +402,5 @@ class GraphL0BnBCV(GraphL0BnB):
         self.path_scores_ = scores
         self.best_index_ = best
         self._solve(S, float(grid[best]), float(self.l2), theta0=thetas[best])
+        self.time_ = time.perf_counter() - t0  # path, selection and the final solve
         return self
