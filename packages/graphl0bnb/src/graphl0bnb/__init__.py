@@ -6,7 +6,7 @@ and certifies its solution with a nonlinear branch-and-bound (Behdin, Chen and M
 >>> from graphl0bnb import GraphL0BnB, make_precision, sample
 >>> X = sample(make_precision("banded", 10), 400, seed=0)
 >>> GraphL0BnB(l0=0.05).fit(X).n_edges_
-17
+15
 """
 
 from graphl0bnb.bnb import BnBResult, branch_and_bound

@@ -118,7 +118,7 @@ class GraphL0BnB(BaseEstimator):
     >>> X = sample(make_precision("banded", 10), 400, seed=0)
     >>> est = GraphL0BnB(l0=0.05, l2=1.0).fit(X)
     >>> est.gap_ <= 0.01, int(est.n_edges_)
-    (True, 17)
+    (True, 15)
     """
 
     def __init__(
@@ -302,8 +302,8 @@ class GraphL0BnBCV(GraphL0BnB):
         l2: float = 1.0,
         M: float | None = None,
         *,
-        n_l0s: int = 20,
-        l0_min_ratio: float = 0.01,
+        n_l0s: int = 30,
+        l0_min_ratio: float = 1e-3,
         max_edges: int | None = None,
         criterion: str = "bic",
         ebic_gamma: float = 0.5,
@@ -397,6 +397,13 @@ class GraphL0BnBCV(GraphL0BnB):
                     losses[f, k] = pseudolikelihood_loss(S_te, t)
             scores = losses.mean(axis=0)
         best = int(np.argmin(scores))
+        if best == len(scores) - 1 and len(thetas) == len(self._grid(S)):
+            warnings.warn(
+                "the selection criterion is still falling at the smallest λ0 of the grid; "
+                "lower l0_min_ratio or pass a longer l0s",
+                UserWarning,
+                stacklevel=2,
+            )
         self.l0s_ = grid
         self.path_n_edges_ = n_edges
         self.path_scores_ = scores
