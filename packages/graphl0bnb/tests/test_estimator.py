@@ -214,3 +214,13 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     bad.write_text("a,b\n1,2\n3,NA\n")
     assert main(["fit", str(bad)]) == 2
     assert "missing values" in capsys.readouterr().err
+
+
+def test_cli_rejects_ambiguous_or_malformed_input(tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,c\n1,2\n3,4\n")
+    assert main(["fit", str(data)]) == 2
+    assert "header has 3 names" in capsys.readouterr().err
+    data.write_text("1,2\n3,4\n5,7\n")
+    assert main(["fit", str(data), "--l0", "0.1", "--select", "bic"]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -185,3 +185,17 @@ def test_depth_first_reaches_the_same_optimum():
     a = branch_and_bound(S, 0.04, 0.3, 2.0, gap_tol=1e-9, search="best")
     b = branch_and_bound(S, 0.04, 0.3, 2.0, gap_tol=1e-9, search="depth")
     assert a.upper_bound == pytest.approx(b.upper_bound, rel=1e-8)
+
+
+def test_zero_l0_is_a_convex_problem_solved_at_the_root():
+    S = _data("random", p=6, n=40, seed=2)
+    res = branch_and_bound(S, 0.0, 0.3, 2.0, gap_tol=0.0, max_nodes=50)
+    assert res.lower_bound <= res.upper_bound
+    assert res.gap <= 1e-6
+
+
+def test_a_converged_search_is_not_reported_as_limited():
+    S = _data("banded", p=5, n=60, seed=1)
+    res = branch_and_bound(S, 0.05, 1.0, 2.0, gap_tol=0.05, max_nodes=1)
+    assert res.n_nodes == 1
+    assert res.status == "optimal" and res.gap <= 0.05

@@ -112,6 +112,8 @@ def relax_z(t, big_m, st, ratio, quad):
         return 1.0
     at = abs(t)
     if quad:
+        if ratio == 0.0:  # λ0 = 0: no l0 price, any nonzero is z = 1
+            return 1.0 if at > 0.0 else 0.0
         return min(at / ratio, 1.0)
     return min(at / big_m, 1.0)
 

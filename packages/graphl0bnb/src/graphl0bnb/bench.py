@@ -86,7 +86,7 @@ def _synthetic_rows(kind: str, p: int, n: int, cfg: dict, seed: int, time_limit)
     rows.append(
         Row(
             "graphl0bnb",
-            {**params, "l0": round(fast.l0_, 5), "time_limit": limit},
+            {**params, "l0": round(fast.l0_, 5), "time_limit": limit, "status": est.status_},
             dataset,
             seed,
             m,
@@ -120,6 +120,7 @@ def _gap_row(kind: str, p: int, n: int, seed: int, limit: float) -> Row:
     m = _metrics(truth, est.theta_standardized_, None)
     m.update(gap=est.gap_, gap_abs=est.gap_abs_, nodes=est.n_nodes_)
     params = {"graph": kind, "p": p, "n": n, "l0": round(est.l0_, 5), "time_limit": limit}
+    params["status"] = est.status_
     return Row("graphl0bnb", params, f"{kind}-p{p}-n{n}", seed, m, est.time_)
 
 
@@ -155,6 +156,10 @@ def _scip_rows(p: int, seed: int) -> list[Row]:
         theirs = scip_solve(S, l0, L2, M, time_limit=600, gap_tol=1e-4)
     except ImportError as exc:
         return [Row.skipped("scip", params, dataset, str(exc))]
+
+    def finite(v):
+        return float(v) if v is not None and math.isfinite(v) else None
+
     agree = abs(ours.upper_bound - theirs.objective) / max(abs(theirs.objective), 1.0)
     return [
         Row(
@@ -175,7 +180,11 @@ def _scip_rows(p: int, seed: int) -> list[Row]:
             params,
             dataset,
             seed,
-            {"objective": theirs.objective, "gap": theirs.gap, "objective_rel_diff": agree},
+            {
+                "objective": finite(theirs.objective),
+                "gap": finite(theirs.gap),
+                "objective_rel_diff": finite(agree),
+            },
             theirs.time_s,
         ),
     ]
@@ -294,8 +303,8 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"[{time.perf_counter() - t0:7.1f}s] scip p={p} done", flush=True)
     row, _ = _bfi_row(out, seed)
     results.add(row)
-    md_path = save()
-    payload = results.to_dict()
-    emit(args, payload, results.to_markdown() + f"\n\nwrote {out}/results.json, results.md")
-    _ = md_path, math
+    save()
+    emit(
+        args, results.to_dict(), results.to_markdown() + f"\n\nwrote {out}/results.json, results.md"
+    )
     return 0

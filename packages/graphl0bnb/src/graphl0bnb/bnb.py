@@ -56,7 +56,7 @@ class BnBResult:
     lower_bound: float
     n_nodes: int
     time_s: float
-    status: str  # "optimal" (gap ≤ gap_tol), "time_limit" or "node_limit"
+    status: str  # "optimal" (gap ≤ gap_tol), "time_limit", "node_limit" or "stopped"
     root_lower_bound: float
     heuristic_objective: float
     node_log: list[dict] = field(default_factory=list)
@@ -69,15 +69,6 @@ class BnBResult:
     def gap(self) -> float:
         """Relative gap (upper − lower) / max(|upper|, 1), the one ``gap_tol`` bounds."""
         return self.gap_abs / max(abs(self.upper_bound), 1.0)
-
-
-def _l0_value(S, Theta, l0, l2) -> float:
-    V = np.ascontiguousarray(Theta @ S) if S.shape[0] <= 300 else None
-    if V is None:
-        import scipy.sparse as sp
-
-        V = np.ascontiguousarray(sp.csr_matrix(Theta) @ S)
-    return float(K.smooth_value(Theta, V) + K.l0_penalty(Theta, l0, l2, np.zeros(S.shape, np.int8)))
 
 
 class _Progress:
@@ -166,15 +157,15 @@ def branch_and_bound(
 
     while open_nodes:
         elapsed = time.perf_counter() - t0
+        lb_now = global_lb()
+        progress(n_nodes, len(open_nodes), ub, lb_now, elapsed)
+        if (ub - lb_now) <= tol_abs():
+            break
         if elapsed > time_limit:
             status = "time_limit"
             break
         if max_nodes is not None and n_nodes >= max_nodes:
             status = "node_limit"
-            break
-        lb_now = global_lb()
-        progress(n_nodes, len(open_nodes), ub, lb_now, elapsed)
-        if (ub - lb_now) <= tol_abs():
             break
         if search == "best":
             _, _, node = heapq.heappop(open_nodes)
@@ -203,7 +194,18 @@ def branch_and_bound(
         rows, cols = rows[keep], cols[keep]
 
         rel = solve_relaxation(
-            S, Theta, V, state, l0, l2, M, rows, cols, rel_tol=relax_tol, cutoff=ub - tol_abs()
+            S,
+            Theta,
+            V,
+            state,
+            l0,
+            l2,
+            M,
+            rows,
+            cols,
+            rel_tol=relax_tol,
+            cutoff=ub - tol_abs(),
+            deadline=t0 + time_limit,
         )
         node_lb = max(node.lower_bound, rel.lower_bound)
         if n_nodes == 1:
@@ -227,14 +229,27 @@ def branch_and_bound(
         frac = np.minimum(z, 1.0 - z)
         free = state[rel.rows, rel.cols] == K.FREE
         frac[~free] = 0.0
+        converged = rel.primal - rel.lower_bound <= max(tol_abs(), 1e-9)
         if frac.size == 0 or frac.max() <= int_tol:
-            # The relaxed solution is integral: it solves this node (to the relaxation's gap).
-            val = _l0_value(S, rel.theta, l0, l2)
+            # The relaxed solution is (near-)integral. Round the near-zero z to 0, polish on
+            # that support and offer it as an incumbent.
+            cand = rel.theta.copy()
+            tiny = (z <= int_tol) & free
+            cand[rel.rows[tiny], rel.cols[tiny]] = 0.0
+            cand[rel.cols[tiny], rel.rows[tiny]] = 0.0
+            cand, Vc = start_point(S, cand)
+            cd_active(
+                S, cand, Vc, l0, l2, M, base_state, tol=1e-10, max_sweeps=200, full_sweeps=False
+            )
+            val = float(K.smooth_value(cand, Vc) + K.l0_penalty(cand, l0, l2, base_state))
             if val < ub:
-                ub, best_theta = val, rel.theta.copy()
-            closed_lb = min(closed_lb, node_lb)
-            continue
-        k = int(np.argmax(frac))
+                ub, best_theta = val, cand
+            if converged or not free.any():
+                # Solved to the relaxation's accuracy: close it with its (valid) bound.
+                closed_lb = min(closed_lb, node_lb)
+                continue
+            # Not converged (time or round limit): keep branching rather than drop the subtree.
+        k = int(np.argmax(np.where(free, frac, -1.0)))
         pair = (int(rel.rows[k]), int(rel.cols[k]))
         wi, wj = upper_pairs(rel.theta)
         warm = (np.diag(rel.theta).copy(), wi, wj, rel.theta[wi, wj].copy())
@@ -252,7 +267,7 @@ def branch_and_bound(
     elapsed = time.perf_counter() - t0
     progress(n_nodes, len(open_nodes), ub, lb_final, elapsed, force=True)
     if status == "optimal" and (ub - lb_final) > tol_abs() + 1e-12:
-        status = "stopped"
+        status = "stopped"  # every node closed but some only to the relaxation's accuracy
     return BnBResult(
         theta=best_theta,
         upper_bound=ub,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -24,25 +25,28 @@ def read_csv(path: Path) -> tuple[np.ndarray, list[str]]:
     if not rows:
         raise LabcoreError(f"{path} is empty")
 
-    def numeric(row):
+    missing = {"", "na", "nan"}
+
+    def is_data(row):
         try:
-            [float(c) for c in row]
+            [float(v) for v in row if v.strip().lower() not in missing]
             return True
         except ValueError:
             return False
 
     names = [f"x{k}" for k in range(len(rows[0]))]
-    if not numeric(rows[0]):
-        names, rows = [c.strip() for c in rows[0]], rows[1:]
+    if not is_data(rows[0]):
+        names, rows = [v.strip() for v in rows[0]], rows[1:]
+    if not rows:
+        raise LabcoreError(f"{path} has a header but no data rows")
     widths = {len(r) for r in rows}
     if len(widths) > 1:
         raise LabcoreError(f"{path}: rows have different numbers of columns {sorted(widths)}")
-    try:
-        X = np.array(
-            [[float(c) if c.strip() not in ("", "NA", "nan") else np.nan for c in r] for r in rows]
+    if len(names) != len(rows[0]):
+        raise LabcoreError(
+            f"{path}: the header has {len(names)} names but rows have {len(rows[0])} values"
         )
-    except ValueError as exc:
-        raise LabcoreError(f"{path}: non-numeric value ({exc})") from None
+    X = np.array([[np.nan if v.strip().lower() in missing else float(v) for v in r] for r in rows])
     if np.isnan(X).any():
         bad = int(np.isnan(X).any(axis=1).sum())
         raise LabcoreError(f"{path}: {bad} row(s) have missing values; drop or impute them first")
@@ -74,6 +78,8 @@ def _fit(args: argparse.Namespace) -> int:
     from graphl0bnb.estimator import GraphL0BnB, GraphL0BnBCV
     from labcore.io import atomic_write_json, atomic_write_text
 
+    if args.select and args.l0 is not None:
+        raise LabcoreError("--select chooses l0 itself: give either --l0 or --select, not both")
     X, names = read_csv(args.data)
     common = dict(
         M=args.M,
@@ -96,10 +102,11 @@ def _fit(args: argparse.Namespace) -> int:
     ]
     if args.out is not None:
         out = Path(args.out)
-        lines = ["i,j,partial_correlation,theta"] + [
-            f"{a},{b},{c:.6g},{t:.6g}" for a, b, c, t in edges
-        ]
-        atomic_write_text(out / "edges.csv", "\n".join(lines) + "\n")
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["i", "j", "partial_correlation", "theta"])
+        writer.writerows([a, b, f"{c:.6g}", f"{t:.6g}"] for a, b, c, t in edges)
+        atomic_write_text(out / "edges.csv", buf.getvalue())
         atomic_write_json(out / "certificate.json", result["certificate"])
         result["written"] = [str(out / "edges.csv"), str(out / "certificate.json")]
     emit(args, result, _fit_text(result))

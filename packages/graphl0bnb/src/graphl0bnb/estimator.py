@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import time
 import warnings
 
@@ -23,6 +24,9 @@ from graphl0bnb.problem import (
 )
 
 M_FACTOR = 1.2  # M = 1.2 × the largest |θ_ij| of a heuristic solution (L0BnB's rule)
+# Box for the unboxed path and the first heuristic: huge on the standardized scale, but finite
+# so that coordinate descent cannot run off when l2 = 0 and S is singular (p > n).
+PATH_BOX = 1e3
 MAX_M_RAISES = 4
 
 
@@ -48,7 +52,7 @@ def _box_active(Theta: np.ndarray, M: float) -> bool:
 
 
 def _first_M(S, l0, l2) -> float:
-    h = heuristic_solve(S, l0, l2, math.inf, local_search=False)
+    h = heuristic_solve(S, l0, l2, PATH_BOX, local_search=False)
     off = np.abs(np.triu(h.theta, 1))
     if off.max() > 0:
         return M_FACTOR * float(off.max())
@@ -157,6 +161,10 @@ class GraphL0BnB(BaseEstimator):
             raise GraphL0BnBError(f"gap_tol must be ≥ 0, got {self.gap_tol!r}")
         if not (self.time_limit > 0):
             raise GraphL0BnBError(f"time_limit must be > 0, got {self.time_limit!r}")
+        if self.max_nodes is not None and not (
+            isinstance(self.max_nodes, numbers.Integral) and self.max_nodes > 0
+        ):
+            raise GraphL0BnBError(f"max_nodes must be a positive integer, got {self.max_nodes!r}")
         check_penalties(0.0 if self.l0 is None else self.l0, self.l2, self.M)
 
     def fit(self, X, y=None):
@@ -186,6 +194,7 @@ class GraphL0BnB(BaseEstimator):
     def _solve(self, S: np.ndarray, l0: float, l2: float, theta0=None) -> None:
         t0 = time.perf_counter()
         M = float(self.M) if self.M is not None else _first_M(S, l0, l2)
+        # One time budget for every re-solve with a raised M.
         for attempt in range(MAX_M_RAISES + 1):
             if self.mode == "heuristic":
                 h = heuristic_solve(S, l0, l2, M, theta0=theta0, local_search=self.local_search)
@@ -197,7 +206,7 @@ class GraphL0BnB(BaseEstimator):
                     l2,
                     M,
                     gap_tol=self.gap_tol,
-                    time_limit=self.time_limit,
+                    time_limit=max(self.time_limit - (time.perf_counter() - t0), 1e-3),
                     max_nodes=self.max_nodes,
                     search=self.search,
                     theta0=theta0,
@@ -355,7 +364,7 @@ class GraphL0BnBCV(GraphL0BnB):
         thetas = []
         theta = None
         for l0 in grid:
-            h = heuristic_solve(S, l0, self.l2, math.inf, theta0=theta, local_search=False)
+            h = heuristic_solve(S, l0, self.l2, PATH_BOX, theta0=theta, local_search=False)
             theta = h.theta
             thetas.append(theta)
             if np.count_nonzero(np.triu(theta, 1)) > max_edges:
@@ -367,6 +376,8 @@ class GraphL0BnBCV(GraphL0BnB):
         t0 = time.perf_counter()
         if self.criterion not in ("bic", "cv"):
             raise GraphL0BnBError(f"criterion must be 'bic' or 'cv', got {self.criterion!r}")
+        if not (isinstance(self.ebic_gamma, numbers.Real) and self.ebic_gamma >= 0):
+            raise GraphL0BnBError(f"ebic_gamma must be ≥ 0, got {self.ebic_gamma!r}")
         X = self._validate(X, reset=True)
         n, p = X.shape
         S, scale = covariance(X, standardize=self.standardize)
@@ -390,12 +401,19 @@ class GraphL0BnBCV(GraphL0BnB):
                 raise GraphL0BnBError(f"cv must be between 2 and n = {n}, got {self.cv}")
             losses = np.zeros((self.cv, len(grid)))
             for f, (tr, te) in enumerate(KFold(self.cv, shuffle=True, random_state=0).split(X)):
-                S_tr, sc = covariance(X[tr], standardize=self.standardize)
+                try:
+                    S_tr, sc = covariance(check_data(X[tr]), standardize=self.standardize)
+                except GraphL0BnBError as exc:
+                    raise GraphL0BnBError(
+                        f"cross-validation fold {f}: {exc}; use fewer folds or criterion='bic'"
+                    ) from None
                 Xte = (X[te] - X[tr].mean(axis=0)) / sc
                 S_te = np.ascontiguousarray(Xte.T @ Xte / len(te))
                 for k, t in enumerate(self._path(S_tr, grid, max_edges=10**12)):
                     losses[f, k] = pseudolikelihood_loss(S_te, t)
             scores = losses.mean(axis=0)
+            if not np.all(np.isfinite(scores)):
+                raise GraphL0BnBError("held-out losses are not finite (a fold is degenerate)")
         best = int(np.argmin(scores))
         if best == len(scores) - 1 and len(thetas) == len(self._grid(S)):
             warnings.warn(

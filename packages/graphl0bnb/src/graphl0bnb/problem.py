@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,10 +54,12 @@ def covariance(X: np.ndarray, *, standardize: bool = True) -> tuple[np.ndarray, 
 
 def check_penalties(l0: float, l2: float, M: float | None) -> None:
     for name, v in (("l0", l0), ("l2", l2)):
-        if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+        if not (isinstance(v, numbers.Real) and math.isfinite(v) and v >= 0):
             raise GraphL0BnBError(f"{name} must be a finite number ≥ 0, got {v!r}")
-    if M is not None and not (isinstance(M, int | float) and M > 0 and not math.isnan(M)):
-        raise GraphL0BnBError(f"M must be > 0 (or None to choose it from the data), got {M!r}")
+    if M is not None and not (isinstance(M, numbers.Real) and 0 < M < math.inf):
+        raise GraphL0BnBError(
+            f"M must be finite and > 0 (or None to choose it from the data), got {M!r}"
+        )
 
 
 def start_point(S: np.ndarray, Theta0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

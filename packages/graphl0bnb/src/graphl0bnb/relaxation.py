@@ -12,6 +12,7 @@ relaxation's optimum at convergence.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,11 +48,13 @@ def solve_relaxation(
     sweeps_per_check: int = 25,
     cutoff: float = math.inf,
     max_new_per_row: int = 10,
+    deadline: float = math.inf,
 ) -> RelaxationResult:
     """Solve the node relaxation in place on (Θ, V) from a warm start and active set (rows, cols).
 
     Stops when the relative primal-dual gap is ≤ ``rel_tol`` with no KKT violators, when the
-    lower bound reaches ``cutoff`` (the node can be pruned), or after ``max_outer`` rounds.
+    lower bound reaches ``cutoff`` (the node can be pruned), after ``max_outer`` rounds, or at
+    ``deadline`` (a ``time.perf_counter()`` value). The bound is valid in every case.
     """
     p = S.shape[0]
     cap = max(1000, max_new_per_row * p)
@@ -76,6 +79,8 @@ def solve_relaxation(
             return RelaxationResult(primal, best_lb, Theta, rows, cols, sweeps, True)
         gap = primal - best_lb
         if n_viol == 0 and gap <= rel_tol * max(1.0, abs(primal)):
+            break
+        if time.perf_counter() > deadline:
             break
         if n_viol > 0:
             m = min(n_viol, cap)
