@@ -13,6 +13,7 @@ import argparse
 import json
 
 from graphl0bnb import GraphL0BnB, make_precision, sample
+
 from labcore.metrics import support_recovery
 
 ap = argparse.ArgumentParser()
