@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 
 import numba as nb
-import numpy as np
 
 FREE = 0
 ZERO = 1
@@ -433,7 +432,3 @@ def concord_l1_sweep(S, Omega, V, lam, rows, cols, full):
         for k in range(rows.shape[0]):
             biggest = max(biggest, _concord_pair(S, Omega, V, rows[k], cols[k], lam))
     return max(biggest, _concord_diagonals(S, Omega, V))
-
-
-def empty_state(p: int) -> np.ndarray:
-    return np.zeros((p, p), dtype=np.int8)

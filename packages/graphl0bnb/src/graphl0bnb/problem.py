@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -105,10 +104,3 @@ def merge_pairs(p: int, *pair_lists) -> tuple[np.ndarray, np.ndarray]:
     keys = [np.asarray(i, np.int64) * p + np.asarray(j, np.int64) for i, j in pair_lists]
     keys = np.unique(np.concatenate(keys)) if keys else np.empty(0, np.int64)
     return keys // p, keys % p
-
-
-@dataclass(frozen=True)
-class Penalty:
-    l0: float
-    l2: float
-    M: float
