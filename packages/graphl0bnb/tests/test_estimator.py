@@ -140,7 +140,11 @@ def test_bad_parameters_are_named(banded_data, kwargs, match):
 
 
 @parametrize_with_checks(
-    [GraphL0BnB(l0=0.1, time_limit=5.0), GraphL0BnB(l0=0.1, mode="heuristic")],
+    [
+        GraphL0BnB(l0=0.1, time_limit=5.0),
+        GraphL0BnB(l0=0.1, mode="heuristic"),
+        GraphL0BnBCV(n_l0s=5, mode="heuristic"),
+    ],
     expected_failed_checks=lambda est: {
         # Fitting on one feature has no graph to estimate: we raise a clear error instead.
         "check_fit2d_1feature": "a graph needs at least 2 variables",
