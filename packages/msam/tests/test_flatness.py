@@ -79,7 +79,7 @@ def test_m_sharpness_matches_the_closed_form_for_a_quadratic():
     model = nn.Linear(2, 1, bias=False).double()
     with torch.no_grad():
         model.weight.copy_(torch.tensor([[0.2, 0.1]]))
-    r = abs(float(x @ model.weight.T - y))
+    r = abs(float((x @ model.weight.T - y).detach()))
     expected = (r + 0.1 * 5.0) ** 2 - r**2
     got = m_sharpness(model, mse, [(x, y)], rho=0.1, micro_batch_size=1, ascent_steps=1)
     assert got == pytest.approx(expected, rel=1e-9)
