@@ -71,6 +71,12 @@ class BnBResult:
         return self.gap_abs / max(abs(self.upper_bound), 1.0)
 
 
+def _polish(S, cand, Vc, l0, l2, M, free_state, tol) -> float:
+    """l0-l2 coordinate descent on ``cand``'s support (in place); its global objective."""
+    cd_active(S, cand, Vc, l0, l2, M, free_state, tol=tol, max_sweeps=200, full_sweeps=False)
+    return float(K.smooth_value(cand, Vc) + K.l0_penalty(cand, l0, l2, free_state))
+
+
 class _Progress:
     def __init__(self, enabled: bool, every_s: float = 2.0):
         self.enabled = enabled
@@ -215,9 +221,7 @@ def branch_and_bound(
 
         # Upper bound: l0-l2 coordinate descent from the relaxed point, on its support.
         cand = rel.theta.copy()
-        Vc = V.copy()
-        cd_active(S, cand, Vc, l0, l2, M, base_state, tol=1e-8, max_sweeps=200, full_sweeps=False)
-        val = float(K.smooth_value(cand, Vc) + K.l0_penalty(cand, l0, l2, base_state))
+        val = _polish(S, cand, V.copy(), l0, l2, M, base_state, 1e-8)
         if val < ub:
             ub, best_theta = val, cand
 
@@ -238,10 +242,7 @@ def branch_and_bound(
             cand[rel.rows[tiny], rel.cols[tiny]] = 0.0
             cand[rel.cols[tiny], rel.rows[tiny]] = 0.0
             cand, Vc = start_point(S, cand)
-            cd_active(
-                S, cand, Vc, l0, l2, M, base_state, tol=1e-10, max_sweeps=200, full_sweeps=False
-            )
-            val = float(K.smooth_value(cand, Vc) + K.l0_penalty(cand, l0, l2, base_state))
+            val = _polish(S, cand, Vc, l0, l2, M, base_state, 1e-10)
             if val < ub:
                 ub, best_theta = val, cand
             if converged or not free.any():

@@ -92,7 +92,8 @@ def _check_cov(S) -> np.ndarray:
 def _check_penalties(l0, l2, M) -> tuple[float, float, float]:
     if M is None:
         raise GraphL0BnBError("M must be given (a number > 0, or math.inf for no box)")
-    check_penalties(l0, l2, M)
+    # M = inf (no box) is allowed here, unlike in the estimator.
+    check_penalties(l0, l2, None if math.inf == M else M)
     return float(l0), float(l2), float(M)
 
 

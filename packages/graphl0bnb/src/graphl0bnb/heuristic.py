@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphl0bnb import _kernels as K
-from graphl0bnb.problem import start_point, upper_pairs
+from graphl0bnb.problem import merge_pairs, start_point, upper_pairs
 
 
 @dataclass
@@ -38,9 +38,9 @@ def cd_active(S, Theta, V, l0, l2, M, state, *, tol, max_sweeps, full_sweeps=Tru
         rows, cols = upper_pairs(Theta)
         # Pairs fixed to z = 1 stay in the active set even at θ = 0.
         if (state == K.ONE).any():
-            oi, oj = np.nonzero(np.triu(state == K.ONE, 1))
-            keys = np.unique(np.concatenate([rows * S.shape[0] + cols, oi * S.shape[0] + oj]))
-            rows, cols = keys // S.shape[0], keys % S.shape[0]
+            rows, cols = merge_pairs(
+                S.shape[0], (rows, cols), np.nonzero(np.triu(state == K.ONE, 1))
+            )
         # Inner loop on the support until the objective settles.
         while sweeps < max_sweeps:
             K.cd_l0l2_pairs(S, Theta, V, rows, cols, l0, l2, M, state)
