@@ -74,8 +74,8 @@ def obtain_beats(y: np.ndarray, sr: int, **settings) -> np.ndarray:
 
 
 BASELINES: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
-    "librosa (offline)": librosa_beats,
-    "madmom online": madmom_online_beats,
+    "librosa-offline": librosa_beats,
+    "madmom-online": madmom_online_beats,
 }
 
 

@@ -169,6 +169,20 @@ class TrackerConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def official(cls, **overrides) -> TrackerConfig:
+        """The official code's settings where ours differ: a flat 100-lag histogram, phase
+        check over the whole CBSS buffer, ratio tolerance ±0.1, randomized AMPD. Its octave
+        SVM is not reproduced, so octave correction is off."""
+        settings = dict(
+            tempo_half_life=math.inf,
+            phase_periods=None,
+            ratio_tol=0.1,
+            ampd_random=True,
+            octave_correction=False,
+        )
+        return cls(**{**settings, **overrides})
+
 
 @dataclass(frozen=True)
 class Frames:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +24,15 @@ def beat_scores(reference, estimated, *, trim: float = TRIM_S) -> dict[str, floa
     est = np.asarray(estimated, dtype=float)
     ref = ref[ref >= trim]
     est = est[est >= trim]
-    _, cmlt, _, amlt = mir_eval.beat.continuity(ref, est)
-    return {
-        "F": float(mir_eval.beat.f_measure(ref, est)),
-        "CMLt": float(cmlt),
-        "AMLt": float(amlt),
-        "P": float(mir_eval.beat.p_score(ref, est)),
-    }
+    with warnings.catch_warnings():  # mir_eval warns (and scores 0) for < 2 beats
+        warnings.simplefilter("ignore", UserWarning)
+        _, cmlt, _, amlt = mir_eval.beat.continuity(ref, est)
+        return {
+            "F": float(mir_eval.beat.f_measure(ref, est)),
+            "CMLt": float(cmlt),
+            "AMLt": float(amlt),
+            "P": float(mir_eval.beat.p_score(ref, est)),
+        }
 
 
 def matched_offsets(reference, estimated, *, window: float = 0.07) -> np.ndarray:
@@ -43,22 +47,39 @@ def matched_offsets(reference, estimated, *, window: float = 0.07) -> np.ndarray
     return d[np.abs(d) <= window]
 
 
-def load_beats(path) -> np.ndarray:
-    """Beat times from a text file: first column, ``#`` lines and blank lines skipped (reads
-    GTZAN/Harmonix ``time<TAB>position`` files and madmom's ``.beats``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise LabcoreError(f"no such annotation file: {path}")
+def load_beats(path: str | os.PathLike[str]) -> np.ndarray:
+    """Beat times from a text file: the first column of each line.
+
+    Blank lines and lines starting with ``#`` are skipped; columns may be separated by tabs,
+    spaces or commas. Reads our ``.beats`` files, GTZAN's ``time<TAB>position`` annotations and
+    madmom's output.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+
+    Returns
+    -------
+    numpy.ndarray
+        Times in seconds (float64), sorted.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise LabcoreError(f"cannot read beat file {p}: {e}") from e
     times = []
-    for k, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+    for lineno, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
             continue
+        first = s.replace(",", " ").split()[0]
         try:
-            times.append(float(line.split()[0]))
+            times.append(float(first))
         except ValueError:
-            raise LabcoreError(f"{path}:{k}: not a beat time: {line!r}") from None
-    return np.sort(np.asarray(times))
+            raise LabcoreError(f"{p}:{lineno}: not a beat time: {line!r}") from None
+    return np.sort(np.asarray(times, dtype=np.float64))
 
 
 @dataclass
@@ -72,10 +93,11 @@ class Clip:
 
 
 def _annotation_for(wav: Path) -> Path | None:
-    for cand in (wav.with_suffix(".beats"), *sorted(wav.parent.glob("*.beats"))):
-        if cand.stem == wav.stem or cand.stem.endswith(wav.stem.replace(".", "_")):
-            return cand
-    return None
+    same = wav.with_suffix(".beats")
+    if same.is_file():
+        return same
+    key = wav.stem.replace(".", "_")
+    return next((c for c in sorted(wav.parent.glob("*.beats")) if c.stem.endswith(key)), None)
 
 
 def find_clips(folder) -> list[Clip]:
@@ -101,7 +123,9 @@ def load_audio(path, *, sr: int | None = None) -> tuple[np.ndarray, int]:
     if not path.is_file():
         raise LabcoreError(f"no such audio file: {path}")
     try:
-        y, rate = librosa.load(path, sr=sr, mono=True)
+        with warnings.catch_warnings():  # librosa warns before falling back to audioread
+            warnings.simplefilter("ignore")
+            y, rate = librosa.load(path, sr=sr, mono=True)
     except Exception as e:  # soundfile/audioread raise many types
         raise LabcoreError(f"cannot read audio {path}: {e}") from None
     if len(y) == 0:

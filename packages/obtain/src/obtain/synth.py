@@ -58,7 +58,7 @@ def _noise_burst(sr: int, rng, dur: float, decay: float, highpass: bool) -> np.n
 
 
 def _place(y: np.ndarray, sound: np.ndarray, t: float, sr: int, gain: float) -> None:
-    i = int(round(t * sr))
+    i = round(t * sr)
     if i >= len(y):
         return
     j = min(len(y), i + len(sound))

@@ -80,7 +80,7 @@ def window_period(x: np.ndarray, fr: Frames) -> tuple[float | None, np.ndarray]:
     scores normalised to sum 1 over the candidates and added. Returns ``None`` for a window
     without any candidate (silence, or no periodicity in range).
     """
-    n_fft = 1 << int(math.ceil(math.log2(2 * max(len(x), fr.max_lag + 1))))
+    n_fft = 1 << math.ceil(math.log2(2 * max(len(x), fr.max_lag + 1)))
     acf = generalized_autocorrelation(x, n_fft)
     if not np.isfinite(acf).all() or acf[0] <= 1e-12:
         return None, acf
