@@ -249,3 +249,12 @@ def test_beat_grid_ramp_and_jump():
     np.testing.assert_allclose(j, [0, 1, 2, 3, 4, 4.5, 5, 5.5])
     r = beat_grid(bpm=60, bpm_end=120, seconds=20, start=0.0)
     assert np.all(np.diff(np.diff(r)) < 0)  # accelerating
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import obtain.tracker
+
+    result = doctest.testmod(obtain.tracker, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 8 and result.failed == 0

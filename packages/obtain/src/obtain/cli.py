@@ -120,6 +120,19 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render(args: argparse.Namespace) -> int:
+    from obtain.render import build_rendered_set
+
+    out = args.out or Path("~/.cache/obtain/rendered").expanduser()
+    entries = build_rendered_set(out, soundfont=args.soundfont, overwrite=args.overwrite)
+    lines = [
+        f"{e['name']}: {e['time_signature']}, {e['n_beats']} beats, {e['seconds']:g} s"
+        for e in entries
+    ]
+    emit(args, {"out": str(out), "pieces": entries}, "\n".join(lines) + f"\nin {out}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from obtain.bench import run_bench
 
@@ -148,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command(sub, "plot", _plot, help="draw audio, OSS, CBSS, tempo and beats")
     _add_tracker_options(p)
     p.add_argument("--reference", type=Path, default=None, help="reference .beats file")
+    r = add_command(
+        sub,
+        "render",
+        _render,
+        help="build the rendered benchmark set (music21 scores + fluidsynth) into --out",
+    )
+    r.add_argument("--soundfont", type=Path, default=None, help="a General MIDI .sf2 file")
+    r.add_argument("--overwrite", action="store_true", help="render again what exists")
     b = add_command(sub, "bench", _bench, help="OBTAIN against librosa and madmom (one process)")
     add_bench_arguments(b)
     b.add_argument(

@@ -932,6 +932,8 @@ def build_rendered_set(
             entries.append(prev)
             continue
         entries.append(render_piece(spec, out, sr=sr, soundfont=soundfont))
-    doc = {"dataset": "rendered", "pieces": entries}
+    # Pieces rendered earlier but not asked for now stay listed (a quick run renders a subset).
+    kept = [e for n, e in old.items() if n not in set(names) and (out / f"{n}.wav").is_file()]
+    doc = {"dataset": "rendered", "pieces": entries + kept}
     atomic_write_bytes(manifest, (json.dumps(doc, indent=2) + "\n").encode())
     return entries
