@@ -1,0 +1,3 @@
+"""SMC reward-guided decoding."""
+
+__version__ = "0.1.0"
