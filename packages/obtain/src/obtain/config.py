@@ -10,6 +10,7 @@ the same algorithm on the same time scale without resampling.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 from labcore.errors import LabcoreError
@@ -125,8 +126,17 @@ class TrackerConfig:
 
         for f in fields(self):
             v = getattr(self, f.name)
+            kind = {"int": numbers.Integral, "bool": bool}.get(str(f.type), numbers.Real)
+            if f.name == "phase_periods" and v is None:
+                continue
+            if f.name == "phase_periods":
+                kind = numbers.Integral
+            if not isinstance(v, kind) or (kind is not bool and isinstance(v, bool)):
+                bad(f"{f.name} must be {getattr(kind, '__name__', kind)}, got {v!r}")
             if isinstance(v, float) and math.isnan(v):
                 bad(f"{f.name} is NaN")
+            if isinstance(v, float) and math.isinf(v) and f.name not in ("tempo_half_life",):
+                bad(f"{f.name} must be finite (only tempo_half_life may be math.inf)")
         if not 0 < self.bpm_min < self.bpm_max:
             bad(f"need 0 < bpm_min < bpm_max, got {self.bpm_min}, {self.bpm_max}")
         if not 0 < self.hop_s <= self.frame_s:
@@ -165,6 +175,16 @@ class TrackerConfig:
             bad("ampd_scales must be >= 1")
         if not 0 <= self.silence_ratio < 1:
             bad("silence_ratio must be in [0, 1)")
+        if self.ampd_pad_s * REFERENCE_FOSS < self.ampd_scales:
+            bad("ampd_pad_s must cover ampd_scales frames (the AMPD test looks that far ahead)")
+        if not 0 <= self.beat_slack_s < 30.0 / self.bpm_max:
+            bad("beat_slack_s must be below half the shortest period (30 / bpm_max)")
+        if self.phase_periods is not None and self.phase_periods < 1:
+            bad("phase_periods must be >= 1 or None")
+        if self.seed < 0:
+            bad("seed must be >= 0")
+        if self.tempo_window_s > 60 or self.cbss_s > 60:
+            bad("tempo_window_s and cbss_s are limited to 60 s")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -14,6 +15,7 @@ from obtain.oss import OnsetStrength
 from obtain.tempo import TempoEstimate, TempoTracker
 
 MIN_SR = 4000
+MAX_SR = 768000
 # Where, within the OSS frame that the FIR centres on an onset, the onset lies: the flux of
 # a frame jumps as soon as an attack enters the end of the analysis window (log compression
 # makes even the window's tapered edge count), so the attack is about this many hops before
@@ -51,7 +53,10 @@ def as_mono_float(x, *, what: str = "audio", allow_2d: bool = False) -> np.ndarr
     With ``allow_2d``, a 2-D array is taken as channels-first (librosa's convention, shape
     ``(channels, n)``) and averaged to mono; otherwise 2-D input is an error.
     """
-    a = np.asarray(x)
+    try:
+        a = np.asarray(x)
+    except ValueError as e:  # ragged nested lists
+        raise LabcoreError(f"{what} is not an array of samples: {e}") from None
     if a.dtype == object or a.dtype.kind not in "iuf":
         raise LabcoreError(
             f"{what} must be real numbers (float or integer PCM), got dtype {a.dtype}"
@@ -84,12 +89,12 @@ def as_mono_float(x, *, what: str = "audio", allow_2d: bool = False) -> np.ndarr
 
 
 def check_sr(sr) -> int:
-    try:
-        ok = float(sr) == int(sr)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or int(sr) < MIN_SR:
-        raise LabcoreError(f"sample rate must be an integer >= {MIN_SR} Hz, got {sr!r}")
+    ok = isinstance(sr, numbers.Real) and not isinstance(sr, bool)
+    ok = ok and math.isfinite(sr) and float(sr) == int(sr) and MIN_SR <= int(sr) <= MAX_SR
+    if not ok:
+        raise LabcoreError(
+            f"sample rate must be an integer from {MIN_SR} to {MAX_SR} Hz, got {sr!r}"
+        )
     return int(sr)
 
 
@@ -131,6 +136,8 @@ class BeatTracker:
         **overrides,
     ):
         self.sr = check_sr(sr)
+        if config is not None and not isinstance(config, TrackerConfig):
+            raise LabcoreError(f"config must be a TrackerConfig, got {type(config).__name__}")
         cfg = config or TrackerConfig()
         if overrides:
             try:
@@ -185,8 +192,8 @@ class BeatTracker:
 
     @property
     def onset_delay(self) -> float:
-        """Seconds between an onset and the end of the OSS frame whose peak it makes: the
-        floor of the decision latency (FIR delay plus where the attack sits in its frame)."""
+        """Seconds between an onset and the end of the OSS frame whose peak it makes (FIR
+        delay plus where the attack sits in its frame)."""
         return (self._oss.delay_frames + ONSET_OFFSET_HOPS) * self.frames.hop / self.sr
 
     @property
@@ -318,7 +325,11 @@ class BeatTracker:
 
     def _emit(self, n: int, forced: bool) -> None:
         end = float(self._frame_end(n))
-        self.events.append(Beat(time=end - self.onset_delay, decided_at=end, forced=forced))
+        # The beat sits where the counter expects it (tau frames after the last one): the
+        # AMPD test passes as soon as the window opens on a rising CBSS (see beats.py), up to
+        # `beat_slack` frames ahead of the beat, and a forced beat comes that much after it.
+        ahead = (self._tau - self._count) / self.frames.f_oss
+        self.events.append(Beat(time=end - self.onset_delay + ahead, decided_at=end, forced=forced))
         self._beat_frames.append(n)
         if len(self._beat_frames) > 64:
             del self._beat_frames[:-64]
@@ -361,8 +372,8 @@ def track(
     x = as_mono_float(y, what="audio", allow_2d=True)
     if len(x) == 0:
         raise LabcoreError("audio is empty")
-    if int(block) < 1:
-        raise LabcoreError(f"block must be >= 1, got {block}")
+    if not isinstance(block, numbers.Integral) or isinstance(block, bool) or block < 1:
+        raise LabcoreError(f"block must be an integer >= 1, got {block!r}")
     tracker = BeatTracker(sr=sr, config=config, **overrides)
     for s in range(0, len(x), int(block)):
         tracker.process(x[s : s + int(block)])
