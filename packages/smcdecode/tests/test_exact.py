@@ -14,7 +14,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from smcdecode.potentials import TokenPotential
 from smcdecode.resampling import SCHEMES, resample
 from smcdecode.smc import SMCConfig, SMCDecoder
@@ -78,7 +77,9 @@ def exact_pi(logp_table, alpha, lam, pot):
         [alpha * logp_table[y] + lam * pot.final([""], [[t for t in y if t != EOS]])[0] for y in ys]
     )
     p = np.exp(s - s.max())
-    return dict(zip(ys, p / p.sum(), strict=True)), float(np.log(np.exp(s - s.max()).sum()) + s.max())
+    return dict(zip(ys, p / p.sum(), strict=True)), float(
+        np.log(np.exp(s - s.max()).sum()) + s.max()
+    )
 
 
 def weighted_empirical(res):
@@ -99,7 +100,7 @@ def run(model, **kw):
     pot = kw.pop("potential", POT)
     dec = SMCDecoder(model, eos_token_ids=EOS)
     cfg = SMCConfig(max_new_tokens=T, **kw)
-    return dec.decode_ids(PROMPT, cfg, pot, **({} if "twist_fn" not in kw else {}))
+    return dec.decode_ids(PROMPT, cfg, pot)
 
 
 @pytest.mark.parametrize(
@@ -169,7 +170,8 @@ def test_lookahead_with_exact_twist_has_exact_marginals(model, logp_table):
             pre = tuple(pre)
             lp_pre = logp_table_prefix(pre)
             s = [
-                alpha * (logp_table[y] - lp_pre) + lam * TERMINAL.final([""], [list(y[:-1]) if y[-1] == EOS else list(y)])[0]
+                alpha * (logp_table[y] - lp_pre)
+                + lam * TERMINAL.final([""], [list(y[:-1]) if y[-1] == EOS else list(y)])[0]
                 for y in pi
                 if y[: len(pre)] == pre and not (fin and len(y) != len(pre) + 1)
             ]
@@ -203,7 +205,15 @@ def test_lookahead_with_exact_twist_has_exact_marginals(model, logp_table):
         seen[t] = dist
 
     dec = SMCDecoder(model, eos_token_ids=EOS)
-    cfg = SMCConfig(n_particles=20000, max_new_tokens=T, block_size=1, alpha=alpha, lam=lam, ess_threshold=0.0, seed=5)
+    cfg = SMCConfig(
+        n_particles=20000,
+        max_new_tokens=T,
+        block_size=1,
+        alpha=alpha,
+        lam=lam,
+        ess_threshold=0.0,
+        seed=5,
+    )
     dec.decode_ids(PROMPT, cfg, TERMINAL, twist_fn=exact_twist, callback=watch)
     for t in (1, 2, 3):
         assert tv(seen[t], marginal(t)) < 0.05, t
@@ -264,3 +274,26 @@ def test_mh_moves_leave_the_target_invariant_and_power_mh_approaches_it(model, l
     moved, res = chains(128)
     assert res.acceptance_rate is not None and 0 < res.acceptance_rate < 1
     assert tv(moved, pi) < 0.05 < tv(no_moves, pi)
+
+
+def test_final_moves_with_early_ends_keep_cache_and_lengths_right(model, logp_table):
+    """Several MH moves on pi after the last block, when completions end early: every
+    completion is complete (EOS or the limit) and its log-probability equals a cache-free
+    forward pass."""
+    cfg = SMCConfig(
+        n_particles=64,
+        max_new_tokens=T,
+        block_size=2,
+        alpha=3.0,
+        lam=0.0,
+        ess_threshold=0.0,
+        rejuvenation_steps=6,
+        rejuvenate="every_block",
+        seed=21,
+    )
+    res = SMCDecoder(model, eos_token_ids=EOS).decode_ids(PROMPT, cfg, None)
+    assert res.acceptance_rate is not None and res.acceptance_rate > 0
+    for ids, lt in zip(res.all_token_ids, res.log_target, strict=True):
+        key = tuple(ids) + ((EOS,) if len(ids) < T else ())
+        assert key in logp_table
+        assert lt == pytest.approx(3.0 * logp_table[key], abs=1e-4)

@@ -12,8 +12,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from labcore.errors import LabcoreError
 from smcdecode import sandbox
 from smcdecode.sandbox import (
     OUTPUT_LIMIT,
@@ -24,6 +22,8 @@ from smcdecode.sandbox import (
     run_python,
     sandbox_capabilities,
 )
+
+from labcore.errors import LabcoreError
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the sandbox needs Linux (rlimits, /proc)"

@@ -58,6 +58,16 @@ def cache_crop(cache, length: int) -> None:
         layer.values = layer.values[..., :length, :]
 
 
+def cache_pad(cache, length: int) -> None:
+    """Append zero positions up to ``length``, in place."""
+    for layer in _cache_layers(cache):
+        extra = length - layer.keys.shape[-2]
+        if extra > 0:
+            shape = (*layer.keys.shape[:-2], extra, layer.keys.shape[-1])
+            layer.keys = torch.cat([layer.keys, layer.keys.new_zeros(shape)], dim=-2)
+            layer.values = torch.cat([layer.values, layer.values.new_zeros(shape)], dim=-2)
+
+
 def cache_merge(cache, other, take_other: torch.Tensor) -> None:
     """Rows where ``take_other`` is True come from ``other`` (same shapes), in place."""
     m = take_other.view(-1, 1, 1, 1)
@@ -104,6 +114,13 @@ class ModelRunner:
         ids = prompt_ids.to(self.device)[None, :]
         out = self.model(input_ids=ids, use_cache=True)
         cache = out.past_key_values
+        kinds = {type(layer).__name__ for layer in _cache_layers(cache)}
+        if kinds - {"DynamicLayer"}:
+            raise LabcoreError(
+                f"unsupported KV cache layers {sorted(kinds)}: smcdecode crops and merges the "
+                "cache tensors itself, which is only correct for plain (full-attention) "
+                "layers; sliding-window and linear-attention models are not supported"
+            )
         self.budget.forward_calls += 1
         self.budget.token_forwards += ids.shape[1]
         cache_select(cache, torch.zeros(n, dtype=torch.long, device=self.device))

@@ -29,8 +29,10 @@ Layers, outermost first (what was actually in force is reported in
    ``setgid``, ``setuid``). The kernel then enforces the process limit and the usual file
    permissions: the child cannot write the caller's files nor read root-only ones.
    RLIMIT_NPROC counts *all* tasks (processes and threads) of a uid, so the limit is set
-   to the number of tasks the uid already has plus ``max_processes``; when the caller is
-   not root that is the caller's own uid, whose other processes are counted too.
+   to the number of tasks the uid already has plus ``max_processes``, so ``max_processes``
+   is the sandbox's own budget (16 by default: enough for a program with a few helper
+   processes or threads, far too few for a fork bomb). When the caller is not root the
+   uid is the caller's own, whose other processes are counted at start and left alone.
    Interpreters installed under a directory that other users cannot enter (pyenv or uv
    under ``/root`` is the usual case) are made reachable inside a private mount
    namespace: a tmpfs is mounted over the closed directory and only the interpreter's
@@ -56,15 +58,24 @@ Layers, outermost first (what was actually in force is reported in
    ``network=True``); ``fork``/``exec``/``spawn``/``system``/``posix_spawn``/
    ``subprocess`` and importing ``_posixsubprocess`` (unless ``allow_subprocess=True``;
    so ``import subprocess`` itself fails); ``ctypes``, sub-interpreters and the private
-   test modules; ``resource.setrlimit``; tracing and profiling hooks; ``gc`` object walks;
-   raw code-object construction; killing other processes; opening files for writing (and opening
-   directories, and any relative path with ``..``) outside the working directory; and
-   deleting, renaming, linking, ``chmod``/``chown``/``truncate``/``utime`` of paths
-   outside it. Device files other than ``/dev/null``, ``/dev/zero``, ``/dev/full``,
-   ``/dev/random`` and ``/dev/urandom`` cannot be opened at all. Audit hooks are a CPython
-   feature, not a security boundary: code that escapes the interpreter (a CPython bug,
-   a ``fork`` + ``exec`` of another program when subprocesses are allowed, a syscall
-   with no audit event such as ``os.mkfifo``) is only held by layers 1 to 5.
+   test modules; ``resource.setrlimit``; tracing and profiling hooks; ``gc`` object
+   walks; raw code-object construction; killing other processes; opening files for
+   writing (and opening directories, and any relative path with ``..``) outside the
+   working directory; and deleting, renaming, linking, ``chmod``/``chown``/``truncate``/
+   ``utime`` of paths outside it. Device files other than ``/dev/null``, ``/dev/zero``,
+   ``/dev/full``, ``/dev/random`` and ``/dev/urandom`` cannot be opened at all. Audit
+   hooks are a CPython feature, not a security boundary: code that escapes the
+   interpreter (a CPython bug, a ``fork`` + ``exec`` of another program when
+   subprocesses are allowed, a syscall with no audit event such as ``os.mkfifo``) is
+   only held by layers 1 to 5.
+
+Known gaps: there is no PID namespace (the child can list other processes in ``/proc``,
+though as ``nobody`` it can signal none of them) and no cgroup (memory is bounded per
+process by RLIMIT_AS, not per tree); world-readable files stay readable; with
+``allow_subprocess=True`` a descendant that both leaves the session and execs with a new
+environment escapes the tree kill (it is still bound by the rlimits, the uid and the
+network namespace). When the caller is root and the uid drop is unavailable, the child
+runs as root and layers 1, 2, 4 and 6 are all that stand between it and the machine.
 
 On platforms without these facilities (anything but Linux) :func:`run_python` refuses to
 run and returns a result with status ``"error"``.
@@ -227,11 +238,13 @@ class RunResult:
     duration_s : float
         Wall-clock time of the run, set-up and clean-up included.
     isolation : dict
-        The layers actually in force: ``netns`` (new network namespace), ``uid`` (uid of
-        the child), ``uid_drop``, ``nproc_binds`` (whether RLIMIT_NPROC is enforced for
+        The layers actually in force: ``netns`` (new network namespace), ``userns``
+        (made inside a user namespace, for non-root callers), ``uid`` (uid of the
+        child), ``uid_drop``, ``nproc_binds`` (whether RLIMIT_NPROC is enforced for
         that uid), ``nproc_limit``, ``hidden_dir`` (directory covered by a tmpfs, or
         None), ``audit_guard`` (always True), ``network`` and ``subprocess`` (what was
-        allowed) and the rlimits.
+        allowed), the limits, and ``tree_killed`` (no process of the run was left).
+        Empty when the sandbox is unavailable on this platform.
     """
 
     status: str
@@ -375,7 +388,7 @@ def _arm(work, allow_net, allow_sub):
                 try:
                     path = _readlink("/proc/self/fd/" + _str(raw))
                 except _OSError:
-                    raise _PermissionError(f"sandbox: {event} on fd {raw} is not allowed")
+                    raise _PermissionError(f"sandbox: {event} on fd {raw} is not allowed") from None
             elif _isinstance(raw, _str):
                 path = "".join([raw])
             elif _isinstance(raw, _bytes):
@@ -392,7 +405,7 @@ def _arm(work, allow_net, allow_sub):
                     try:
                         base = _readlink("/proc/self/fd/" + _str(dir_fd))
                     except _OSError:
-                        raise _PermissionError(f"sandbox: {event} with dir_fd is not allowed")
+                        raise _PermissionError(f"sandbox: {event} with dir_fd is not allowed") from None
                 elif _type(dir_fd) is _str:
                     base = dir_fd  # directory of a symlink being created
                 else:
@@ -569,9 +582,8 @@ def _make_preexec(
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
     def preexec() -> None:
-        if flags:
-            if libc is None or libc.unshare(flags) != 0:
-                fail("unshare")
+        if flags and (libc is None or libc.unshare(flags) != 0):
+            fail("unshare")
         for src, dst, fstype, mflags, data in mounts:
             if libc.mount(src, dst, fstype, mflags, data) != 0:
                 fail(f"mount {dst!r}")
@@ -592,21 +604,33 @@ def _make_preexec(
 
 
 def _spawn_probe(plan: _Plan, code: str) -> tuple[bool, str]:
-    """Start ``python -I -S -c code`` under ``plan``; (exit code 0, stdout or error)."""
+    """Run ``code`` from a script file under ``plan``, as a real run would.
+
+    The script lies in a fresh directory under the temporary directory, like a run's
+    bootstrap, so the probe also checks that the sandbox uid can reach it.
+
+    Returns
+    -------
+    tuple of (bool, str)
+        Whether it exited with code 0, and its stdout (or the error when it did not).
+    """
     base = tempfile.mkdtemp(prefix="smcdecode-probe-")
+    stage = os.path.join(base, "stage")
+    script = os.path.join(base, "probe.py")
     try:
         os.chmod(base, 0o755)
-        stage = os.path.join(base, "stage")
         os.mkdir(stage)
-        preexec = _make_preexec(plan, [], stage)
+        with open(script, "w", encoding="utf-8") as fh:
+            fh.write(code)
+        os.chmod(script, 0o644)
         proc = subprocess.run(
-            [_real_executable(), "-I", "-S", "-c", code],
+            [_real_executable(), "-I", "-S", "-B", script],
             cwd=base,
             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=30,
-            preexec_fn=preexec,
+            preexec_fn=_make_preexec(plan, [], stage),
             start_new_session=True,
         )
         out = proc.stdout.decode(errors="replace").strip()
@@ -616,9 +640,10 @@ def _spawn_probe(plan: _Plan, code: str) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"
     finally:
         with contextlib.suppress(OSError):
-            os.rmdir(os.path.join(base, "stage"))
-        with contextlib.suppress(OSError):
-            os.rmdir(base)
+            os.unlink(script)
+        for path in (stage, base):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
 
 
 def _probe() -> dict:
@@ -1005,9 +1030,8 @@ def run_python(code: str, *, limits: SandboxLimits | None = None) -> RunResult:
         proc.returncode = os.waitstatus_to_exitcode(status)
         rc = proc.returncode
         cpu_used = usage.ru_utime + usage.ru_stime
-        if not exited:
-            verdict = "timeout"
-        elif rc == -signal.SIGXCPU or (rc == -signal.SIGKILL and cpu_used >= limits.cpu_s):
+        cpu_killed = rc == -signal.SIGXCPU or (rc == -signal.SIGKILL and cpu_used >= limits.cpu_s)
+        if not exited or cpu_killed:
             verdict = "timeout"
         elif rc == 0:
             verdict = "passed"

@@ -44,7 +44,16 @@ import numpy as np
 import torch
 
 from labcore.errors import LabcoreError
-from smcdecode.lm import Budget, ModelRunner, cache_crop, cache_merge, cache_select, clone_cache
+from smcdecode.lm import (
+    Budget,
+    ModelRunner,
+    cache_crop,
+    cache_length,
+    cache_merge,
+    cache_pad,
+    cache_select,
+    clone_cache,
+)
 from smcdecode.potentials import Potential
 from smcdecode.resampling import SCHEMES, ess, normalize_log_weights, resample
 
@@ -118,6 +127,8 @@ class SMCConfig:
             bad("lam must be finite")
         if self.proposal_temperature is not None and not self.proposal_temperature > 0:
             bad("proposal_temperature must be > 0")
+        if not self.temperature >= 0.01:
+            bad(f"the proposal temperature {self.temperature:g} is below 0.01 (alpha too large?)")
         if not 0 <= self.ess_threshold <= 1:
             bad("ess_threshold must be in [0, 1]")
         if self.resampling not in SCHEMES:
@@ -162,6 +173,18 @@ class SMCResult:
     @property
     def weights(self) -> np.ndarray:
         return normalize_log_weights(np.asarray(self.log_weights))
+
+
+def _pad_state(st, width: int, eos: int) -> None:
+    """Pad the token arrays to ``width`` columns (EOS tokens, zero log-probabilities)."""
+    extra = width - st.tokens.shape[1]
+    if extra <= 0:
+        return
+    n = st.tokens.shape[0]
+    dev = st.tokens.device
+    st.tokens = torch.cat([st.tokens, torch.full((n, extra), eos, dtype=torch.long, device=dev)], 1)
+    st.logp = torch.cat([st.logp, torch.zeros(n, extra, device=dev)], 1)
+    st.logq = torch.cat([st.logq, torch.zeros(n, extra, device=dev)], 1)
 
 
 @dataclass
@@ -218,6 +241,7 @@ class SMCDecoder:
 
         self.decode = decode
         self._eos = torch.tensor(self.runner.eos, device=self.runner.device)
+        self._stop_fn: Callable[[str], bool] | None = None
 
     # ----------------------------------------------------------------- helpers
     def _texts_ids(self, st: _State) -> tuple[list[str], list[list[int]]]:
@@ -239,12 +263,17 @@ class SMCDecoder:
         texts, ids = self._texts_ids(st)
         fin = st.finished.cpu().numpy() | final
         out = np.zeros(n)
-        if fin.any():
-            sel = np.flatnonzero(fin)
-            out[sel] = potential.final([texts[i] for i in sel], [ids[i] for i in sel])
-        if (~fin).any() and not potential.terminal_only:
-            sel = np.flatnonzero(~fin)
-            out[sel] = potential.prefix([texts[i] for i in sel], [ids[i] for i in sel])
+        for mask, method in ((fin, potential.final), (~fin, potential.prefix)):
+            if not mask.any() or (method == potential.prefix and potential.terminal_only):
+                continue
+            sel = np.flatnonzero(mask)
+            got = np.asarray(method([texts[i] for i in sel], [ids[i] for i in sel]), float)
+            if got.shape != (len(sel),):
+                raise LabcoreError(
+                    f"{type(potential).__name__}.{method.__name__} returned shape {got.shape} "
+                    f"for {len(sel)} completions (one float each expected)"
+                )
+            out[sel] = got
         if not np.isfinite(out).all():
             raise LabcoreError("the potential returned a non-finite reward")
         return out
@@ -276,6 +305,17 @@ class SMCDecoder:
             if not (last and j == n_tokens - 1) and (keep_going or not bool(st.finished.all())):
                 st.logits = runner.step(tok, st.cache)
 
+    def _apply_stop(self, st: _State) -> None:
+        if self._stop_fn is None:
+            return
+        live = np.flatnonzero(~st.finished.cpu().numpy())
+        if len(live) == 0:
+            return
+        texts, _ = self._texts_ids(st)
+        hit = [i for i in live if self._stop_fn(texts[i])]
+        if hit:
+            st.finished[torch.as_tensor(hit, device=st.finished.device)] = True
+
     def _log_psi(
         self, st: _State, cfg: SMCConfig, potential, gen, twist_fn, *, final: bool
     ) -> np.ndarray:
@@ -288,6 +328,8 @@ class SMCDecoder:
         if twist_fn is not None:
             _, ids = self._texts_ids(st)
             out = np.asarray(twist_fn(ids, fin), dtype=float)
+            if out.shape != (len(ids),):
+                raise LabcoreError(f"twist_fn returned shape {out.shape} for {len(ids)} prefixes")
             return np.where(fin, base, out)
         return np.where(fin, base, self._rollout_twist(st, cfg, potential, gen))
 
@@ -308,8 +350,10 @@ class SMCDecoder:
         )
         cache_select(sub.cache, rep)
         t0 = sub.tokens.shape[1]
-        self._extend(sub, cfg.lookahead, cfg, gen, last=True)
-        r = self._rewards(sub, potential, final=False)
+        h = min(cfg.lookahead, cfg.max_new_tokens - t0)
+        self._extend(sub, h, cfg, gen, last=True)
+        self._apply_stop(sub)
+        r = self._rewards(sub, potential, final=t0 + h >= cfg.max_new_tokens)
         logw = (
             cfg.alpha * sub.logp[:, t0:].sum(1) - sub.logq[:, t0:].sum(1)
         ).cpu().double().numpy() + cfg.lam * r
@@ -322,13 +366,20 @@ class SMCDecoder:
     ) -> tuple[int, int]:
         """One MH rejuvenation step for all particles; returns (accepted, proposed).
 
-        With ``final`` the target is pi itself (completions cut at ``max_new_tokens`` count
-        as complete) and the cache is not kept up to date (decoding is over)."""
+        The cut ``c`` is drawn uniformly from ``[0, end)``, the same for every particle and
+        independent of their states: ``end`` is the current length ``t`` (target
+        ``gamma_t``), or with ``final`` the length limit (target pi: proposals then run to
+        EOS or the limit). Tokens from ``c`` are re-proposed as the forward process would,
+        block by block with the stop test at block ends; particles complete before ``c``
+        are left alone."""
         t = st.tokens.shape[1]
+        end = cfg.max_new_tokens if final else t
         if t == 0:
             return 0, 0
-        c = int(rng.integers(0, t))
+        c = int(rng.integers(0, end))
         frozen = st.length <= c  # complete before the cut: the proposal leaves them alone
+        if bool(frozen.all()):
+            return 0, 0
         old = st
         new = _State(
             tokens=old.tokens[:, :c],
@@ -342,13 +393,25 @@ class SMCDecoder:
             log_psi=old.log_psi.copy(),
         )
         # Logits at position c: crop to the prompt + c - 1 tokens and feed token c - 1 again
-        # (for c = 0, the prompt's last token).
+        # (for c = 0, the prompt's last token). Every particle that can move has fed its
+        # first c tokens, so the cropped rows are valid for it.
         p_len = self._prompt_len
         cache_crop(new.cache, p_len + c - 1)
         last_tok = old.tokens[:, c - 1] if c > 0 else self._prompt_last.expand(len(old.length))
         new.logits = self.runner.step(last_tok, new.cache)
-        self._extend(new, t - c, cfg, gen, last=final, keep_going=True)  # cache back to t
+        pos, b = c, cfg.block_size
+        while pos < end:
+            nxt = min(end, (pos // b + 1) * b)
+            # Not final: keep the cache in step with t for later blocks.
+            self._extend(new, nxt - pos, cfg, gen, last=False, keep_going=not final)
+            self._apply_stop(new)
+            pos = nxt
+            if final and bool(new.finished.all()):
+                break
         new.log_psi = self._log_psi(new, cfg, potential, gen, twist_fn, final=final)
+        width = max(new.tokens.shape[1], old.tokens.shape[1])
+        for s_ in (new, old):
+            _pad_state(s_, width, self.runner.eos[0])
         a = cfg.alpha
         log_gamma_new = a * new.logp.sum(1).cpu().double().numpy() + new.log_psi
         log_gamma_old = a * old.logp.sum(1).cpu().double().numpy() + old.log_psi
@@ -362,8 +425,12 @@ class SMCDecoder:
             a_, b_ = getattr(new, name), getattr(old, name)
             shape = (-1,) + (1,) * (a_.ndim - 1)
             setattr(st, name, torch.where(acc.view(shape), a_, b_))
-        if not final:
-            cache_merge(st.cache, new.cache, acc)
+        # Rows of either cache are valid up to their own particle's fed tokens; padding the
+        # shorter cache with zeros adds positions no later move reads for a movable row.
+        n_pos = max(cache_length(new.cache), cache_length(old.cache))
+        cache_pad(old.cache, n_pos)
+        cache_pad(new.cache, n_pos)
+        cache_merge(st.cache, new.cache, acc)
         st.reward = np.where(accept, new.reward, old.reward)
         st.log_psi = np.where(accept, new.log_psi, old.log_psi)
         return int(accept.sum()), int((~frozen).sum())
@@ -379,12 +446,15 @@ class SMCDecoder:
         twist_fn: Callable | None = None,
         answer_fn: Callable[[str], str | None] | None = None,
         callback: Callable[[int, list[list[int]], np.ndarray, np.ndarray], None] | None = None,
+        stop_fn: Callable[[str], bool] | None = None,
     ) -> SMCResult:
         """Run SMC from a prompt given as token ids (1-D).
 
         ``twist_fn(ids, finished) -> log psi`` replaces the rollout estimate of the lookahead
         twist by exact values. ``callback(t, ids, finished, log_weights)`` is called after
         each block is weighted (before resampling), e.g. to watch the intermediate targets.
+        ``stop_fn(text) -> bool`` ends a particle at the end of the block in which its text
+        first satisfies it (e.g. a stop string): completions then end at block boundaries.
         """
         t_start = time.perf_counter()
         runner = self.runner
@@ -392,8 +462,30 @@ class SMCDecoder:
         dev = runner.device
         gen = torch.Generator(device=dev).manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
-        prompt_ids = torch.as_tensor(prompt_ids, dtype=torch.long).reshape(-1)
+        prompt_ids = torch.as_tensor(prompt_ids)
+        if prompt_ids.ndim == 2 and prompt_ids.shape[0] == 1:
+            prompt_ids = prompt_ids[0]
+        if prompt_ids.ndim != 1 or len(prompt_ids) == 0:
+            raise LabcoreError(
+                f"the prompt must be a non-empty 1-D sequence of token ids, got shape "
+                f"{tuple(prompt_ids.shape)}"
+            )
+        prompt_ids = prompt_ids.long()
+        vocab = runner.vocab_size
+        if int(prompt_ids.min()) < 0 or int(prompt_ids.max()) >= vocab:
+            raise LabcoreError(f"prompt token ids must lie in [0, {vocab})")
+        if max(runner.eos) >= vocab:
+            raise LabcoreError(f"EOS ids {runner.eos} lie outside the vocabulary ({vocab})")
+        limit = getattr(runner.model.config, "max_position_embeddings", None)
+        if limit is not None and len(prompt_ids) + cfg.max_new_tokens > limit:
+            raise LabcoreError(
+                f"prompt ({len(prompt_ids)} tokens) + max_new_tokens ({cfg.max_new_tokens}) "
+                f"exceeds the model's context ({limit})"
+            )
+        if cfg.select == "vote" and answer_fn is None:
+            raise LabcoreError("select='vote' needs an answer_fn")
         self._prompt_len = len(prompt_ids)
+        self._stop_fn = stop_fn
         self._prompt_last = prompt_ids[-1:].to(dev)
         n = cfg.n_particles
         logits, cache = runner.prefill(prompt_ids, n)
@@ -422,6 +514,7 @@ class SMCDecoder:
             lp_before = st.logp.sum(1)
             lq_before = st.logq.sum(1)
             self._extend(st, k, cfg, gen, last=last)
+            self._apply_stop(st)
             done = last or bool(st.finished.all())
             st.log_psi = self._log_psi(st, cfg, potential, gen, twist_fn, final=done)
             inc = (cfg.alpha * (st.logp.sum(1) - lp_before) - (st.logq.sum(1) - lq_before)).cpu()

