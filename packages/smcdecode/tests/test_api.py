@@ -31,23 +31,8 @@ PROMPT = torch.tensor([1, 2, 3])
 
 
 @pytest.fixture(scope="module")
-def model():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=V,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=128,
-        eos_token_id=EOS,
-        pad_token_id=EOS,
-        bos_token_id=0,
-    )
-    return LlamaForCausalLM(cfg).eval()
+def model(make_tiny_llama):
+    return make_tiny_llama(vocab=V, eos=EOS, layers=1, context=128)
 
 
 @pytest.fixture(scope="module")

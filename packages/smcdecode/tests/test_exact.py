@@ -23,24 +23,9 @@ PROMPT = torch.tensor([0, 2])
 
 
 @pytest.fixture(scope="module")
-def model():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=V,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=32,
-        tie_word_embeddings=False,
-    )
-    m = LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():
-        m.lm_head.weight.mul_(6.0)  # a peaky distribution, so alpha and lam matter
-    return m
+def model(make_tiny_llama):
+    # A peaky distribution (logits x 6), so alpha and lam matter.
+    return make_tiny_llama(vocab=V, eos=EOS, layers=2, context=32, logit_scale=6.0)
 
 
 def completions():

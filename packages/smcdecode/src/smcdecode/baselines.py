@@ -44,11 +44,14 @@ def independent_samples(
     temperature: float = 1.0,
     seed: int = 0,
     stop_fn=None,
+    block_size: int = 16,
 ):
-    """``n`` independent samples in one batch (SMC with lam = 0, no resampling)."""
+    """``n`` independent samples in one batch (SMC with lam = 0, no resampling).
+
+    ``stop_fn`` is tested every ``block_size`` tokens, as in SMC, so both stop alike."""
     cfg = SMCConfig(
         n_particles=n,
-        block_size=max_new_tokens,
+        block_size=block_size,
         max_new_tokens=max_new_tokens,
         alpha=1.0,
         lam=0.0,

@@ -162,7 +162,7 @@ def run_task(
                     seed=seed,
                     **kw,
                 )
-            elif name.startswith("smc-prefix"):
+            elif name.startswith("smc-"):
                 g = _smc(
                     dec,
                     ids,
@@ -170,29 +170,15 @@ def run_task(
                     n=n,
                     lam=lam if p.potential else 0.0,
                     alpha=alpha,
-                    lookahead=0,
+                    lookahead=0 if name.startswith("smc-prefix") else min(block, 8),
                     seed=seed,
                     select=select,
                     answer_fn=answer_fn,
                     block=block,
                     **kw,
                 )
-                smc_tokens[n] = g.budget.tokens_generated
-            elif name.startswith("smc-lookahead"):
-                g = _smc(
-                    dec,
-                    ids,
-                    p.potential,
-                    n=n,
-                    lam=lam if p.potential else 0.0,
-                    alpha=alpha,
-                    lookahead=min(block, 8),
-                    seed=seed,
-                    select=select,
-                    answer_fn=answer_fn,
-                    block=block,
-                    **kw,
-                )
+                if name.startswith("smc-prefix"):
+                    smc_tokens[n] = g.budget.tokens_generated
             else:
                 g = _best_of_n_at_budget(
                     dec,
