@@ -62,6 +62,12 @@ def independent_samples(
     return dec.decode_ids(prompt_ids, cfg, None, stop_fn=stop_fn)
 
 
+def best_by_reward(texts, ids, log_p, potential: Potential) -> tuple[int, np.ndarray]:
+    """Index of the highest-reward completion (ties: the most likely) and all rewards."""
+    r = np.asarray(potential.final(texts, ids), dtype=float)
+    return int(np.lexsort((np.asarray(log_p), r))[-1]), r
+
+
 def sampling(dec, prompt_ids, *, max_new_tokens, temperature=0.7, seed=0, stop_fn=None):
     res = independent_samples(
         dec,
@@ -96,9 +102,7 @@ def best_of_n(
         stop_fn=stop_fn,
     )
     t = time.perf_counter()
-    r = np.asarray(potential.final(res.texts, res.all_token_ids), dtype=float)
-    lp = np.asarray(res.log_target)  # lam = 0: log p of each sample
-    best = int(np.lexsort((lp, r))[-1])
+    best, r = best_by_reward(res.texts, res.all_token_ids, res.log_target, potential)
     return Generation(
         res.texts[best],
         res.texts,

@@ -35,10 +35,11 @@ def _best_of_n_at_budget(
     dec, ids, potential, budget_tokens, *, max_new_tokens, seed, stop_fn, batch, answer_fn=None
 ):
     """Independent samples in batches until ``budget_tokens`` are used; the best by reward."""
-    from smcdecode.baselines import Generation, independent_samples
+    from smcdecode.baselines import Generation, best_by_reward, independent_samples
     from smcdecode.lm import Budget
+    from smcdecode.smc import weighted_vote
 
-    texts, ids_all, rewards, lps = [], [], [], []
+    texts, ids_all, lps = [], [], []
     spent = Budget()
     t = time.perf_counter()
     k = 0
@@ -57,19 +58,11 @@ def _best_of_n_at_budget(
         size = max(1, min(batch, int(np.ceil((budget_tokens - spent.tokens_generated) / mean_len))))
     if potential is None and answer_fn is not None:
         # No reward (maths): self-consistency, the majority answer over the samples.
-        answers = [answer_fn(t) for t in texts]
-        counts: dict = {}
-        for a in answers:
-            if a is not None:
-                counts[a] = counts.get(a, 0) + 1
-        win = max(counts, key=counts.get) if counts else None
-        best = next((i for i, a in enumerate(answers) if a == win), 0)
-        return Generation(texts[best], texts, spent, time.perf_counter() - t, {"n": len(texts)})
-    if potential is not None:
-        rewards = list(np.asarray(potential.final(texts, ids_all), dtype=float))
+        best = weighted_vote([answer_fn(x) for x in texts], np.ones(len(texts)))
+    elif potential is not None:
+        best, _ = best_by_reward(texts, ids_all, lps, potential)
     else:
-        rewards = [0.0] * len(texts)
-    best = int(np.lexsort((np.asarray(lps), np.asarray(rewards)))[-1])
+        best = int(np.argmax(lps))
     return Generation(texts[best], texts, spent, time.perf_counter() - t, {"n": len(texts)})
 
 

@@ -60,6 +60,20 @@ from smcdecode.resampling import SCHEMES, ess, normalize_log_weights, resample
 SELECTIONS = ("sample", "best", "vote")
 
 
+def weighted_vote(answers: Sequence[str | None], weights: Sequence[float]) -> int:
+    """Index of the heaviest completion among those giving the answer with the most weight
+    (``None`` answers do not vote; with no votes at all, the heaviest completion)."""
+    w = np.asarray(weights, dtype=float)
+    votes: dict[str, float] = {}
+    for a, wi in zip(answers, w, strict=True):
+        if a is not None:
+            votes[a] = votes.get(a, 0.0) + wi
+    if not votes:
+        return int(np.argmax(w))
+    win = max(votes, key=votes.get)
+    return max((i for i, a in enumerate(answers) if a == win), key=lambda i: w[i])
+
+
 @dataclass(frozen=True)
 class SMCConfig:
     """Settings of :func:`smc_decode`.
@@ -583,16 +597,7 @@ class SMCDecoder:
             return int(np.argmax(log_target))
         if answer_fn is None:
             raise LabcoreError("select='vote' needs an answer_fn")
-        votes: dict[str, float] = {}
-        answers = [answer_fn(t) for t in texts]
-        for a, wi in zip(answers, w, strict=True):
-            if a is not None:
-                votes[a] = votes.get(a, 0.0) + wi
-        if not votes:
-            return int(np.argmax(w))
-        win = max(votes, key=votes.get)
-        cands = [i for i, a in enumerate(answers) if a == win]
-        return max(cands, key=lambda i: w[i])
+        return weighted_vote([answer_fn(t) for t in texts], w)
 
     def __call__(
         self, prompt: str, cfg: SMCConfig, potential: Potential | None = None, **kw
