@@ -1,0 +1,3 @@
+from bpseg.cli import main
+
+raise SystemExit(main())
