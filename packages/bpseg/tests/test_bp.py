@@ -139,6 +139,21 @@ def _fixed_point_messages(theta, graph, sweeps=50):
     return log_m
 
 
+@pytest.mark.parametrize("coupling", [-60.0, -800.0, 60.0, 800.0])
+def test_extreme_couplings_stay_finite_and_exact_on_a_chain(coupling):
+    theta = np.array([[50.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.3, 0.0]])
+    graph = chain(3, np.array([coupling, 1.0]))
+    for method in ("sum-product", "max-product"):
+        res = belief_propagation(theta, graph, method=method, damping=0.0, tol=1e-12)
+        assert np.all(np.isfinite(res.beliefs)), method
+    marginals, _ = exact(
+        theta,
+        PottsGraph(n=3, src=graph.src, dst=graph.dst, weight=np.clip(graph.weight, -700, 700)),
+    )
+    res = belief_propagation(theta, graph, damping=0.0, tol=1e-12)
+    np.testing.assert_allclose(res.beliefs, marginals, atol=1e-8)
+
+
 def test_bad_inputs_raise_clear_errors():
     graph = chain(3, np.ones(2))
     with pytest.raises(LabcoreError, match="shape"):

@@ -57,6 +57,7 @@ def test_planted_returning_topics_are_recovered(inference):
     seg = segment_embeddings(x, k=3, inference=inference)
     assert adjusted_rand_score(truth, seg.labels) == 1.0
     assert seg.labels[0] == 0 and seg.marginals.shape == (len(blocks), 3)
+    np.testing.assert_array_equal(seg.model_labels, seg.labels)
     # Marginal columns follow the relabelling.
     np.testing.assert_array_equal(seg.marginals.argmax(axis=1), seg.labels)
 
@@ -73,6 +74,9 @@ def test_contiguous_output_has_exactly_k_runs():
     x, _ = planted([0] * 6 + [1] * 6 + [0] * 6 + [2] * 6, noise=0.1)
     seg = segment_embeddings(x, k=4, contiguous=True)
     assert seg.labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6 + [3] * 6
+    # Each sentence's marginal column is its segment's model label, and is its argmax here.
+    np.testing.assert_array_equal(seg.marginals.argmax(axis=1), seg.model_labels)
+    assert len(set(seg.model_labels[[0, 12]])) == 1  # the returning topic shares a label
     assert seg.boundaries == [6, 12, 18]
     assert len(seg.segments) == 4
     # The same document, non-contiguous with three labels: the returning topic is one label.
@@ -153,6 +157,8 @@ def test_bad_input_gives_clear_errors():
         segment_embeddings(np.array([[0.0, np.nan], [1.0, 0.0]]), k=2)
     with pytest.raises(LabcoreError, match="temperature"):
         BPSegConfig(temperature=0)
+    with pytest.raises(LabcoreError, match="k must be"):
+        BPSegConfig(k=True)
     with pytest.raises(LabcoreError, match="init"):
         BPSegConfig(init="spectral")
     with pytest.raises(LabcoreError, match="3 sentences but 2 embedding rows"):

@@ -8,10 +8,11 @@ The model over labels ``x_i ∈ {0..k-1}`` is
 Potts form makes a message cost O(k) instead of O(k²): with the cavity distribution
 ``q(x) ∝ exp(g(x))`` of the sender,
 
-    sum-product:  m(y) ∝ Σ_x q(x) exp(w·1[x=y]) = 1 + (e^w − 1)·q(y)
+    sum-product:  m(y) ∝ Σ_x q(x) exp(w·1[x=y]) = Σ_{x≠y} q(x) + e^w·q(y)
     max-product:  m(y) ∝ max(max_{x≠y} g(x), w + g(y))
 
-All messages live in the log domain and are updated in parallel ("flooding") with geometric
+Both are computed in the log domain (``logaddexp`` of the "other labels" term and the
+``w + g(y)`` term), which stays finite for any coupling. All messages live in the log domain and are updated in parallel ("flooding") with geometric
 damping, ``log m ← (1−α)·log m_new + α·log m_old``. On a tree (a chain of sentences, say)
 the fixed point gives the exact marginals (sum-product) or max-marginals (max-product).
 """
@@ -112,6 +113,17 @@ def _softmax_rows(a: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _logsumexp_of_others(a: np.ndarray) -> np.ndarray:
+    """``out[r, y] = log Σ_{x != y} exp(a[r, x])`` from prefix and suffix sums (no cancellation)."""
+    neg = np.full((a.shape[0], 1), -np.inf)
+    prefix = np.logaddexp.accumulate(a, axis=1)
+    suffix = np.logaddexp.accumulate(a[:, ::-1], axis=1)[:, ::-1]
+    before = np.hstack([neg, prefix[:, :-1]])
+    after = np.hstack([suffix[:, 1:], neg])
+    with np.errstate(invalid="ignore"):  # -inf + -inf where a row has one label
+        return np.logaddexp(before, after)
+
+
 def _max_of_others(a: np.ndarray) -> np.ndarray:
     """``out[r, y] = max_{x != y} a[r, x]`` (−inf where a row has one entry)."""
     if a.shape[1] == 1:
@@ -193,7 +205,6 @@ def belief_propagation(
     head = np.concatenate([graph.dst, graph.src])
     rev = np.concatenate([np.arange(n_edges, 2 * n_edges), np.arange(n_edges)])
     w = np.concatenate([graph.weight, graph.weight])[:, None]
-    gain = np.expm1(w)
     inbox = sparse.csr_matrix(
         (np.ones(2 * n_edges), (head, np.arange(2 * n_edges))), shape=(n, 2 * n_edges)
     )
@@ -213,16 +224,15 @@ def belief_propagation(
         total = theta + inbox @ log_m
         cavity = total[tail] - log_m[rev]
         if method == SUM_PRODUCT:
-            new = np.log1p(gain * _softmax_rows(cavity))
-            new -= _logsumexp_rows(new)
+            new = np.logaddexp(_logsumexp_of_others(cavity), w + cavity)
         else:
             new = np.maximum(_max_of_others(cavity), w + cavity)
-            new -= _logsumexp_rows(new)
+        new -= _logsumexp_rows(new)
+        # The undamped residual: damping would shrink it by (1 - α) and stop BP early.
+        delta = float(np.abs(new - log_m).max())
         if damping:
             new = (1.0 - damping) * new + damping * log_m
             new -= _logsumexp_rows(new)
-        # Largest change of a log-message: bounds the relative change of every message.
-        delta = float(np.abs(new - log_m).max())
         log_m = new
         if delta < tol:
             converged = True
@@ -248,6 +258,8 @@ def mean_field(
     [[0.25, 0.75], [0.5, 0.5]]
     """
     theta = _check_inputs(log_potentials, graph, damping)
+    if max_iter < 1 or tol <= 0:
+        raise LabcoreError(f"need max_iter >= 1 and tol > 0, got {max_iter}, {tol}")
     w = sparse.csr_matrix(
         (
             np.concatenate([graph.weight, graph.weight]),
@@ -260,10 +272,9 @@ def mean_field(
     delta = np.inf
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 - `it` is reported
-        new = _softmax_rows(theta + w @ q)
-        new = (1.0 - damping) * new + damping * q
-        delta = float(np.abs(new - q).max())
-        q = new
+        target = _softmax_rows(theta + w @ q)
+        delta = float(np.abs(target - q).max())  # undamped, as in belief_propagation
+        q = (1.0 - damping) * target + damping * q
         if delta < tol:
             converged = True
             break

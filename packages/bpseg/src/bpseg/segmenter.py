@@ -7,9 +7,10 @@ The model (our reconstruction; the paper's exact potentials are not public, see 
 * edge potential   ψ_ij(l,l') = exp(w_ij · 1[l = l'])
                    w_ij       = λ · max(cos(R_i, R_j), 0) · exp(−(|i−j| − 1)/γ) / Z
 
-  on the edges of a sparse graph: every pair within ``window`` sentences (local coherence)
-  plus each sentence's ``neighbors`` most similar sentences anywhere in the document
-  (distant but similar sentences). ``Z`` is the mean over sentences of Σ_j of the unscaled
+  on the edges of a sparse graph: every pair within ``window`` sentences with a positive
+  similarity (local coherence), plus each sentence's ``neighbors`` strongest couplings
+  anywhere in the document (similar sentences; the distance decay favours nearby ones, and
+  γ = None ranks them by similarity alone). ``Z`` is the mean over sentences of Σ_j of the unscaled
   weights, so λ is the average total pull of a sentence's neighbours relative to its own
   evidence, whatever the document length. ``γ = None`` means no distance decay.
 
@@ -97,7 +98,9 @@ class BPSegConfig:
         def bad(msg: str) -> None:
             raise LabcoreError(f"BPSegConfig: {msg}")
 
-        if self.k is not None and (not isinstance(self.k, int | np.integer) or self.k < 1):
+        if self.k is not None and (
+            isinstance(self.k, bool) or not isinstance(self.k, int | np.integer) or self.k < 1
+        ):
             bad(f"k must be a positive integer or None, got {self.k!r}")
         if self.k_max < 2:
             bad(f"k_max must be at least 2, got {self.k_max}")
@@ -139,11 +142,19 @@ class Segmentation:
     ``labels[i]`` is sentence i's segment. Non-contiguous output groups all sentences of a
     label into one segment (a topic that returns is one segment); contiguous output has one
     segment per run. ``boundaries`` are the sentence indices where a new run starts.
+
+    ``marginals`` are the model's beliefs over its k labels and ``model_labels[i]`` is the
+    column that sentence i was given: equal to ``labels`` for non-contiguous output; for
+    contiguous output, the label of the sentence's segment (two segments may share one).
+    ``k`` is the number of labels of the model; a labelling may use fewer (``n_labels``).
+    ``converged`` tells whether the inference that produced the labels converged;
+    ``inference == "mean-field"`` means loopy BP did not and mean field was used instead.
     """
 
     sentences: tuple[str, ...]
     labels: np.ndarray
     marginals: np.ndarray
+    model_labels: np.ndarray
     k: int
     contiguous: bool
     converged: bool
@@ -151,6 +162,10 @@ class Segmentation:
     iterations: int
     em_rounds: int
     k_scores: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def n_labels(self) -> int:
+        return int(np.unique(self.labels).size)
 
     @property
     def boundaries(self) -> list[int]:
@@ -180,8 +195,10 @@ class Segmentation:
     def to_dict(self) -> dict[str, Any]:
         return {
             "k": self.k,
+            "n_labels": self.n_labels,
             "contiguous": self.contiguous,
             "labels": self.labels.tolist(),
+            "model_labels": self.model_labels.tolist(),
             "boundaries": self.boundaries,
             "segments": [asdict(s) for s in self.segments],
             "converged": self.converged,
@@ -263,18 +280,26 @@ def _infer(theta: np.ndarray, graph: PottsGraph, config: BPSegConfig):
     )
     if not result.converged and config.inference != MEAN_FIELD:
         fallback = belief_propagation(
-            theta, graph, method=MEAN_FIELD, damping=config.damping, max_iter=config.max_iter
+            theta,
+            graph,
+            method=MEAN_FIELD,
+            damping=config.damping,
+            max_iter=config.max_iter,
+            tol=config.tol,
         )
         return replace(fallback, iterations=result.iterations + fallback.iterations)
     return result
 
 
-def contiguous_decode(log_beliefs: np.ndarray, n_segments: int) -> np.ndarray:
+def contiguous_decode(
+    log_beliefs: np.ndarray, n_segments: int, *, return_labels: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Exactly ``n_segments`` contiguous segments maximising Σ_i log b_i(l_i).
 
     Each segment carries one label and adjacent segments carry different labels; the
-    returned array numbers the segments 0..n_segments-1 in order. Dynamic programming over
-    (sentence, segments used, label): O(n · n_segments · k).
+    returned array numbers the segments 0..n_segments-1 in order. With ``return_labels``, the
+    label (column of ``log_beliefs``) of each sentence's segment is returned too. Dynamic
+    programming over (sentence, segments used, label): O(n · n_segments · k).
 
     Examples
     --------
@@ -316,11 +341,13 @@ def contiguous_decode(log_beliefs: np.ndarray, n_segments: int) -> np.ndarray:
     lab = int(np.argmax(value[-1]))
     seg = s_count - 1
     out = np.empty(n, dtype=np.int64)
+    chosen = np.empty(n, dtype=np.int64)
     for i in range(n - 1, -1, -1):
         out[i] = seg
+        chosen[i] = lab
         if i > 0 and switched[i, seg, lab]:
             lab, seg = int(came_from[i, seg, lab]), seg - 1
-    return out
+    return (out, chosen) if return_labels else out
 
 
 def _relabel_by_first_occurrence(labels: np.ndarray) -> np.ndarray:
@@ -392,7 +419,16 @@ def segment_embeddings(
     if n == 1 or config.k == 1:
         labels = np.zeros(n, dtype=np.int64)
         return Segmentation(
-            sentences, labels, np.ones((n, 1)), 1, config.contiguous, True, config.inference, 0, 0
+            sentences,
+            labels,
+            np.ones((n, 1)),
+            labels,
+            1,
+            config.contiguous,
+            True,
+            config.inference,
+            0,
+            0,
         )
 
     k_scores: dict[int, float] = {}
@@ -418,7 +454,9 @@ def segment_embeddings(
         labels, result, rounds = _fit_k(x, k, graph, config)
 
     if config.contiguous:
-        labels = contiguous_decode(np.log(result.beliefs + 1e-300), k)
+        labels, model_labels = contiguous_decode(
+            np.log(result.beliefs + 1e-300), k, return_labels=True
+        )
         marginals = result.beliefs
     else:
         labels = _relabel_by_first_occurrence(labels)
@@ -427,10 +465,12 @@ def segment_embeddings(
         order = old[0][np.argsort(old[1])]
         rest = np.setdiff1d(np.arange(k), order)
         marginals = result.beliefs[:, np.concatenate([order, rest])]
+        model_labels = labels
     return Segmentation(
         sentences=sentences,
         labels=labels.astype(np.int64),
         marginals=marginals,
+        model_labels=np.asarray(model_labels, dtype=np.int64),
         k=k,
         contiguous=config.contiguous,
         converged=result.converged,
