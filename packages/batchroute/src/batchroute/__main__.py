@@ -1,0 +1,3 @@
+from batchroute.cli import main
+
+raise SystemExit(main())
