@@ -157,3 +157,29 @@ def test_bad_input_gives_clear_errors():
         Uncertainty(-np.ones((1, 2)))
     with pytest.raises(LabcoreError, match="unknown method"):
         solve(RoutingProblem([[0.5, 0.4]], [[1, 1]]), method="greedy")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fast_budgeted_bound_holds_with_large_deviations(seed):
+    # L(z) over LP vertices is not concave: the bound must come from the LP relaxation of
+    # the robust MILP, which is never below the integer optimum.
+    rng = np.random.default_rng(500 + seed)
+    problem = random_problem(seed, n=5, m=3)
+    robust = Uncertainty(3.0 * rng.random(problem.quality.shape), float(rng.choice([0.5, 1, 2])))
+    _, best = brute_force(problem, robust=robust)
+    fast = solve(problem, method="fast", robust=robust)
+    assert fast.bound >= best - 1e-6
+    assert fast.objective <= best + 1e-9
+    assert fast.gap >= (best - fast.objective) / abs(fast.bound) - 1e-9
+
+
+def test_near_integral_lp_values_do_not_break_the_budget():
+    problem = RoutingProblem([[0.0, 1.0], [0.5, 0.6]], [[0.0, 100.0], [0.0, 100.0]], 100 - 1e-5)
+    a = solve(problem, method="fast")
+    assert violations(problem, a.choice) == {}
+    assert a.objective == pytest.approx(solve(problem, method="milp").objective)
+
+
+def test_fractional_capacities_count_whole_queries():
+    with pytest.raises(InfeasibleBudget, match="total capacity 1 is below the 2 queries"):
+        solve(RoutingProblem([[0.5, 0.9]] * 2, [[1.0, 5.0]] * 2, capacity=[1.5, 0.5]))

@@ -115,7 +115,9 @@ def allocate_instances(
         raise LabcoreError(f"gpu_budget must be positive, got {gpu_budget}")
     if not (np.isfinite(traffic) and traffic > 0):
         raise LabcoreError(f"traffic must be positive, got {traffic}")
-    names = models or tuple(f"m{j}" for j in range(m))
+    names = tuple(models) if models is not None else tuple(f"m{j}" for j in range(m))
+    if len(names) != m:
+        raise LabcoreError(f"{len(names)} model names for {m} models")
     # Whatever the mix, the instances must serve all traffic: a quick necessary check.
     best_rate = float((kappa / g).max() * gpu_budget)
     if best_rate < traffic:
@@ -204,8 +206,28 @@ def allocate_instances(
 def uniform_allocation(
     *, gpus_per_instance, concurrency, gpu_budget: float, m: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The naive baseline: the GPU budget split evenly across models (instances, capacity)."""
+    """The naive baseline: the GPU budget split evenly across models (instances, capacity).
+
+    Each model gets ⌊G / M / g_m⌋ instances; GPUs left over are then handed out one instance
+    at a time, round robin over the models that still fit, so no GPU the budget allows
+    stays idle.
+
+    Examples
+    --------
+    >>> uniform_allocation(gpus_per_instance=[1, 2], concurrency=[4, 2], gpu_budget=9, m=2)
+    (array([5, 2]), array([20.,  4.]))
+    """
     g = _vector("gpus_per_instance", gpus_per_instance, m, positive=True)
     kappa = _vector("concurrency", concurrency, m, positive=True)
     instances = np.floor(gpu_budget / m / g).astype(np.int64)
+    left = gpu_budget - float(instances @ g)
+    while True:
+        added = False
+        for j in range(m):
+            if g[j] <= left + 1e-9:
+                instances[j] += 1
+                left -= g[j]
+                added = True
+        if not added:
+            break
     return instances, instances * kappa

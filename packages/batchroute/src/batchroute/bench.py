@@ -40,6 +40,7 @@ from batchroute.problem import RoutingProblem, Uncertainty, violations
 from batchroute.solve import InfeasibleBudget, solve
 from batchroute.uncertainty import bootstrap_deviation
 from labcore.bench import BenchReport, Row
+from labcore.errors import LabcoreError
 
 PREDICTORS: dict[str, Callable[[], Any]] = {
     "knn": lambda: KNNPredictor(),
@@ -94,7 +95,7 @@ def _route_all(
         t = time.perf_counter()
         try:
             choice = solve(problem, **kw).choice
-        except InfeasibleBudget:
+        except LabcoreError:  # infeasible budget, or no routing within the time limit
             choice = None
         out[name] = (choice, time.perf_counter() - t)
     for name, router in routers.items():
@@ -104,7 +105,13 @@ def _route_all(
         oracle_quality, problem.cost, problem.budget, problem.capacity, models=problem.models
     )
     t = time.perf_counter()
-    out["oracle"] = (solve(oracle, method="milp", time_limit=10.0).choice, time.perf_counter() - t)
+    try:
+        out["oracle"] = (
+            solve(oracle, method="milp", time_limit=10.0).choice,
+            time.perf_counter() - t,
+        )
+    except LabcoreError:
+        out["oracle"] = (None, time.perf_counter() - t)
     return out
 
 
@@ -119,11 +126,18 @@ def routing_experiment(
     report: BenchReport,
     notes: list[str],
     progress: Callable = lambda x, **k: x,
+    train_size: int | None = None,
+    predictors: tuple[str, ...] = tuple(PREDICTORS),
+    label: str | None = None,
 ) -> None:
     train, val, test = _split(data.n, seed)
+    if train_size is not None:  # a scarce-data estimator: its errors are what robustness targets
+        train = train[:train_size]
+    name = label or name
     truth = _truth(data)
     test_data = data.subset(test)
-    for pred_name, factory in PREDICTORS.items():
+    for pred_name in predictors:
+        factory = PREDICTORS[pred_name]
         t = time.perf_counter()
         predictor = factory().fit(embeddings[train], data.correct[train])
         p_val = predictor.predict(embeddings[val])
@@ -158,6 +172,7 @@ def routing_experiment(
                 test_data, batch_size=batch_size, n_batches=n_batches, kind=kind, seed=seed
             )
             stats: dict[str, dict[str, list[float]]] = {}
+            skipped_batches = 0
             for rows in progress(draws, desc=f"{name} {pred_name} {kind}"):
                 cost = test_data.cost[rows]
                 problem = RoutingProblem(
@@ -168,6 +183,11 @@ def routing_experiment(
                     models=data.models,
                 )
                 results = _route_all(problem, deviation[rows], routers, truth[test][rows])
+                if results["oracle"][0] is None:
+                    # No routing meets this batch's budget and capacity at all: the batch is
+                    # left out for every method, so all rows average over the same batches.
+                    skipped_batches += 1
+                    continue
                 for method, (choice, seconds) in results.items():
                     s = stats.setdefault(method, {})
                     if choice is None:
@@ -178,6 +198,11 @@ def routing_experiment(
                     s.setdefault("infeasible", []).append(0.0)
                     s.setdefault("quality", []).append(float(truth[test][rows][r, choice].mean()))
                     s.setdefault("predicted", []).append(float(p_test[rows][r, choice].mean()))
+                    # Predicted quality in the worst case of the Γ set (what robust maximises).
+                    gamma_set = Uncertainty(deviation[rows], max(1.0, 0.1 * len(rows)))
+                    s.setdefault("worst_case", []).append(
+                        gamma_set.worst_case(p_test[rows], choice) / len(rows)
+                    )
                     s.setdefault("cost_over_budget", []).append(
                         float(cost[r, choice].sum() / problem.budget)
                     )
@@ -196,6 +221,7 @@ def routing_experiment(
                             "batches": kind,
                             "batch_size": batch_size,
                             "budget_per_query": round(b, 6),
+                            "batches_left_out": skipped_batches,
                         },
                         name,
                         seed,
@@ -263,12 +289,16 @@ def allocation_rows(
         models=data.models,
     )
     alloc_time = time.perf_counter() - t
-    _, uniform_capacity = uniform_allocation(
+    uniform_instances, uniform_capacity = uniform_allocation(
         gpus_per_instance=gpus, concurrency=concurrency, gpu_budget=gpu_budget, m=data.m
     )
     test_data = data.subset(test)
     draws = batches(test_data, batch_size=batch_size, n_batches=n_batches, seed=seed)
-    for label, capacity in (("optimised", alloc.capacity), ("even-split", uniform_capacity)):
+    plans = (
+        ("optimised", alloc.capacity, alloc.instances),
+        ("even-split", uniform_capacity, uniform_instances),
+    )
+    for label, capacity, instances in plans:
         qualities, infeasible = [], 0
         for rows in draws:
             problem = RoutingProblem(
@@ -300,6 +330,7 @@ def allocation_rows(
                 {
                     "quality": float(np.mean(qualities)) if qualities else None,
                     "infeasible_batches": infeasible / len(draws),
+                    "gpus_used": float(instances @ gpus),
                 },
                 alloc_time if label == "optimised" else 0.0,
             )
@@ -332,9 +363,9 @@ def load_test_row(report: BenchReport, *, n_requests: int, seed: int) -> None:
 def summary_tables(rows: list[Row]) -> str:
     """Compact routing table: one line per data set × batches × predictor × method."""
     lines = [
-        "| data | batches | predictor | method | quality | cost / budget | over budget | "
-        "over capacity | ms / batch |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| data | batches | predictor | method | quality | predicted | worst case (Γ) | "
+        "cost / budget | over budget | over capacity | ms / batch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "batches" not in r.params or r.status != "ok":
@@ -342,7 +373,8 @@ def summary_tables(rows: list[Row]) -> str:
         m = r.metrics
         lines.append(
             f"| {r.dataset} | {r.params['batches']} | {r.params['predictor']} | {r.method} | "
-            f"{m.get('quality', float('nan')):.3f} | {m.get('cost_over_budget', float('nan')):.2f}"
+            f"{m.get('quality', float('nan')):.3f} | {m.get('predicted', float('nan')):.3f} | "
+            f"{m.get('worst_case', float('nan')):.3f} | {m.get('cost_over_budget', float('nan')):.2f}"
             f" | {m.get('over_budget', 0):.0%} | {m.get('over_capacity', 0):.0%} | "
             f"{1000 * (r.time_s or 0):.1f} |"
         )

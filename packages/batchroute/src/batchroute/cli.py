@@ -46,7 +46,10 @@ def _given_matrix(queries: list[dict], key: str, names: tuple[str, ...]) -> np.n
         missing = [m for m in names if m not in entry]
         if missing:
             raise LabcoreError(f"query {q['id']!r}: '{key}' lacks models {missing}")
-        rows.append([float(entry[m]) for m in names])
+        try:
+            rows.append([float(entry[m]) for m in names])
+        except (TypeError, ValueError):
+            raise LabcoreError(f"query {q['id']!r}: '{key}' values must be numbers") from None
     return np.asarray(rows)
 
 
@@ -89,14 +92,22 @@ def _route(args: argparse.Namespace) -> int:
     )
     robust = None
     if args.robust is not None:
-        deviation = np.full(problem.quality.shape, args.deviation)
-        robust = Uncertainty(deviation, None if args.robust == "box" else float(args.robust))
+        if args.robust == "box":
+            gamma = None
+        else:
+            try:
+                gamma = float(args.robust)
+            except ValueError:
+                raise LabcoreError(
+                    f"--robust must be 'box' or a number Γ >= 0, got {args.robust!r}"
+                ) from None
+        robust = Uncertainty(np.full(problem.quality.shape, args.deviation), gamma)
     result = solve(problem, method=args.method, robust=robust, time_limit=args.time_limit)
     payload = {
         "assignment": [
             {"id": q["id"], "model": names[j]} for q, j in zip(queries, result.choice, strict=True)
         ],
-        "budget": budget,
+        "budget": problem.budget,  # None when unlimited (never Infinity in the JSON)
         **{k: v for k, v in result.to_dict(names).items() if k != "choice"},
     }
     if args.out:
@@ -109,7 +120,7 @@ def _route(args: argparse.Namespace) -> int:
         f"predicted quality {result.predicted_quality:.3f} "
         f"(objective {result.objective:.3f}, bound {result.bound:.3f}, gap {result.gap:.2e}); "
         f"cost {result.cost:.4g}"
-        + (f" of budget {budget:.4g}" if budget is not None else "")
+        + (f" of budget {problem.budget:.4g}" if problem.budget is not None else "")
         + f"\nloads: {loads}\n"
         + "\n".join(f"{a['id']}\t{a['model']}" for a in payload["assignment"])
     )

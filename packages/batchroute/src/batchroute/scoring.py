@@ -51,9 +51,15 @@ class ScoreModel:
         self.encoder = encoder
         self._queries = list(data.queries)
         if encoder == "tfidf":
+            from sklearn.decomposition import TruncatedSVD
             from sklearn.feature_extraction.text import TfidfVectorizer
 
-            self._tfidf = TfidfVectorizer(sublinear_tf=True).fit(self._queries)
+            # Single characters count as words ("2 + 3"), as in batchroute.data; the vectors
+            # are reduced by LSA fitted on the training queries to keep memory small.
+            self._tfidf = TfidfVectorizer(sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
+            tf = self._tfidf.fit_transform(self._queries)
+            dims = min(128, tf.shape[1] - 1, len(self._queries) - 1)
+            self._svd = TruncatedSVD(dims, random_state=0).fit(tf) if dims >= 2 else None
         x = self._embed(self._queries)
         model = KNNPredictor() if predictor == "knn" else LogisticPredictor()
         self._quality = model.fit(x, data.correct[:, cols])
@@ -65,7 +71,8 @@ class ScoreModel:
 
     def _embed(self, queries: list[str]) -> np.ndarray:
         if self.encoder == "tfidf":
-            x = self._tfidf.transform(queries).toarray()
+            tf = self._tfidf.transform(queries)
+            x = self._svd.transform(tf) if self._svd is not None else tf.toarray()
             norms = np.linalg.norm(x, axis=1, keepdims=True)
             return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
         return embed_queries(queries, encoder=self.encoder)

@@ -20,10 +20,10 @@ Robust solves (see :class:`~batchroute.problem.Uncertainty`):
 
       max Σ â x − Γ z − Σ_i p_i   s.t.  p_i ≥ Σ_m δ_im x_im − z,  p, z ≥ 0,
 
-  solved exactly by ``"milp"``. ``"fast"`` uses that, for fixed z, the problem is nominal
-  with â_im − max(0, δ_im − z); the LP value is concave in z, so z is found by a golden
-  search on the LP, then the integer problem is solved at that z (exact in z up to the
-  search tolerance; the bound is the LP value at the best z found).
+  solved exactly by ``"milp"``. ``"fast"`` solves the LP relaxation of that MILP (its value
+  is the reported bound) and uses that, for a fixed z, the problem is the nominal one with
+  â_im − max(0, δ_im − z) (exact for integer routings): the nominal fast path is run at the
+  relaxation's z and at two guard values, and the routing with the best worst case is kept.
 """
 
 from __future__ import annotations
@@ -37,7 +37,13 @@ from dataclasses import replace
 import numpy as np
 from scipy import sparse
 
-from batchroute.problem import Assignment, RoutingProblem, Uncertainty, violations
+from batchroute.problem import (
+    FEASIBILITY_TOL,
+    Assignment,
+    RoutingProblem,
+    Uncertainty,
+    violations,
+)
 from labcore.errors import LabcoreError
 
 METHODS = ("fast", "milp")
@@ -235,10 +241,11 @@ def _milp(
         x0[np.arange(n), start] = 1.0
         start_values = x0.ravel()
         if deviation is not None and gamma is not None:
-            # For a fixed routing the best z is the ⌈Γ⌉-th largest chosen deviation.
+            # For a fixed routing the best z is the ⌈Γ⌉-th largest chosen deviation (the
+            # largest for 0 < Γ < 1), and 0 once Γ covers every query.
             chosen = deviation[np.arange(n), start]
             ranked = np.sort(chosen)[::-1]
-            z = float(ranked[min(int(np.ceil(gamma)), n) - 1]) if gamma >= 1 else 0.0
+            z = 0.0 if gamma >= n or gamma == 0 else float(ranked[max(int(np.ceil(gamma)), 1) - 1])
             start_values = np.concatenate([start_values, [z], np.maximum(chosen - z, 0.0)])
     values, obj, bound, status = _solve_highs(
         objective,
@@ -253,6 +260,8 @@ def _milp(
         start=start_values,
     )
     x = None if values is None else values[: n * m].reshape(n, m)
+    if deviation is not None and gamma is not None and values is not None:
+        status = (status, float(values[n * m]))  # the robust model's z rides along
     return x, obj, bound, status
 
 
@@ -267,21 +276,33 @@ def min_budget(problem: RoutingProblem, *, time_limit: float = 60.0) -> float:
     >>> min_budget(p)
     7.0
     """
-    if problem.capacity is not None and problem.capacity.sum() < problem.n:
-        raise InfeasibleBudget(
-            f"total capacity {problem.capacity.sum():g} is below the {problem.n} queries "
-            "of the batch, whatever the budget"
-        )
+    _check_total_capacity(problem)
     free = replace(problem, budget=None)
     x, obj, _, status = _milp(
         free, -problem.cost, integer=True, time_limit=time_limit, mip_rel_gap=1e-9
     )
     if x is None:
-        raise InfeasibleBudget(
-            f"no routing satisfies the capacity and resource limits, whatever the budget "
-            f"(HiGHS: {status})"
-        )
+        if status == "Infeasible":
+            raise InfeasibleBudget(
+                "no routing satisfies the capacity and resource limits, whatever the budget"
+            )
+        raise LabcoreError(f"no minimum budget found within the time limit (HiGHS: {status})")
     return float(-obj)
+
+
+def _check_total_capacity(problem: RoutingProblem) -> None:
+    # Capacities count whole queries: 1.5 + 0.5 slots hold one query, not two.
+    if problem.capacity is not None:
+        slots = np.floor(problem.capacity).sum()
+        if slots < problem.n:
+            raise InfeasibleBudget(
+                f"total capacity {slots:g} is below the {problem.n} queries of the batch, "
+                "whatever the budget"
+            )
+
+
+def _status_text(status) -> str:
+    return status[0] if isinstance(status, tuple) else status
 
 
 def _choice(x: np.ndarray) -> np.ndarray:
@@ -327,7 +348,7 @@ def _infeasible(problem: RoutingProblem, time_limit: float) -> InfeasibleBudget:
     needed = min_budget(problem, time_limit=time_limit)
     return InfeasibleBudget(
         f"budget {problem.budget:g} is infeasible for this batch: the minimum feasible budget "
-        f"under the capacity limits is {needed:g}",
+        f"under the capacity limits is {needed:.10g}",
         min_budget=needed,
     )
 
@@ -344,48 +365,62 @@ def _round_fractional(
     n = problem.n
     choice = _choice(x)
     fractional = np.flatnonzero((x > _INTEGRAL_TOL).sum(axis=1) > 1)
-    if fractional.size == 0:
-        return choice, "lp integral"
     # Widening order: fixed queries on their LP model's cost, most expensive first.
     rows = np.arange(n)
     fixed_cost = problem.cost[rows, choice]
     widen_order = np.argsort(-fixed_cost, kind="stable")
     free = np.zeros(n, dtype=bool)
     free[fractional] = True
+    if fractional.size == 0 and not violations(problem, choice):
+        return choice, "lp integral"
     extra = 0
+
+    def widen() -> None:
+        nonlocal extra
+        extra = max(2 * extra, 8 * max(fractional.size, 1), 16)
+        free[widen_order[:extra]] = True
+
     while True:
-        sub_rows = np.flatnonzero(free)
         fixed = ~free
+        # Residual limits; a negative one (LP values a hair off 0/1, rounded) means the
+        # fixed part already overspends: free more queries instead of clipping it away.
         budget = None
+        over = False
         if problem.budget is not None:
-            budget = max(problem.budget - fixed_cost[fixed].sum(), 0.0)
+            budget = problem.budget - fixed_cost[fixed].sum()
+            over |= budget < -FEASIBILITY_TOL * max(problem.budget, 1.0)
         capacity = None
         if problem.capacity is not None:
-            capacity = np.maximum(
-                problem.capacity - np.bincount(choice[fixed], minlength=problem.m), 0
+            capacity = problem.capacity - np.bincount(choice[fixed], minlength=problem.m)
+            over |= bool((capacity < 0).any())
+        limits = []
+        for r in problem.resources:
+            used = np.bincount(
+                choice[fixed], weights=r.usage[rows[fixed], choice[fixed]], minlength=problem.m
             )
-        limits = [
-            np.maximum(
-                r.limit
-                - np.bincount(
-                    choice[fixed], weights=r.usage[rows[fixed], choice[fixed]], minlength=problem.m
-                ),
-                0.0,
-            )
-            for r in problem.resources
-        ]
-        sub = problem.subset(sub_rows, budget=budget, capacity=capacity, limits=limits)
+            limits.append(r.limit - used)
+            over |= bool((limits[-1] < -FEASIBILITY_TOL * np.maximum(r.limit, 1.0)).any())
+        if over and not free.all():
+            widen()
+            continue
+        sub_rows = np.flatnonzero(free)
+        sub = problem.subset(
+            sub_rows,
+            budget=None if budget is None else max(budget, 0.0),
+            capacity=None if capacity is None else np.maximum(capacity, 0),
+            limits=[np.maximum(v, 0.0) for v in limits],
+        )
         xs, _, _, status = _milp(
             sub, quality[sub_rows], integer=True, time_limit=time_limit, mip_rel_gap=mip_rel_gap
         )
         if xs is not None:
             choice = choice.copy()
             choice[sub_rows] = _choice(xs)
-            return choice, f"lp + milp over {sub_rows.size} queries"
+            if not violations(problem, choice):
+                return choice, f"lp + milp over {sub_rows.size} queries"
         if free.all():
             raise LabcoreError(f"no feasible routing found (HiGHS: {status})")
-        extra = max(2 * extra, 8 * fractional.size, 16)
-        free[widen_order[:extra]] = True
+        widen()
 
 
 def _fast_nominal(problem, quality, *, time_limit, mip_rel_gap):
@@ -405,43 +440,41 @@ def _robust_quality(problem: RoutingProblem, deviation: np.ndarray, z: float) ->
 
 
 def _fast_budgeted(problem, robust, *, time_limit, mip_rel_gap):
+    """Budgeted robust routing: LP relaxation for the bound and z, nominal solves at z."""
     deviation, gamma = robust.deviation, robust.gamma
-
-    def lp_value(z: float) -> float:
-        _, value, _, status = _milp(
-            problem,
-            _robust_quality(problem, deviation, z),
-            integer=False,
-            time_limit=time_limit,
-            mip_rel_gap=mip_rel_gap,
+    x, bound, _, status = _milp(
+        problem,
+        problem.quality,
+        integer=False,
+        time_limit=time_limit,
+        mip_rel_gap=mip_rel_gap,
+        deviation=deviation,
+        gamma=gamma,
+    )
+    if x is None:
+        return None, bound, status
+    z_lp = status[1]
+    # For a fixed z the robust problem is nominal with â − max(0, δ − z) (exact for integer
+    # routings). The relaxation's z is the natural candidate; z = 0 (every deviation counts
+    # in full beyond z) and the ⌈Γ⌉-th largest deviation of the relaxation's routing guard
+    # against a relaxation z that rounds badly. The best worst case among them is kept.
+    chosen = np.sort(deviation[np.arange(problem.n), _choice(x)])[::-1]
+    k = min(max(int(np.ceil(gamma)), 1), problem.n) - 1
+    candidates = sorted({round(z_lp, 12), 0.0, float(chosen[k])})
+    best = None
+    for z in candidates:
+        quality = _robust_quality(problem, deviation, z)
+        choice, _, how = _fast_nominal(
+            problem, quality, time_limit=time_limit, mip_rel_gap=mip_rel_gap
         )
-        if status != "Optimal":
-            raise _infeasible(problem, time_limit)
-        return value - gamma * z
-
-    # Golden-section search for the maximum of the concave L(z) on [0, max δ].
-    lo, hi = 0.0, float(deviation.max())
-    ratio = (np.sqrt(5) - 1) / 2
-    z1, z2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    f1, f2 = lp_value(z1), lp_value(z2)
-    values = {0.0: lp_value(0.0), hi: lp_value(hi), z1: f1, z2: f2}
-    for _ in range(40):
-        # L is piecewise linear; 1e-4 of the δ range pins z down to well below any δ gap
-        # that matters for the integer solution, which is re-optimised at that z.
-        if hi - lo <= 1e-4 * max(hi, 1e-12):
-            break
-        if f1 < f2:
-            lo, z1, f1 = z1, z2, f2
-            z2 = lo + ratio * (hi - lo)
-            f2 = values[z2] = lp_value(z2)
-        else:
-            hi, z2, f2 = z2, z1, f1
-            z1 = hi - ratio * (hi - lo)
-            f1 = values[z1] = lp_value(z1)
-    z_best = max(values, key=values.get)
-    quality = _robust_quality(problem, deviation, z_best)
-    choice, _, how = _fast_nominal(problem, quality, time_limit=time_limit, mip_rel_gap=mip_rel_gap)
-    return choice, values[z_best], f"{how}; z = {z_best:.4g}"
+        if choice is None:
+            continue
+        value = robust.worst_case(problem.quality, choice)
+        if best is None or value > best[0]:
+            best = (value, choice, f"{how}; z = {z:.4g}")
+    if best is None:
+        return None, bound, "no feasible rounding"
+    return best[1], bound, best[2]
 
 
 def solve(
@@ -491,11 +524,7 @@ def solve(
         raise LabcoreError(
             f"deviation has shape {robust.deviation.shape}, quality {problem.quality.shape}"
         )
-    if problem.capacity is not None and problem.capacity.sum() < problem.n:
-        raise InfeasibleBudget(
-            f"total capacity {problem.capacity.sum():g} is below the {problem.n} queries "
-            "of the batch, whatever the budget"
-        )
+    _check_total_capacity(problem)
     quality = problem.quality
     budgeted = robust is not None and robust.gamma is not None
     if robust is not None and not budgeted:
@@ -523,12 +552,13 @@ def solve(
             gamma=robust.gamma if budgeted else None,
             start=start,
         )
+        status = _status_text(status)
         if x is None:
             if status == "Infeasible" and problem.budget is not None:
                 raise _infeasible(problem, time_limit)
             raise LabcoreError(f"HiGHS found no feasible routing ({status})")
         # Stopped at the time limit before its root LP, HiGHS has no finite bound: the LP
-        # value from the warm start still bounds the optimum.
+        # value from the warm start (an LP relaxation of this same model) still bounds it.
         bound = min(bound, fast_bound) if np.isfinite(bound) else fast_bound
         return _finish(problem, _choice(x), quality, robust, bound, method, started, status)
 
@@ -541,7 +571,7 @@ def solve(
             problem, quality, time_limit=time_limit, mip_rel_gap=mip_rel_gap
         )
     if choice is None:
-        if problem.budget is not None:
+        if _status_text(how) == "Infeasible" and problem.budget is not None:
             raise _infeasible(problem, time_limit)
-        raise LabcoreError(f"HiGHS found no feasible routing ({how})")
+        raise LabcoreError(f"HiGHS found no feasible routing ({_status_text(how)})")
     return _finish(problem, choice, quality, robust, bound, method, started, how)
