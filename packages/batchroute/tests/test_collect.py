@@ -188,9 +188,8 @@ def _results(n, correct):
 
 def test_matrix_csv_columns_read_back_by_pandas(tmp_path):
     pd = pytest.importorskip("pandas")
-    problems = c.arithmetic_problems(4, seed=0) + [
-        c.Problem("gsm8k.0", "gsm8k", 'A "quoted", multi-line\nquestion?', 1200)
-    ]
+    gsm = c.Problem("gsm8k.0", "gsm8k", 'A "quoted", multi-line\nquestion?', 1200)
+    problems = [*c.arithmetic_problems(4, seed=0), gsm]
     results = {"r-a": _results(5, 1), "r-b": _results(5, 0)}
     path = tmp_path / "m.csv"
     from labcore.io import atomic_write_text

@@ -134,6 +134,8 @@ def routing_experiment(
     if train_size is not None:  # a scarce-data estimator: its errors are what robustness targets
         train = train[:train_size]
     name = label or name
+    # Hard batches come from the hardest 30% of the test queries: a batch must fit in them.
+    batch_size = min(batch_size, max(2, int(0.3 * len(test))))
     truth = _truth(data)
     test_data = data.subset(test)
     for pred_name in predictors:
@@ -428,6 +430,24 @@ def run_bench(args: argparse.Namespace) -> int:
             real,
             embeddings=x,
             batch_size=40,
+            n_batches=8 if quick else 30,
+            seed=seed,
+            report=report,
+            notes=notes,
+            progress=progress,
+        )
+    table = getattr(args, "table", None)
+    if table is not None:  # a user's RouterBench-style table, same protocol
+        from batchroute.data import load_table
+
+        user = load_table(table)
+        if user.queries is None:
+            raise LabcoreError(f"{table} has no 'prompt' column to embed the queries from")
+        routing_experiment(
+            f"table:{Path(table).name}",
+            user,
+            embeddings=embed_queries(list(user.queries), encoder=encoder),
+            batch_size=min(100, max(10, user.n // 20)),
             n_batches=8 if quick else 30,
             seed=seed,
             report=report,

@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = add_command(sub, "bench", _bench, help="batch-level vs per-query routing, one process")
     add_bench_arguments(b)
     b.add_argument("--encoder", default="minilm-l6", help="minilm-l6 (default) or tfidf")
+    b.add_argument(
+        "--table", type=Path, default=None, help="also evaluate on this RouterBench-style table"
+    )
     return parser
 
 

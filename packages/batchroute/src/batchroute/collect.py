@@ -37,7 +37,7 @@ none, and the base model does not follow chat turns) gets a plain completion pro
     Answer:
 
 whose completion is cut where the model starts a new ``Question:`` (and, for arithmetic, at
-the end of its first line). Few-shot routes put three solved examples before the query (as
+the end of its first line). Few-shot routes put three worked examples before the query (as
 earlier chat turns, or as earlier Question/Answer pairs). Greedy routes decode with
 ``do_sample=False``; self-consistency routes draw ``samples`` completions at a temperature and
 take the majority of their extracted answers (:func:`majority_vote`).
@@ -962,6 +962,7 @@ def collect(
 
     out = Path(out)
     atomic_write_text(out, matrix_csv(problems, results))
+    _make_readable(out)
     if responses_out is not None:
         lines = [
             json.dumps(
@@ -978,6 +979,7 @@ def collect(
             for i, p in enumerate(problems)
         ]
         atomic_write_text(Path(responses_out), "\n".join(lines) + "\n")
+        _make_readable(Path(responses_out))
     if progress:
         print(
             f"wrote {out}: {len(problems)} queries x {len(routes)} routes in "
@@ -986,6 +988,15 @@ def collect(
         )
         print(format_summary(summarise(problems, results)), file=sys.stderr)
     return out
+
+
+def _make_readable(path: Path) -> None:
+    """Give a file written through a private temporary file the usual umask permissions."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
 
 
 def _run_all(
