@@ -23,7 +23,8 @@ column                       meaning
 ===========================  ========================================================
 
 Every column without a ``|`` is a model, except the reserved ``prompt``, ``eval_name``,
-``sample_id`` and ``oracle_model_to_route_to``. Columns with any other ``|`` suffix (such
+``sample_id``, ``answer`` (the reference answer, as ``batchroute collect`` writes it) and
+``oracle_model_to_route_to``. Columns with any other ``|`` suffix (such
 as RouterBench's ``<model>|model_response``) are ignored. Model names therefore cannot
 contain ``|`` or be one of the reserved names. Numbers must be finite: a missing value or
 NaN is an error (the routers need every model's outcome on every query).
@@ -77,7 +78,7 @@ DEFAULT_MODELS: tuple[tuple[str, float], ...] = (
 )
 
 #: Columns of a table that are not models.
-RESERVED_COLUMNS = ("prompt", "eval_name", "sample_id", "oracle_model_to_route_to")
+RESERVED_COLUMNS = ("prompt", "eval_name", "sample_id", "answer", "oracle_model_to_route_to")
 
 #: File name endings :func:`load_table` and :func:`save_table` understand.
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".pkl", ".pickle")
