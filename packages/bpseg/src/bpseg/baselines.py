@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import operator
 import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from bpseg._checks import check_embeddings as _check_embeddings
+from bpseg._checks import check_int as _check_int
 from labcore.errors import LabcoreError
 
 __all__ = ["kmeans_labels", "similarity_boundaries", "spectral_labels", "texttiling"]
@@ -41,41 +42,11 @@ _AFFINITY_FLOOR = 1e-6
 # --------------------------------------------------------------------------- validation
 
 
-def _check_int(value: object, name: str, *, minimum: int) -> int:
-    # bool is an int subclass, but `k=True` is a bug, not a request for one segment.
-    if isinstance(value, bool):
-        raise LabcoreError(f"{name} must be an integer, got {value!r}")
-    try:
-        out = operator.index(value)
-    except TypeError:
-        raise LabcoreError(f"{name} must be an integer, got {type(value).__name__}") from None
-    if out < minimum:
-        raise LabcoreError(f"{name} must be >= {minimum}, got {out}")
-    return out
-
-
 def _check_k(k: object, n: int) -> int:
     k = _check_int(k, "k", minimum=1)
     if k > n:
         raise LabcoreError(f"k={k} segments requested but the document has only n={n} sentences")
     return k
-
-
-def _check_embeddings(embeddings: object) -> np.ndarray:
-    try:
-        x = np.asarray(embeddings, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise LabcoreError(f"embeddings must be a numeric (n, d) array: {exc}") from None
-    if x.ndim != 2:
-        raise LabcoreError(f"embeddings must be a 2-D (n, d) array, got shape {x.shape}")
-    if x.shape[0] < 1:
-        raise LabcoreError("embeddings must have at least one row (sentence), got 0")
-    if x.shape[1] < 1:
-        raise LabcoreError(f"embeddings must have at least one column, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        bad = int(np.count_nonzero(~np.isfinite(x).all(axis=1)))
-        raise LabcoreError(f"embeddings contain NaN or infinite values (in {bad} rows)")
-    return x
 
 
 def _check_sentences(sentences: object) -> list[str]:

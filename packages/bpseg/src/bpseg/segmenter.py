@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from bpseg._checks import check_embeddings
 from bpseg.bp import INFERENCE_METHODS, MEAN_FIELD, SUM_PRODUCT, PottsGraph, belief_propagation
 from labcore.errors import LabcoreError
 
@@ -217,11 +218,8 @@ class Segmentation:
 
 
 def _check_embeddings(embeddings: np.ndarray) -> np.ndarray:
-    x = np.asarray(embeddings, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise LabcoreError(f"embeddings must be a non-empty (n, d) array, got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise LabcoreError("embeddings contain NaN or infinite values")
+    """Checked embeddings with unit rows (a zero row stays zero)."""
+    x = check_embeddings(embeddings)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
