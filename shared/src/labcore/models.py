@@ -112,19 +112,32 @@ def _resolve_dtype(dtype: Any) -> Any:
 
 def _convert_gguf(spec: GGUFModel, target: Path) -> None:
     """De-quantise a packaged GGUF model into a plain transformers checkpoint at ``target``."""
+    src = _package_dir(spec.package, spec.distribution)
+    if not (src / spec.filename).is_file():
+        raise LabcoreError(f"GGUF file missing: {src / spec.filename}")
+    convert_gguf_file(src / spec.filename, target)
+
+
+def convert_gguf_file(gguf: Path, target: Path) -> Path:
+    """De-quantise a GGUF file into a plain (float32, safetensors) checkpoint at ``target``.
+
+    The write is atomic; ``target`` is returned. Any model transformers' GGUF loader reads
+    works (SmolLM2, Gemma 3, ...).
+    """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from labcore.io import atomic_directory
 
-    src = _package_dir(spec.package, spec.distribution)
-    if not (src / spec.filename).is_file():
-        raise LabcoreError(f"GGUF file missing: {src / spec.filename}")
-    log.info("converting %s to a safetensors checkpoint in %s (once)", spec.filename, target)
-    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=spec.filename)
-    gguf_model = AutoModelForCausalLM.from_pretrained(
-        src, gguf_file=spec.filename, dtype=torch.float32
-    )
+    gguf = Path(gguf)
+    log.info("converting %s to a safetensors checkpoint in %s (once)", gguf.name, target)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        gguf_model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise LabcoreError(f"transformers could not load the GGUF file {gguf}: {exc}") from None
     # save_pretrained refuses a GGUF-loaded model, so rebuild a plain one from its config
     # (without the GGUF quantization_config) and copy the de-quantised weights.
     config_dict = gguf_model.config.to_dict()
@@ -134,16 +147,17 @@ def _convert_gguf(spec: GGUFModel, target: Path) -> None:
     config = AutoConfig.for_model(model_type, **config_dict)
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = plain.load_state_dict(gguf_model.state_dict(), strict=False)
-    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
+    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
     if set(missing) - tied or unexpected:
         raise LabcoreError(
-            f"GGUF conversion of {spec.filename} failed: missing {missing}, unexpected {unexpected}"
+            f"GGUF conversion of {gguf.name} failed: missing {missing}, unexpected {unexpected}"
         )
-    if config.tie_word_embeddings:
+    if tied:
         plain.tie_weights()
     with atomic_directory(target, overwrite=True) as tmp:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+    return target
 
 
 def _quiet_transformers() -> None:

@@ -714,11 +714,7 @@ def gguf_checkpoint(gguf: Path, *, name: str) -> Path:
     The cache folder (``<labcore cache>/models/<name>-<sha256 prefix>``) is keyed by the
     file's content, so a different file never reuses a stale conversion.
     """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from labcore.io import atomic_directory
-    from labcore.models import cache_dir
+    from labcore.models import cache_dir, convert_gguf_file
 
     gguf = Path(gguf).expanduser()
     if not gguf.is_file():
@@ -727,31 +723,7 @@ def gguf_checkpoint(gguf: Path, *, name: str) -> Path:
     if (target / "config.json").is_file():
         return target
     log.info("converting %s to a float32 checkpoint in %s (once)", gguf, target)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        gguf_model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-        )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise LabcoreError(f"transformers could not load the GGUF file {gguf}: {exc}") from None
-    config_dict = gguf_model.config.to_dict()
-    config_dict.pop("quantization_config", None)
-    config_dict.pop("_name_or_path", None)
-    model_type = config_dict.pop("model_type")
-    config = AutoConfig.for_model(model_type, **config_dict)
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    missing, unexpected = plain.load_state_dict(gguf_model.state_dict(), strict=False)
-    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
-    if set(missing) - tied or unexpected:
-        raise LabcoreError(
-            f"GGUF conversion of {gguf} failed: missing {missing}, unexpected {unexpected}"
-        )
-    if tied:
-        plain.tie_weights()
-    with atomic_directory(target, overwrite=True) as tmp:
-        plain.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    return target
+    return convert_gguf_file(gguf, target)
 
 
 def load_model(name: str, *, gemma_gguf: Path | None = None, device: Any = "cpu") -> tuple:
