@@ -103,7 +103,7 @@ def allocate_instances(
     """
     import highspy
 
-    from batchroute.solve import _highs
+    from batchroute.solve import run_highs
 
     a = np.asarray(quality, dtype=np.float64)
     if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0 or not np.all(np.isfinite(a)):
@@ -173,22 +173,15 @@ def allocate_instances(
     )
     lp.sense_ = highspy.ObjSense.kMaximize
     lp.integrality_ = [highspy.HighsVarType.kContinuous] * n_y + [highspy.HighsVarType.kInteger] * m
-    h = _highs()
-    h.setOptionValue("time_limit", float(time_limit))
-    h.setOptionValue("mip_rel_gap", 1e-6)
-    h.passModel(lp)
-    h.run()
-    status = h.modelStatusToString(h.getModelStatus())
-    info = h.getInfo()
-    if info.primal_solution_status != 2:
+    status, info, values = run_highs(lp, {"time_limit": float(time_limit), "mip_rel_gap": 1e-6})
+    if values is None:
         raise LabcoreError(
             f"no allocation serves the traffic within the GPU (and cost) budget ({status})"
         )
-    values = np.array(h.getSolution().col_value)
     instances = np.round(values[n_y:]).astype(np.int64)
     y = values[:n_y].reshape(n, m)
-    objective = float(info.objective_function_value)
-    bound = float(info.mip_dual_bound)
+    objective = info["objective"]
+    bound = info["mip_dual_bound"]
     return Allocation(
         models=tuple(names),
         instances=instances,

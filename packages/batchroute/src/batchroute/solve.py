@@ -62,6 +62,8 @@ class InfeasibleBudget(LabcoreError):
 
 _BANNER_LOCK = threading.Lock()
 _BANNER_SHOWN = False
+# Serialises every HiGHS instance's life (see run_highs).
+_HIGHS_LOCK = threading.RLock()
 
 
 def _highs():
@@ -168,25 +170,47 @@ def _solve_highs(
             highspy.HighsVarType.kInteger if f else highspy.HighsVarType.kContinuous
             for f in integer
         ]
-    h = _highs()
-    h.setOptionValue("time_limit", float(time_limit))
+    options = {"time_limit": float(time_limit)}
     if integer is not None:
-        h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
+        options["mip_rel_gap"] = float(mip_rel_gap)
     else:
-        h.setOptionValue("solver", lp_solver)
-    h.passModel(lp)
-    if start is not None:
-        solution = highspy.HighsSolution()
-        solution.col_value = np.asarray(start, dtype=np.float64)
-        solution.value_valid = True
-        h.setSolution(solution)
-    h.run()
-    status = h.modelStatusToString(h.getModelStatus())
-    info = h.getInfo()
-    has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
-    values = np.array(h.getSolution().col_value) if has_solution else None
-    bound = info.mip_dual_bound if integer is not None else info.objective_function_value
-    return values, float(info.objective_function_value), float(bound), status
+        options["solver"] = lp_solver
+    status, info, values = run_highs(lp, options, start=start)
+    bound = info["mip_dual_bound"] if integer is not None else info["objective"]
+    return values, info["objective"], float(bound), status
+
+
+def run_highs(lp, options: dict, *, start: np.ndarray | None = None):
+    """Solve ``lp`` (a ``highspy.HighsLp``) and return (status, info, column values or None).
+
+    HiGHS keeps its parallel task scheduler in static state, and destroying one instance
+    while another runs on a different thread tears it down (ERGO-Code/HiGHS#3136). The
+    router solves in worker threads, so every instance is created, run and destroyed here,
+    under one process-wide lock; only plain Python data leaves this function.
+    """
+    import highspy
+
+    with _HIGHS_LOCK:
+        h = _highs()
+        for key, value in options.items():
+            h.setOptionValue(key, value)
+        h.passModel(lp)
+        if start is not None:
+            solution = highspy.HighsSolution()
+            solution.col_value = np.asarray(start, dtype=np.float64)
+            solution.value_valid = True
+            h.setSolution(solution)
+        h.run()
+        status = h.modelStatusToString(h.getModelStatus())
+        raw = h.getInfo()
+        info = {
+            "objective": float(raw.objective_function_value),
+            "mip_dual_bound": float(raw.mip_dual_bound),
+            "feasible": raw.primal_solution_status == 2,  # kSolutionStatusFeasible
+        }
+        values = np.array(h.getSolution().col_value) if info["feasible"] else None
+        del h, raw
+    return status, info, values
 
 
 def _assignment_rows(n: int, m: int) -> sparse.csr_matrix:
