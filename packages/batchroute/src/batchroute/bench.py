@@ -77,20 +77,24 @@ def _budget_per_query(quality_val: np.ndarray, cost_val: np.ndarray) -> float:
     return float(cheapest + BUDGET_FRACTION * max(best - cheapest, 0.0))
 
 
+def _gamma_set(deviation: np.ndarray) -> Uncertainty:
+    """The budgeted uncertainty set of the bench: Γ = 10% of the batch (at least 1)."""
+    return Uncertainty(deviation, max(1.0, 0.1 * deviation.shape[0]))
+
+
 def _route_all(
     problem: RoutingProblem,
-    deviation: np.ndarray,
+    gamma_set: Uncertainty,
     routers: dict[str, Any],
     oracle_quality: np.ndarray,
 ) -> dict[str, tuple[np.ndarray | None, float]]:
     """Each method's choice on one batch and its time (None where it found no routing)."""
     out: dict[str, tuple[np.ndarray | None, float]] = {}
-    gamma = max(1.0, 0.1 * problem.n)
     batch_methods = {
         "batch-milp": dict(method="milp", time_limit=10.0),
         "batch-fast": dict(method="fast"),
-        "batch-robust-box": dict(method="fast", robust=Uncertainty(deviation)),
-        "batch-robust-gamma": dict(method="fast", robust=Uncertainty(deviation, gamma)),
+        "batch-robust-box": dict(method="fast", robust=Uncertainty(gamma_set.deviation)),
+        "batch-robust-gamma": dict(method="fast", robust=gamma_set),
     }
     for name, kw in batch_methods.items():
         t = time.perf_counter()
@@ -132,12 +136,12 @@ def routing_experiment(
     label: str | None = None,
 ) -> None:
     train, val, test = _split(data.n, seed)
+    truth_test = _truth(data)[test]
     if train_size is not None:  # a scarce-data estimator: its errors are what robustness targets
         train = train[:train_size]
     name = label or name
     # Hard batches come from the hardest 30% of the test queries: a batch must fit in them.
     batch_size = min(batch_size, max(2, int(0.3 * len(test))))
-    truth = _truth(data)
     test_data = data.subset(test)
     for pred_name in predictors:
         factory = PREDICTORS[pred_name]
@@ -158,7 +162,7 @@ def routing_experiment(
                 {
                     "brier": brier_score(p_test, data.correct[test]),
                     "ece": expected_calibration_error(p_test, data.correct[test]),
-                    "brier_truth": brier_score(p_test, truth[test])
+                    "brier_truth": brier_score(p_test, truth_test)
                     if data.true_quality is not None
                     else None,
                     "mean_deviation": float(deviation.mean()),
@@ -182,14 +186,16 @@ def routing_experiment(
             skipped_batches = 0
             for rows in progress(draws, desc=f"{name} {pred_name} {kind}"):
                 cost = test_data.cost[rows]
+                truth_rows, p_rows = truth_test[rows], p_test[rows]
                 problem = RoutingProblem(
-                    p_test[rows],
+                    p_rows,
                     cost,
                     b * len(rows),
                     _capacity(data.cost[val], len(rows)),
                     models=data.models,
                 )
-                results = _route_all(problem, deviation[rows], routers, truth[test][rows])
+                gamma_set = _gamma_set(deviation[rows])
+                results = _route_all(problem, gamma_set, routers, truth_rows)
                 if results["oracle"][0] is None:
                     # No routing meets this batch's budget and capacity at all: the batch is
                     # left out for every method, so all rows average over the same batches.
@@ -203,12 +209,11 @@ def routing_experiment(
                     r = np.arange(len(rows))
                     bad = violations(problem, choice)
                     s.setdefault("infeasible", []).append(0.0)
-                    s.setdefault("quality", []).append(float(truth[test][rows][r, choice].mean()))
-                    s.setdefault("predicted", []).append(float(p_test[rows][r, choice].mean()))
+                    s.setdefault("quality", []).append(float(truth_rows[r, choice].mean()))
+                    s.setdefault("predicted", []).append(float(p_rows[r, choice].mean()))
                     # Predicted quality in the worst case of the Γ set (what robust maximises).
-                    gamma_set = Uncertainty(deviation[rows], max(1.0, 0.1 * len(rows)))
                     s.setdefault("worst_case", []).append(
-                        gamma_set.worst_case(p_test[rows], choice) / len(rows)
+                        gamma_set.worst_case(p_rows, choice) / len(rows)
                     )
                     s.setdefault("cost_over_budget", []).append(
                         float(cost[r, choice].sum() / problem.budget)
@@ -288,7 +293,7 @@ def allocation_rows(
     from batchroute.allocate import allocate_instances, uniform_allocation
 
     train, val, test = _split(data.n, seed)
-    truth = _truth(data)
+    truth_test = _truth(data)[test]
     predictor = KNNPredictor().fit(embeddings[train], data.correct[train])
     p_val, p_test = predictor.predict(embeddings[val]), predictor.predict(embeddings[test])
     b = _budget_per_query(p_val, data.cost[val])
@@ -332,7 +337,7 @@ def allocation_rows(
             except InfeasibleBudget:
                 infeasible += 1
                 continue
-            qualities.append(float(truth[test][rows][np.arange(len(rows)), choice].mean()))
+            qualities.append(float(truth_test[rows][np.arange(len(rows)), choice].mean()))
         report.add(
             Row(
                 f"allocation-{label}",

@@ -53,18 +53,22 @@ def _given_matrix(queries: list[dict], key: str, names: tuple[str, ...]) -> np.n
     return np.asarray(rows)
 
 
-def _score_model(config, names):
+def _training_table(config):
     from batchroute.data import load_table
-    from batchroute.scoring import ScoreModel
 
     if config.table is None:
         raise LabcoreError(
             "give 'quality' and 'cost' per query in the file, or a training 'table' in the "
             "configuration to predict them"
         )
-    return ScoreModel(
-        load_table(config.table), predictor=config.predictor, encoder=config.encoder, models=names
-    )
+    return load_table(config.table)
+
+
+def _score_model(config, names, table=None):
+    from batchroute.scoring import ScoreModel
+
+    data = table if table is not None else _training_table(config)
+    return ScoreModel(data, predictor=config.predictor, encoder=config.encoder, models=names)
 
 
 def _route(args: argparse.Namespace) -> int:
@@ -134,10 +138,11 @@ def _allocate(args: argparse.Namespace) -> int:
 
     config = load_config(args.models)
     names = config.names
-    scorer = _score_model(config, names)
     from batchroute.data import load_table
 
-    sample = load_table(args.traffic_sample) if args.traffic_sample else load_table(config.table)
+    table = _training_table(config)
+    scorer = _score_model(config, names, table)
+    sample = load_table(args.traffic_sample) if args.traffic_sample else table
     quality, cost = scorer.score(list(sample.queries))
     alloc = allocate_instances(
         quality,

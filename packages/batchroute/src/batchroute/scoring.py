@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from batchroute.data import RoutingData, embed_queries
+from batchroute.data import RoutingData, _unit_rows, embed_queries
 from batchroute.predictors import KNNPredictor, LogisticPredictor
 from labcore.errors import LabcoreError
 
@@ -72,9 +72,7 @@ class ScoreModel:
     def _embed(self, queries: list[str]) -> np.ndarray:
         if self.encoder == "tfidf":
             tf = self._tfidf.transform(queries)
-            x = self._svd.transform(tf) if self._svd is not None else tf.toarray()
-            norms = np.linalg.norm(x, axis=1, keepdims=True)
-            return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+            return _unit_rows(self._svd.transform(tf) if self._svd is not None else tf.toarray())
         return embed_queries(queries, encoder=self.encoder)
 
     def score(self, queries: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -60,14 +60,13 @@ class InfeasibleBudget(LabcoreError):
         self.min_budget = min_budget
 
 
-_BANNER_LOCK = threading.Lock()
-_BANNER_SHOWN = False
 # Serialises every HiGHS instance's life (see run_highs).
 _HIGHS_LOCK = threading.RLock()
+_BANNER_SHOWN = False
 
 
 def _highs():
-    """A silent HiGHS instance.
+    """A silent HiGHS instance; call it only under ``_HIGHS_LOCK`` (as run_highs does).
 
     HiGHS prints a banner on stdout from C++ when the first instance of a process is made,
     before any option can be set; it would corrupt ``--json`` output, so the first instance is
@@ -76,21 +75,20 @@ def _highs():
     global _BANNER_SHOWN
     import highspy
 
-    with _BANNER_LOCK:
-        if not _BANNER_SHOWN:
-            sys.stdout.flush()
-            saved = os.dup(1)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, 1)
-                h = highspy.Highs()
-            finally:
-                os.dup2(saved, 1)
-                os.close(saved)
-                os.close(devnull)
-            _BANNER_SHOWN = True
-        else:
+    if _BANNER_SHOWN:
+        h = highspy.Highs()
+    else:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 1)
             h = highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(devnull)
+        _BANNER_SHOWN = True
     h.setOptionValue("output_flag", False)
     return h
 

@@ -30,7 +30,7 @@ def load_encoder(name: str = DEFAULT_ENCODER, device: str = "cpu") -> Any:
         ) from exc
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     # A sentence with no known words has a zero vector: it stays zero (similar to nothing).
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
@@ -52,7 +52,7 @@ def tfidf_embeddings(sentences: list[str]) -> np.ndarray:
         dense = TruncatedSVD(n_components=dims, random_state=0).fit_transform(x)
     else:
         dense = x.toarray()
-    return _unit_rows(dense.astype(np.float64))
+    return unit_rows(dense.astype(np.float64))
 
 
 def embed(
@@ -89,4 +89,4 @@ def embed(
         )
     if not np.all(np.isfinite(vectors)):
         raise LabcoreError("the encoder returned NaN or infinite values")
-    return _unit_rows(vectors)
+    return unit_rows(vectors)

@@ -31,6 +31,7 @@ import numpy as np
 
 from bpseg._checks import check_embeddings
 from bpseg.bp import INFERENCE_METHODS, MEAN_FIELD, SUM_PRODUCT, PottsGraph, belief_propagation
+from bpseg.embed import unit_rows
 from labcore.errors import LabcoreError
 
 INIT_METHODS = ("kmeans", "random")
@@ -219,9 +220,7 @@ class Segmentation:
 
 def _check_embeddings(embeddings: np.ndarray) -> np.ndarray:
     """Checked embeddings with unit rows (a zero row stays zero)."""
-    x = check_embeddings(embeddings)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    return unit_rows(check_embeddings(embeddings))
 
 
 def build_graph(embeddings: np.ndarray, config: BPSegConfig) -> PottsGraph:
