@@ -14,9 +14,14 @@ import os
 import tempfile
 from pathlib import Path
 
-if "NUMBA_CACHE_DIR" not in os.environ:  # numba reads it when first imported
+
+def pytest_configure(config) -> None:
+    # Runs in every xdist worker before test modules (hence numba) are imported; the
+    # worker id is only known here, not when this file is imported.
+    if "NUMBA_CACHE_DIR" in os.environ:
+        return
     checkout = hashlib.sha1(str(Path(__file__).resolve().parent).encode()).hexdigest()[:10]
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
     os.environ["NUMBA_CACHE_DIR"] = str(
         Path(tempfile.gettempdir()) / f"numba-cache-{os.getuid()}-{checkout}-{worker}"
     )
