@@ -370,3 +370,47 @@ def test_optimizer_survives_deepcopy_and_plain_state_dicts():
 def test_split_batch_needs_a_positive_count():
     with pytest.raises(LabcoreError, match="positive integer"):
         split_batch(torch.zeros(4), 0)
+
+
+def test_unnormalized_ascent_on_a_quadratic_is_preconditioned_gradient_descent():
+    # L(β) = ‖Xβ − y‖²/(2n): un-normalized SAM's gradient is H(I + ρH)(β − β̂).
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 5, dtype=torch.float64), torch.randn(40, dtype=torch.float64)
+    model = nn.Linear(5, 1, bias=False).double()
+
+    def mse(out, t):
+        return 0.5 * ((out.squeeze(1) - t) ** 2).mean()
+
+    beta = model.weight.detach().clone().squeeze(0)
+    h = x.T @ x / 40
+    beta_hat = torch.linalg.solve(h, x.T @ y / 40)
+    rho = 0.3
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=rho, normalize=False, lr=0.1)
+    opt.zero_grad()
+    opt.sam_backward(lambda b: mse(model(b[0]), b[1]), (x, y))
+    expected = h @ (torch.eye(5, dtype=torch.float64) + rho * h) @ (beta - beta_hat)
+    assert torch.allclose(model.weight.grad.squeeze(0), expected, atol=1e-12)
+    # The normalized ascent differs on the same point.
+    opt_n = SAM(model.parameters(), torch.optim.SGD, rho=rho, lr=0.1)
+    opt_n.zero_grad()
+    opt_n.sam_backward(lambda b: mse(model(b[0]), b[1]), (x, y))
+    assert not torch.allclose(model.weight.grad.squeeze(0), expected, atol=1e-3)
+
+
+def test_unnormalized_vmap_and_scaled_updates_match_sequential():
+    a, b, c = _model(), _model(), _model()
+    kw = {"rho": 0.5, "normalize": False, "micro_batches": 4, "lr": 0.1}
+    batch = _batch()
+    MicroBatchSAM(a.parameters(), torch.optim.SGD, **kw).train_step(a, ce, batch)
+    MicroBatchSAM(b.parameters(), torch.optim.SGD, **kw).train_step(b, ce, batch, mode="vmap")
+    assert _same(_params(a), _params(b), atol=1e-5)
+    # A GradScaler's factor is divided out of the un-normalized ε.
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    MicroBatchSAM(c.parameters(), torch.optim.SGD, **kw).train_step(c, ce, batch, scaler=scaler)
+    assert _same(_params(a), _params(c), atol=1e-5)
+    normalized = _model()
+    kw_n = {**kw, "normalize": True}
+    MicroBatchSAM(normalized.parameters(), torch.optim.SGD, **kw_n).train_step(
+        normalized, ce, batch
+    )
+    assert not _same(_params(a), _params(normalized), atol=1e-4)

@@ -152,7 +152,7 @@ class MicroBatchSAM(torch.optim.Optimizer):
     ----------
     params
         Parameters or parameter groups, as for any optimizer. Groups may set their own
-        ``rho`` and ``adaptive``.
+        ``rho``, ``adaptive`` and ``normalize``.
     base_optimizer
         The base optimizer's class, e.g. ``torch.optim.SGD``; it is built on the same
         parameter groups (so an LR scheduler works on either object).
@@ -160,6 +160,10 @@ class MicroBatchSAM(torch.optim.Optimizer):
         Radius of the ascent step (default 0.05; ASAM typically uses about 2.0).
     adaptive
         ASAM: scale the ascent step elementwise by |w|.
+    normalize
+        True (default): the ascent step is ε = ρ g/‖g‖ (Foret et al.). False: the
+        un-normalized ε = ρ g (USAM, the form most SAM theory analyses; on a quadratic loss
+        it is gradient descent preconditioned by I + ρH).
     micro_batches
         k, the number of micro-batches each mini-batch is split into (1 is SAM).
     micro_batch_size
@@ -192,6 +196,7 @@ class MicroBatchSAM(torch.optim.Optimizer):
         *,
         rho: float = 0.05,
         adaptive: bool = False,
+        normalize: bool = True,
         micro_batches: int | None = None,
         micro_batch_size: int | None = None,
         eps: float = 1e-12,
@@ -231,7 +236,15 @@ class MicroBatchSAM(torch.optim.Optimizer):
             )
         if not eps >= 0:
             raise LabcoreError(f"eps must be >= 0, got {eps}")
-        super().__init__(params, {"rho": float(rho), "adaptive": bool(adaptive), **base_kwargs})
+        super().__init__(
+            params,
+            {
+                "rho": float(rho),
+                "adaptive": bool(adaptive),
+                "normalize": bool(normalize),
+                **base_kwargs,
+            },
+        )
         for group in self.param_groups:
             _check_rho(group["rho"])
         # The base optimizer is built on the same group dicts, and `param_groups` and `state`
@@ -289,6 +302,7 @@ class MicroBatchSAM(torch.optim.Optimizer):
         for group in self.param_groups:
             group.setdefault("rho", self.defaults["rho"])
             group.setdefault("adaptive", self.defaults["adaptive"])
+            group.setdefault("normalize", self.defaults["normalize"])
             _check_rho(group["rho"])
 
     def num_micro_batches(self, n: int) -> int:
@@ -311,13 +325,16 @@ class MicroBatchSAM(torch.optim.Optimizer):
     # ---- the ascent step -----------------------------------------------------------------
 
     def _ascent(
-        self, entries: list[tuple[torch.Tensor, dict[str, Any]]], grads: list[torch.Tensor | None]
+        self,
+        entries: list[tuple[torch.Tensor, dict[str, Any]]],
+        grads: list[torch.Tensor | None],
+        grad_scale: float = 1.0,
     ) -> tuple[list[torch.Tensor | None], torch.Tensor]:
         """ε for each parameter from its gradient, and whether that gradient is finite.
 
         A non-finite gradient gives ε = 0, decided on the device (no host sync per
-        micro-batch). ε is scale-invariant in the gradient, so a GradScaler's factor needs no
-        unscaling.
+        micro-batch). The normalized ε is scale-invariant in the gradient, so a GradScaler's
+        factor needs no unscaling; the un-normalized one divides by ``grad_scale``.
         """
         adaptive = [self._group_setting(g, "adaptive") for _, g in entries]
         scaled = [
@@ -336,7 +353,10 @@ class MicroBatchSAM(torch.optim.Optimizer):
                 out.append(None)
                 continue
             e = s * p.abs() if a else s * 1.0
-            e.mul_(rho / (norm + self.eps))
+            if self._group_setting(group, "normalize"):
+                e.mul_(rho / (norm + self.eps))
+            else:
+                e.mul_(rho / grad_scale)
             out.append(torch.where(finite, e, torch.zeros((), dtype=e.dtype, device=e.device)))
         return out, finite
 
@@ -383,6 +403,12 @@ class MicroBatchSAM(torch.optim.Optimizer):
         sync_off = ddp.no_sync if ddp is not None else contextlib.nullcontext
         total = torch.zeros((), device=params[0].device)
         finite = torch.ones((), dtype=torch.bool, device=params[0].device)
+        # Only the un-normalized ascent needs the scale (one host sync per call).
+        grad_scale = (
+            float(scaler.get_scale())
+            if scaling and not all(self._group_setting(g, "normalize") for _, g in entries)
+            else 1.0
+        )
         try:
             with torch.enable_grad(), sync_off():
                 for part in parts:
@@ -391,7 +417,7 @@ class MicroBatchSAM(torch.optim.Optimizer):
                         p.grad = None
                     loss = _checked_loss(closure(part))
                     (scaler.scale(loss) if scaling else loss).backward()
-                    perturbation, ok = self._ascent(entries, [p.grad for p in params])
+                    perturbation, ok = self._ascent(entries, [p.grad for p in params], grad_scale)
                     finite = finite & ok.to(finite.device)
                     with torch.no_grad():
                         for p, e in zip(params, perturbation, strict=True):
@@ -505,6 +531,7 @@ class MicroBatchSAM(torch.optim.Optimizer):
         groups = [entries[ids[id(trained[name])]][1] for name in names]
         adaptive = [self._group_setting(g, "adaptive") for g in groups]
         rhos = [self._group_setting(g, "rho") for g in groups]
+        normalizes = [self._group_setting(g, "normalize") for g in groups]
         device = entries[0][0].device
         scaling = scaler is not None and scaler.is_enabled()
         # scale() (not get_scale()) also initialises a fresh scaler's state for step().
@@ -528,10 +555,10 @@ class MicroBatchSAM(torch.optim.Optimizer):
         norm = torch.stack([s.flatten(1).pow(2).sum(1) for s in scaled.values()]).sum(0).sqrt()
         ok = torch.isfinite(norm)  # per micro-batch; a non-finite one gets ε = 0
         perturbed = {}
-        for name, a, rho in zip(names, adaptive, rhos, strict=True):
+        for name, a, rho, unit in zip(names, adaptive, rhos, normalizes, strict=True):
             shape = (k,) + (1,) * w[name].dim()
             e = scaled[name] * w[name].abs() if a else scaled[name]
-            e = e * (rho / (norm + self.eps)).view(shape)
+            e = e * (rho / (norm + self.eps)).view(shape) if unit else e * (rho / factor)
             e = torch.where(ok.view(shape), e, torch.zeros((), dtype=e.dtype, device=e.device))
             perturbed[name] = w[name] + e
         h, _ = vmap(grad_fn, in_dims=(0, 0, 0), randomness="different")(perturbed, *folded)
@@ -641,6 +668,7 @@ class SAM(MicroBatchSAM):
         *,
         rho: float = 0.05,
         adaptive: bool = False,
+        normalize: bool = True,
         eps: float = 1e-12,
         **base_kwargs: Any,
     ) -> None:
@@ -649,6 +677,7 @@ class SAM(MicroBatchSAM):
             base_optimizer,
             rho=rho,
             adaptive=adaptive,
+            normalize=normalize,
             micro_batches=1,
             eps=eps,
             **base_kwargs,
