@@ -1,0 +1,3 @@
+from samstats.cli import main
+
+raise SystemExit(main())

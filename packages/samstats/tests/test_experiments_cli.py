@@ -1,0 +1,160 @@
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from samstats import MercerProblem, TeacherProblem
+from samstats.bench import comparison_table
+from samstats.cli import main
+from samstats.experiments import KernelExperiment, NetworkExperiment, plot
+from samstats.real import RealExperiment
+
+from labcore import LabcoreError
+
+
+def _kernel_experiment():
+    problem = MercerProblem(n=40, frequencies=20, smoothness=3.0, noise=0.5)
+    return KernelExperiment(problem, seeds=3, n_steps=400, rho_units=(1.0, 3.0))
+
+
+def test_kernel_experiment_compares_each_method_at_its_own_best():
+    res = _kernel_experiment().run()
+    methods = {(r.method, r.rho) for r in res.runs}
+    assert methods == {
+        ("gd", 0.0),
+        ("sam", 1.0),
+        ("sam", 3.0),
+        ("sam-normalized", 0.03),
+        ("sam-normalized", 0.1),
+        ("ridge", 0.0),
+    }
+    c = res.comparison()
+    for method in ("sam", "sam-normalized", "ridge"):
+        runs = res.select(method, c[method]["rho"])
+        best = np.mean([r.best_risk for r in runs])
+        assert c[method]["best_risk"] == pytest.approx(best)
+        # The chosen ρ has the smallest mean best risk of its method.
+        others = [s["best_risk"] for s in res.summary() if s["method"] == method]
+        assert best == pytest.approx(min(others))
+        assert c[method]["ratio_best"] == pytest.approx(best / c["gd"]["best_risk"])
+        assert 0 <= c[method]["wins"] <= 3
+    for run in res.runs:
+        # The best-over-iterations risk is the minimum of the recorded path.
+        assert run.best_risk == pytest.approx(run.risk.min())
+        if run.method != "ridge":
+            assert run.final_risk == pytest.approx(run.risk[-1])
+
+
+def test_plot_writes_a_png(tmp_path):
+    res = _kernel_experiment().run()
+    plot(res, tmp_path / "k.png")
+    assert (tmp_path / "k.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_network_experiment_shares_initializations():
+    exp = NetworkExperiment(
+        TeacherProblem(n=60, d=4, teacher_width=2),
+        seeds=2,
+        n_steps=40,
+        width=6,
+        rho_unnormalized=(0.0,),
+        rho_normalized=(0.1,),
+        eval_every=10,
+    )
+    res = exp.run()
+    gd, sam0 = res.select("gd", 0.0), res.select("sam", 0.0)
+    # SAM with ρ = 0 from the same initialization is GD: identical paths.
+    for a, b in zip(gd, sam0, strict=True):
+        assert np.array_equal(a.risk, b.risk)
+    assert all(math.isfinite(r.sharpness_best) for r in res.runs)
+    assert "N0" in comparison_table([("N0", res)])
+
+
+def test_real_experiment_chooses_on_validation():
+    res = RealExperiment(
+        "diabetes", seeds=2, n_steps=300, rho_units=(1.0,), rho_normalized=(0.1,)
+    ).run()
+    for run in res.runs:
+        assert run.select_risk is not None
+        # The reported test error is at the validation-chosen step, not the test minimum.
+        assert run.best_risk >= run.risk.min() - 1e-12
+    assert 0 < res.comparison()["gd"]["best_risk"] < 1.5
+
+
+def test_cli_run_kernel_json_and_plot(tmp_path, capsys):
+    rc = main(
+        [
+            "run",
+            "kernel",
+            "--n",
+            "30",
+            "--frequencies",
+            "15",
+            "--seeds",
+            "2",
+            "--steps",
+            "200",
+            "--rho",
+            "1",
+            "--rho-normalized",
+            "0.05",
+            "--json",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {s["method"] for s in out["summary"]} == {"gd", "sam", "sam-normalized", "ridge"}
+    assert (tmp_path / "kernel.png").exists()
+
+
+def test_cli_run_network_text(capsys):
+    rc = main(
+        [
+            "run",
+            "network",
+            "--n",
+            "40",
+            "--d",
+            "3",
+            "--teacher-width",
+            "1",
+            "--width",
+            "4",
+            "--seeds",
+            "1",
+            "--steps",
+            "20",
+            "--rho",
+            "0.1",
+            "--rho-normalized",
+            "0.1",
+        ]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "network relu" in text and "best risk" in text and "λ_max" in text
+
+
+def test_cli_reports_bad_input_in_one_line(capsys):
+    rc = main(["run", "kernel", "--spectrum", "cubic", "--seeds", "1"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("samstats: error: spectrum must be one of") and "Traceback" not in err
+
+
+def test_module_entry_point_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "samstats", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "run" in out and "bench" in out
+
+
+def test_bad_experiment_settings():
+    with pytest.raises(LabcoreError, match="seeds"):
+        KernelExperiment(seeds=0)
+    with pytest.raises(LabcoreError, match="dataset"):
+        RealExperiment("iris")
