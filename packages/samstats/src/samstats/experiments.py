@@ -173,7 +173,7 @@ class KernelExperiment:
     rho_units: tuple[float, ...] = (1.0, 3.0, 9.0)
     rho_normalized: tuple[float, ...] = (0.03, 0.1)
     ridge: bool = True
-    record_every: int = 10
+    record_every: int | None = None
     sharpness_radius: float = 0.1
 
     def __post_init__(self) -> None:
@@ -182,7 +182,6 @@ class KernelExperiment:
         finite_float("eta_units", self.eta_units, minimum=0.0, strict=True)
         for r in (*self.rho_units, *self.rho_normalized):
             finite_float("rho", r, minimum=0.0)
-        positive_int("record_every", self.record_every)
 
     def run(self, name: str | None = None) -> ExperimentResult:
         p = self.problem
@@ -264,7 +263,7 @@ class NetworkExperiment:
     init_scale: float = 1.0
     rho_unnormalized: tuple[float, ...] = (0.2, 0.5)
     rho_normalized: tuple[float, ...] = (0.05, 0.1)
-    eval_every: int = 20
+    eval_every: int | None = None
 
     def __post_init__(self) -> None:
         positive_int("seeds", self.seeds)

@@ -34,6 +34,35 @@ METHODS = ("gd", "sam", "sam-normalized")
 SPECTRA = ("polynomial", "exponential", "gaussian")
 
 
+def checkpoint_steps(
+    n_steps: int, *, every: int | None = None, dense_until: int = 100, per_decade: int = 100
+) -> np.ndarray:
+    """The iterations at which a path is recorded, always including 0 and ``n_steps``.
+
+    With ``every``: 0, every, 2·every, …. Without: every step up to ``dense_until``, then
+    ``per_decade`` log-spaced steps per decade, so that the best stopping time is resolved
+    to a few percent however early or late it falls.
+
+    >>> checkpoint_steps(10, every=4).tolist()
+    [0, 4, 8, 10]
+    >>> steps = checkpoint_steps(20000)
+    >>> int(steps[100]), int(steps[-1]), bool(np.all(np.diff(steps) > 0)), len(steps) < 400
+    (100, 20000, True, True)
+    """
+    n_steps = positive_int("n_steps", n_steps, minimum=0)
+    if every is not None:
+        steps = np.arange(0, n_steps + 1, positive_int("every", every))
+    else:
+        dense = np.arange(0, min(dense_until, n_steps) + 1)
+        if n_steps > dense_until:
+            decades = np.log10(n_steps / dense_until)
+            count = max(int(np.ceil(decades * per_decade)), 1)
+            sparse = np.round(dense_until * np.logspace(0, decades, count + 1)).astype(int)
+            dense = np.concatenate([dense, sparse])
+        steps = dense
+    return np.unique(np.append(steps, n_steps))
+
+
 # --------------------------------------------------------------------------------------------
 # Problems with a known Mercer expansion
 
@@ -241,9 +270,10 @@ class SpectralKernelRegression:
         rho: float = 0.0,
         eta: float | None = None,
         n_steps: int = 1000,
-        record_every: int = 1,
+        record_every: int | None = 1,
     ) -> KernelPath:
-        """Run ``n_steps`` iterations of GD or SAM from f = 0 and record f̃ along the way.
+        """Run ``n_steps`` iterations of GD or SAM from f = 0 and record f̃ along the way
+        (every ``record_every`` steps; ``None`` for :func:`checkpoint_steps`' log grid).
 
         ``eta`` defaults to 1/λ_max. Un-normalized SAM (``"sam"``) and GD diverge when
         η·s(1 + ρs) ≥ 2 for the top eigenvalue; that is refused up front.
@@ -252,7 +282,6 @@ class SpectralKernelRegression:
         rho = finite_float("rho", rho, minimum=0.0)
         eta = 1.0 / self.s_max if eta is None else finite_float("eta", eta, minimum=0, strict=True)
         n_steps = positive_int("n_steps", n_steps, minimum=0)
-        record_every = positive_int("record_every", record_every)
         s, yt = self.s, self.y_tilde
         if method in ("gd", "sam"):
             r = 0.0 if method == "gd" else rho
@@ -263,9 +292,7 @@ class SpectralKernelRegression:
                     f" ≥ 2 at λ_max = {s[0]:.4g}; lower eta or rho"
                 )
             gain = eta * s * (1 + r * s)
-        recorded = list(range(0, n_steps + 1, record_every))
-        if recorded[-1] != n_steps:
-            recorded.append(n_steps)
+        recorded = checkpoint_steps(n_steps, every=record_every).tolist()
         coefs = np.empty((len(recorded), self.rank))
         f = np.zeros(self.rank)
         row = 0

@@ -20,6 +20,7 @@ import numpy as np
 
 from labcore.errors import LabcoreError
 from samstats._checks import choice, finite_array, finite_float, positive_int
+from samstats.kernel import checkpoint_steps
 
 ACTIVATIONS = ("relu", "tanh", "quadratic")
 CLOSED_FORM = ("relu", "quadratic")
@@ -173,7 +174,7 @@ def half_mse(out, y):
 
 @dataclass
 class NetworkPath:
-    """Population risk and training loss every ``eval_every`` steps, and the sharpness
+    """Population risk and training loss at the recorded steps, and the sharpness
     (top Hessian eigenvalue of the training loss) at the best and the last iterate."""
 
     method: str
@@ -201,13 +202,15 @@ def train_network(
     width: int = 50,
     init_scale: float = 1.0,
     init_seed: int = 0,
-    eval_every: int = 10,
+    eval_every: int | None = None,
     sharpness: bool = True,
 ) -> NetworkPath:
     """Full-batch GD or SAM on the student, recording the population risk along the path.
 
     ``method`` is ``"gd"``, ``"sam"`` (un-normalized ascent ε = ρ∇L) or ``"sam-normalized"``
-    (ε = ρ∇L/‖∇L‖). The same ``init_seed`` gives every method the same starting point. A
+    (ε = ρ∇L/‖∇L‖). The same ``init_seed`` gives every method the same starting point. The
+    risk is recorded every ``eval_every`` steps, or by default at every step up to 100 and
+    then on a log grid of 50 steps per decade. A
     diverging run stops early with ``diverged=True`` and infinite risk after that point.
     """
     import torch
@@ -219,7 +222,7 @@ def train_network(
     n_steps = positive_int("n_steps", n_steps, minimum=0)
     width = positive_int("width", width)
     init_scale = finite_float("init_scale", init_scale, minimum=0.0, strict=True)
-    eval_every = positive_int("eval_every", eval_every)
+    recorded = set(checkpoint_steps(n_steps, every=eval_every, per_decade=50).tolist())
     problem = data.problem
     model = _student(problem.d, width, problem.activation, init_scale, init_seed)
     x = torch.as_tensor(data.x, dtype=torch.float64)
@@ -242,7 +245,7 @@ def train_network(
     best = (math.inf, 0, snapshot())
     diverged = False
     for t in range(n_steps + 1):
-        if t % eval_every == 0 or t == n_steps:
+        if t in recorded:
             w, a = snapshot()
             if not (np.isfinite(w).all() and np.isfinite(a).all()):
                 diverged = True

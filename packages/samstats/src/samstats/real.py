@@ -65,7 +65,7 @@ class RealExperiment:
     eta_units: float = 0.1
     rho_units: tuple[float, ...] = (1.0, 3.0, 9.0)
     rho_normalized: tuple[float, ...] = (0.03, 0.1)
-    record_every: int = 10
+    record_every: int | None = None
     width_grid: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
     def __post_init__(self) -> None:
