@@ -115,6 +115,35 @@ def test_sharpness_matches_brute_force_on_the_sphere():
             assert fit.sharpness(coefs, radius)[0] >= 0.5 * fit.s_max * radius**2 - 1e-15
 
 
+def test_sharpness_hard_and_near_hard_cases_are_finite_and_exact():
+    fit = _fit()
+    radius = 10.0
+    # Near-hard: the gradient is below the ulp of λ_max/r (once gave inf).
+    c = fit.y_tilde.copy()
+    c[0] = np.nextafter(c[0], np.inf)
+    value = fit.sharpness(c, radius)[0]
+    assert np.isfinite(value) and value == pytest.approx(0.5 * fit.s_max * radius**2, rel=1e-9)
+    # Hard case: no gradient along the top direction, some elsewhere.
+    c = fit.y_tilde.copy()
+    c[3] += 1e-3
+    g = np.sqrt(fit.s / fit.n) * (c - fit.y_tilde)
+    e = np.zeros_like(g)
+    e[3] = g[3] / (fit.s_max - fit.s[3])
+    e[0] = np.sqrt(radius**2 - e[3] ** 2)
+    expected = g @ e + 0.5 * np.sum(fit.s * e**2)
+    assert fit.sharpness(c, radius)[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_normalized_sam_late_oscillation_is_dynamics_not_rounding():
+    fit = _fit(noise=0.3)
+    path = fit.path("sam-normalized", rho=10.0, eta=0.1 / fit.s_max, n_steps=3000)
+    # The effective step η·s(1 + ρs/‖∇L‖) of the top direction exceeds 2 once the gradient
+    # is small, so the training loss rises again: the docstring's warning. GD's never does.
+    assert np.any(np.diff(path.train_loss) > 1e-12)
+    gd = fit.path("gd", eta=0.1 / fit.s_max, n_steps=3000)
+    assert np.all(np.diff(gd.train_loss) <= 1e-15)
+
+
 def test_unstable_step_is_refused_with_the_reason():
     fit = _fit()
     with pytest.raises(LabcoreError, match="diverges"):

@@ -58,9 +58,12 @@ def _run(args: argparse.Namespace) -> int:
     from samstats.network import TeacherProblem
     from samstats.real import RealExperiment
 
+    def given(value, default):
+        return default if value is None else value
+
     if args.experiment == "kernel":
         problem = MercerProblem(
-            n=args.n or 200,
+            n=given(args.n, 200),
             spectrum=args.spectrum,
             decay=args.decay,
             smoothness=args.smoothness,
@@ -69,15 +72,15 @@ def _run(args: argparse.Namespace) -> int:
         )
         experiment = KernelExperiment(
             problem,
-            seeds=args.seeds or 5,
-            n_steps=args.steps or 20000,
-            eta_units=args.eta or 0.1,
-            rho_units=tuple(args.rho or (1.0, 3.0, 9.0)),
-            rho_normalized=tuple(args.rho_normalized or (0.03, 0.1)),
+            seeds=given(args.seeds, 5),
+            n_steps=given(args.steps, 20000),
+            eta_units=given(args.eta, 0.1),
+            rho_units=tuple(given(args.rho, (1.0, 3.0, 9.0))),
+            rho_normalized=tuple(given(args.rho_normalized, (0.03, 0.1, 0.3, 1.0))),
         )
     elif args.experiment == "network":
         problem = TeacherProblem(
-            n=args.n or 400,
+            n=given(args.n, 400),
             d=args.d,
             teacher_width=args.teacher_width,
             activation=args.activation,
@@ -85,22 +88,22 @@ def _run(args: argparse.Namespace) -> int:
         )
         experiment = NetworkExperiment(
             problem,
-            seeds=args.seeds or 3,
-            n_steps=args.steps or 2000,
-            eta=args.eta or 0.05,
+            seeds=given(args.seeds, 3),
+            n_steps=given(args.steps, 2000),
+            eta=given(args.eta, 0.05),
             width=args.width,
             init_scale=args.init_scale,
-            rho_unnormalized=tuple(args.rho or (0.2, 0.5)),
-            rho_normalized=tuple(args.rho_normalized or (0.05, 0.1)),
+            rho_unnormalized=tuple(given(args.rho, (0.2, 0.5, 1.0))),
+            rho_normalized=tuple(given(args.rho_normalized, (0.05, 0.1, 0.2, 0.5))),
         )
     else:
         experiment = RealExperiment(
             dataset=args.dataset,
-            seeds=args.seeds or 5,
-            n_steps=args.steps or 20000,
-            eta_units=args.eta or 0.1,
-            rho_units=tuple(args.rho or (1.0, 3.0, 9.0)),
-            rho_normalized=tuple(args.rho_normalized or (0.03, 0.1)),
+            seeds=given(args.seeds, 5),
+            n_steps=given(args.steps, 20000),
+            eta_units=given(args.eta, 0.1),
+            rho_units=tuple(given(args.rho, (1.0, 3.0, 9.0))),
+            rho_normalized=tuple(given(args.rho_normalized, (0.03, 0.1, 0.3, 1.0))),
         )
     return _finish(args, experiment.run())
 
@@ -155,14 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         nargs="+",
         default=None,
-        help="un-normalized SAM radii (kernel/real in units of 1/λ_max: 1 3 9; network 0.2 0.5)",
+        help="un-normalized SAM radii (kernel/real in units of 1/λ_max: 1 3 9; network 0.2 0.5 1)",
     )
     g.add_argument(
         "--rho-normalized",
         type=float,
         nargs="+",
         default=None,
-        help="normalized SAM radii (kernel/real 0.03 0.1; network 0.05 0.1)",
+        help="normalized SAM radii (kernel/real 0.03 0.1 0.3 1; network 0.05 0.1 0.2 0.5)",
     )
     g.add_argument("--n", type=int, default=None, help="sample size (kernel 200, network 400)")
     g.add_argument("--noise", type=float, default=0.5, help="label noise σ (default 0.5)")

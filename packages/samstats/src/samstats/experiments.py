@@ -42,6 +42,8 @@ class Run:
     time_s: float
     # What ρ is chosen by (validation error on real data); the best risk when None.
     select_risk: float | None = None
+    # The validation error along the path (real data), whose argmin is the reported step.
+    validation: np.ndarray | None = None
 
 
 @dataclass
@@ -52,6 +54,7 @@ class ExperimentResult:
     params: dict[str, Any]
     runs: list[Run] = field(default_factory=list)
     sharpness_name: str = "sharpness"
+    risk_name: str = "population risk E(f̂ − f*)²"
 
     def configs(self) -> list[tuple[str, float]]:
         seen: list[tuple[str, float]] = []
@@ -171,7 +174,7 @@ class KernelExperiment:
     n_steps: int = 20000
     eta_units: float = 0.1
     rho_units: tuple[float, ...] = (1.0, 3.0, 9.0)
-    rho_normalized: tuple[float, ...] = (0.03, 0.1)
+    rho_normalized: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
     ridge: bool = True
     record_every: int | None = None
     sharpness_radius: float = 0.1
@@ -261,8 +264,8 @@ class NetworkExperiment:
     eta: float = 0.05
     width: int = 50
     init_scale: float = 1.0
-    rho_unnormalized: tuple[float, ...] = (0.2, 0.5)
-    rho_normalized: tuple[float, ...] = (0.05, 0.1)
+    rho_unnormalized: tuple[float, ...] = (0.2, 0.5, 1.0)
+    rho_normalized: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5)
     eval_every: int | None = None
 
     def __post_init__(self) -> None:
@@ -276,7 +279,7 @@ class NetworkExperiment:
         p = self.problem
         label = name or (
             f"network {p.activation} n={p.n} d={p.d} k*={p.teacher_width} m={self.width} "
-            f"σ={p.noise:g}"
+            f"σ={p.noise:g} init={self.init_scale:g}"
         )
         params = {**asdict(p), "width": self.width, "eta": self.eta, "init": self.init_scale}
         result = ExperimentResult(label, params, sharpness_name="λ_max")
@@ -340,6 +343,7 @@ def plot(result: ExperimentResult, path) -> None:
             continue
         rho = 0.0 if method == "gd" else result.best_rho(method)
         runs = result.select(method, rho)
+        # A diverged seed's path is shorter: the curves are cut to the shortest.
         length = min(r.risk.size for r in runs)
         curves = np.stack([r.risk[:length] for r in runs])
         steps = runs[0].steps[:length]
@@ -351,7 +355,7 @@ def plot(result: ExperimentResult, path) -> None:
     left.set_xscale("symlog", linthresh=10)
     left.set_yscale("log")
     left.set_xlabel("iteration")
-    left.set_ylabel("population risk E(f̂ − f*)²")
+    left.set_ylabel(result.risk_name)
     left.legend()
     summary = result.summary()
     gd = next(s for s in summary if s["method"] == "gd")

@@ -276,7 +276,10 @@ class SpectralKernelRegression:
         (every ``record_every`` steps; ``None`` for :func:`checkpoint_steps`' log grid).
 
         ``eta`` defaults to 1/λ_max. Un-normalized SAM (``"sam"``) and GD diverge when
-        η·s(1 + ρs) ≥ 2 for the top eigenvalue; that is refused up front.
+        η·s(1 + ρs) ≥ 2 for the top eigenvalue; that is refused up front. Normalized SAM
+        cannot be checked up front: its effective step η·s(1 + ρs/‖∇L‖) grows as the
+        gradient shrinks, so late in a run the top directions oscillate (its risk and loss
+        can rise again; compare at the best stopping time).
         """
         choice("method", method, METHODS)
         rho = finite_float("rho", rho, minimum=0.0)
@@ -294,21 +297,22 @@ class SpectralKernelRegression:
             gain = eta * s * (1 + r * s)
         recorded = checkpoint_steps(n_steps, every=record_every).tolist()
         coefs = np.empty((len(recorded), self.rank))
-        f = np.zeros(self.rank)
+        # Iterate on the residual r = f̃ − ỹ (the same map): converged directions then stay
+        # at r = 0 by the dynamics, not by f̃ − ỹ rounding to zero.
+        residual = -yt.copy()
         row = 0
         for t in range(n_steps + 1):
             if t == recorded[row]:
-                coefs[row] = f
+                coefs[row] = yt + residual
                 row += 1
                 if row == len(recorded):
                     break
-            residual = f - yt
             if method == "sam-normalized":
                 grad_norm = np.sqrt(np.sum(s * residual**2) / self.n)
                 scale = 1.0 + (rho * s / grad_norm if grad_norm > 0 else 0.0)
-                f = f - eta * s * residual * scale
+                residual = residual * (1.0 - eta * s * scale)
             else:
-                f = f - gain * residual
+                residual = residual * (1.0 - gain)
         return KernelPath(
             method=method,
             rho=rho if method != "gd" else 0.0,
@@ -393,7 +397,9 @@ class SpectralKernelRegression:
                 e = np.zeros_like(gi)
                 e[rest] = hard
             else:
-                lo, hi = s[0], s[0] + gnorm / radius
+                # hi must sit strictly above λ_max even when ‖g‖/r is below its ulp.
+                lo = s[0]
+                hi = max(s[0] + gnorm / radius, np.nextafter(s[0], np.inf))
                 for _ in range(200):
                     mid = 0.5 * (lo + hi)
                     if mid in (lo, hi):

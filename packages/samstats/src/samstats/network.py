@@ -172,6 +172,42 @@ def half_mse(out, y):
     return 0.5 * ((out - y) ** 2).mean()
 
 
+def top_hessian_eigenvalue(model, x, y, *, iters: int = 200, tol: float = 1e-6) -> float:
+    """λ_max, the largest (signed) eigenvalue of the training loss's Hessian.
+
+    Power iteration (``msam.hessian_eigenvalue``) finds the eigenvalue of largest
+    magnitude μ; when μ > 0 that is λ_max. At a non-convex point μ can be negative, and
+    then λ_max comes from a second power iteration on H − μI (all eigenvalues ≥ 0 there).
+    """
+    import torch
+    from msam import hessian_eigenvalue
+    from msam.flatness import hessian_vector_product
+
+    data = [(x, y)]
+    mu = hessian_eigenvalue(model, half_mse, data, iters=iters, tol=tol)
+    if mu >= 0:
+        return mu
+    params = [p for p in model.parameters() if p.requires_grad]
+    gen = torch.Generator().manual_seed(1)
+    v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
+    norm = torch.sqrt(sum((t * t).sum() for t in v))
+    v = [t / norm for t in v]
+    value = math.nan
+    for _ in range(iters):
+        hv = hessian_vector_product(model, half_mse, [(x, y, 1.0)], v)
+        shifted = [h - mu * t for h, t in zip(hv, v, strict=True)]
+        new = float(sum((t * h).sum() for t, h in zip(v, shifted, strict=True)))
+        norm = torch.sqrt(sum((t * t).sum() for t in shifted))
+        if float(norm) == 0.0:
+            break
+        v = [t / norm for t in shifted]
+        if not math.isnan(value) and abs(new - value) <= tol * max(abs(new), 1e-12):
+            value = new
+            break
+        value = new
+    return float(value + mu)
+
+
 @dataclass
 class NetworkPath:
     """Population risk and training loss at the recorded steps, and the sharpness
@@ -211,10 +247,11 @@ def train_network(
     (ε = ρ∇L/‖∇L‖). The same ``init_seed`` gives every method the same starting point. The
     risk is recorded every ``eval_every`` steps, or by default at every step up to 100 and
     then on a log grid of 50 steps per decade. A
-    diverging run stops early with ``diverged=True`` and infinite risk after that point.
+    diverging run stops early with ``diverged=True``; its arrays end at the last finite
+    evaluation.
     """
     import torch
-    from msam import SAM, hessian_eigenvalue
+    from msam import SAM
 
     choice("method", method, METHODS)
     rho = finite_float("rho", rho, minimum=0.0)
@@ -276,11 +313,11 @@ def train_network(
     final_w, final_a = snapshot()
     sharp_best = sharp_final = math.nan
     if sharpness and not diverged:
-        sharp_final = hessian_eigenvalue(model, half_mse, [(x, y)], iters=100, tol=1e-4)
+        sharp_final = top_hessian_eigenvalue(model, x, y)
         with torch.no_grad():
             model.w.copy_(torch.as_tensor(best[2][0]))
             model.a.copy_(torch.as_tensor(best[2][1]))
-        sharp_best = hessian_eigenvalue(model, half_mse, [(x, y)], iters=100, tol=1e-4)
+        sharp_best = top_hessian_eigenvalue(model, x, y)
     return NetworkPath(
         method=method,
         rho=rho if method != "gd" else 0.0,

@@ -64,7 +64,7 @@ class RealExperiment:
     n_steps: int = 20000
     eta_units: float = 0.1
     rho_units: tuple[float, ...] = (1.0, 3.0, 9.0)
-    rho_normalized: tuple[float, ...] = (0.03, 0.1)
+    rho_normalized: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
     record_every: int | None = None
     width_grid: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
@@ -80,6 +80,7 @@ class RealExperiment:
             f"real {self.dataset} (n={X.shape[0]}, p={X.shape[1]})",
             {"dataset": self.dataset, "kernel": "rbf (width chosen by ridge on validation)"},
             sharpness_name="SAM-sharpness (r=0.1)",
+            risk_name="test MSE / test variance",
         )
         n = X.shape[0]
         for seed in range(self.seeds):
@@ -130,6 +131,7 @@ class RealExperiment:
                         float(sharp[1]),
                         time.perf_counter() - start,
                         select_risk=float(val[chosen]),
+                        validation=val,
                     )
                 )
             start = time.perf_counter()
@@ -152,6 +154,7 @@ class RealExperiment:
                     math.nan,
                     time.perf_counter() - start,
                     select_risk=float(val[chosen]),
+                    validation=val,
                 )
             )
         return result
