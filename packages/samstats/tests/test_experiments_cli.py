@@ -161,3 +161,29 @@ def test_bad_experiment_settings():
         KernelExperiment(seeds=0)
     with pytest.raises(LabcoreError, match="dataset"):
         RealExperiment("iris")
+
+
+def test_diverged_runs_are_counted_and_the_report_stays_valid():
+    from samstats.bench import result_rows
+
+    from labcore.bench import BenchReport
+
+    exp = NetworkExperiment(
+        TeacherProblem(n=40, d=3, teacher_width=1),
+        seeds=2,
+        n_steps=60,
+        width=4,
+        eta=0.5,
+        rho_unnormalized=(200.0,),
+        rho_normalized=(0.1,),
+    )
+    res = exp.run()
+    c = res.comparison()
+    assert c["sam"]["diverged"] == 2 and c["gd"]["diverged"] == 0
+    assert math.isnan(c["sam"]["ratio_final"])  # no ratio of an infinite last risk
+    report = BenchReport(package="samstats", version="0", command="t", config={})
+    for row in result_rows("N0", res):
+        report.add(row)
+    report.validate()  # no infinite metric reaches the results file
+    sam = next(r for r in report.rows if r.method == "sam")
+    assert sam.metrics["final_risk"] is None and sam.metrics["diverged_runs"] == 2

@@ -123,6 +123,46 @@ def comparison_table(results: list[tuple[str, ExperimentResult]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def result_rows(key: str, res: ExperimentResult) -> list[Row]:
+    """The benchmark rows of one setting: GD and each method at its best ρ."""
+    comparison = res.comparison()
+    timing: dict[str, float] = {}
+    for s in res.summary():
+        timing[s["method"]] = timing.get(s["method"], 0.0) + s["time_s"]
+    rows = []
+    for method in ("gd", "sam", "sam-normalized", "ridge"):
+        if method not in comparison:
+            continue
+        m = comparison[method]
+        metrics = {
+            "best_risk": m["best_risk"],
+            "best_risk_se": _finite(m["best_risk_se"]),
+            "ratio_to_gd": m.get("ratio_best", 1.0),
+            "wins_vs_gd": m.get("wins"),
+            # A diverged seed makes the last-iterate risk infinite: no value then.
+            "final_risk": _finite(m["final_risk"]),
+            "diverged_runs": m["diverged"],
+            # Ridge has no steps (its "step" is an index into the λ grid).
+            "best_step": None if method == "ridge" else m["best_step"],
+            "sharpness_best": _finite(m["sharpness_best"]),
+        }
+        rows.append(
+            Row(
+                method=method,
+                params={"rho": m.get("rho", 0.0), "sharpness": res.sharpness_name},
+                dataset=f"{key}: {res.setting}",
+                seed=None,
+                metrics=metrics,
+                time_s=timing.get(method),
+            )
+        )
+    return rows
+
+
 def run_bench(*, quick: bool, out: Path | None, plots: bool = True, log=print) -> dict:
     from samstats import __version__
 
@@ -144,34 +184,8 @@ def run_bench(*, quick: bool, out: Path | None, plots: bool = True, log=print) -
         elapsed = time.perf_counter() - t0
         log(f"{setting.key} {res.setting}: {elapsed:.1f} s")
         results.append((setting.key, res))
-        comparison = res.comparison()
-        timing = {s["method"]: 0.0 for s in res.summary()}
-        for s in res.summary():
-            timing[s["method"]] += s["time_s"]
-        for method in ("gd", "sam", "sam-normalized", "ridge"):
-            if method not in comparison:
-                continue
-            m = comparison[method]
-            metrics = {
-                "best_risk": m["best_risk"],
-                "best_risk_se": m["best_risk_se"],
-                "ratio_to_gd": m.get("ratio_best", 1.0),
-                "wins_vs_gd": m.get("wins"),
-                "final_risk": None if math.isnan(m["final_risk"]) else m["final_risk"],
-                # Ridge has no steps (its "step" is an index into the λ grid).
-                "best_step": None if method == "ridge" else m["best_step"],
-                "sharpness_best": None if math.isnan(m["sharpness_best"]) else m["sharpness_best"],
-            }
-            report.add(
-                Row(
-                    method=method,
-                    params={"rho": m.get("rho", 0.0), "sharpness": res.sharpness_name},
-                    dataset=f"{setting.key}: {res.setting}",
-                    seed=None,
-                    metrics=metrics,
-                    time_s=timing.get(method),
-                )
-            )
+        for row in result_rows(setting.key, res):
+            report.add(row)
         if plots and out is not None:
             plot(res, Path(out) / "plots" / f"{setting.key}.png")
     table = comparison_table(results)

@@ -136,7 +136,8 @@ def _ridge_grid(s_max: float, eta_units: float, n_steps: int, size: int = 61) ->
 
 def _mean_se(name: str, values: list[float]) -> dict[str, float]:
     v = np.asarray(values, dtype=np.float64)
-    se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
+    with np.errstate(invalid="ignore"):  # diverged runs: inf − inf in the spread
+        se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
     return {name: float(v.mean()), f"{name}_se": se}
 
 
@@ -152,6 +153,7 @@ def _stats(runs: list[Run]) -> dict[str, float]:
         "best_step": float(np.mean([r.best_step for r in runs])),
         "sharpness_best": _nanmean([r.sharpness_best for r in runs]),
         "sharpness_final": _nanmean([r.sharpness_final for r in runs]),
+        "diverged": sum(math.isinf(r.final_risk) for r in runs),
     }
 
 
