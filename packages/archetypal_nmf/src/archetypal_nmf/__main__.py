@@ -1,0 +1,3 @@
+from archetypal_nmf.cli import main
+
+raise SystemExit(main())
