@@ -127,3 +127,72 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "negative" in capsys.readouterr().err
     assert main(["fit", str(tmp_path / "missing.csv"), "-k", "1"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_swap_change_is_exact_when_leave_and_enter_share_a_column(seed):
+    from archetypal_nmf.local_search import _best_swap
+    from archetypal_nmf.metrics import objective
+
+    # One feature column: every (leave, enter) pair shares it, so the interaction term
+    # −2 W_iᵀW_i' h₀ of the closed form is exercised.
+    rng = np.random.default_rng(seed)
+    m, k, lam = 12, 3, 0.7
+    X = rng.random((m, 1))
+    W = rng.dirichlet(np.ones(k), size=m)
+    Wt = rng.dirichlet(np.ones(m), size=k)
+    H = np.zeros((k, 1))
+    H[0, 0] = 0.8
+    G = -2 * W.T @ (X - W @ H) + 2 * lam * (H - Wt @ X)
+    delta, leave, enter, value = _best_swap(W, H, G, lam, n_nonzero=1, size=3)
+    assert leave == (0, 0) and enter[1] == 0 and enter[0] != 0
+    H2 = H.copy()
+    H2[leave] = 0.0
+    H2[enter] = value
+    change = objective(X, W, H2, Wt, lam) - objective(X, W, H, Wt, lam)
+    assert change == pytest.approx(delta, rel=1e-10, abs=1e-12)
+
+
+def test_sklearn_conventions():
+    from sklearn.base import clone
+
+    model = SparseArchetypalNMF(n_components=3, n_nonzero=10, lam=0.5, init="furthest")
+    twin = clone(model)
+    assert twin.get_params() == model.get_params()
+    assert model.__sklearn_tags__().input_tags.positive_only
+    data = planted(m=20, k=3, n=6, seed=0)
+    assert model.fit(data.X) is model
+    with pytest.raises(LabcoreError, match="random_state"):
+        SparseArchetypalNMF(n_components=2, random_state=np.random.default_rng(0)).fit(data.X)
+    with pytest.raises(LabcoreError, match="sparse"):
+        import scipy.sparse
+
+        model.fit(scipy.sparse.csr_matrix(data.X))
+
+
+def test_csv_reader_handles_bom_headers_and_refuses_text(tmp_path):
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeff1,2\n3,4\n5,\n".encode())
+    X, header = read_matrix(bom)
+    assert header is None and X.shape == (3, 2) and np.isnan(X[2, 1]) and X[0, 0] == 1.0
+    named = tmp_path / "named.csv"
+    named.write_text("g1,g2\n1,NA\n2,3\n")
+    X, header = read_matrix(named)
+    assert header == ["g1", "g2"] and X.shape == (2, 2) and np.isnan(X[0, 1])
+    ids = tmp_path / "ids.csv"
+    ids.write_text("id,g1\ns1,1\ns2,2\n")
+    with pytest.raises(LabcoreError, match=r"line 2, column 1: 's1' is not a number"):
+        read_matrix(ids)
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("1,2\n3\n")
+    with pytest.raises(LabcoreError, match="line 2 has 1 cells"):
+        read_matrix(ragged)
+
+
+def test_cli_n_nonzero(tmp_path, capsys):
+    data = planted(m=15, k=2, n=4, density=1.0, seed=1)
+    path = tmp_path / "x.csv"
+    path.write_text("\n".join(",".join(f"{v:.6f}" for v in row) for row in data.X) + "\n")
+    assert main(["fit", str(path), "-k", "2", "--n-nonzero", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_nonzero"] <= 3 and np.array(out["W"]).shape == (15, 2)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +49,7 @@ def fit_saa(X, k, n_nonzero, *, lam=1.0, init="spa", seed=0, mask=None, **kw) ->
 def fit_nmf_l1(X, k, *, alpha=None, seed=0) -> Fit:
     from scipy.optimize import nnls
     from sklearn.decomposition import NMF
+    from sklearn.exceptions import ConvergenceWarning
 
     # alpha_H scales with the data: a small l1 weight relative to the mean squared entry.
     alpha = float(np.mean(X**2)) * 0.1 if alpha is None else float(alpha)
@@ -61,15 +63,19 @@ def fit_nmf_l1(X, k, *, alpha=None, seed=0) -> Fit:
         random_state=seed,
     )
     start = time.perf_counter()
-    W = model.fit_transform(X)
+    with warnings.catch_warnings():  # it often stops at max_iter; the table shows its error
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        W = model.fit_transform(X)
     H = model.components_
-    d, _ = nnls(W, np.ones(W.shape[0]))
-    used = d > 0
-    W_scaled = W[:, used] * d[used]
-    H_scaled = H[used] / d[used][:, None]
-    if not used.all():  # a dropped component keeps its (zero-weight) place
-        W_scaled = np.concatenate([W_scaled, np.zeros((W.shape[0], (~used).sum()))], axis=1)
-        H_scaled = np.concatenate([H_scaled, H[~used]], axis=0)
+    # Rescale only live components (nonzero in both factors); a live component that nnls
+    # would zero keeps d = 1, so that W_scaled @ H_scaled = W @ H exactly.
+    live = (np.abs(H).sum(1) > 0) & (np.abs(W).sum(0) > 0)
+    d = np.ones(k)
+    if live.any():
+        d_live, _ = nnls(W[:, live], np.ones(W.shape[0]))
+        d[live] = np.where(d_live > 0, d_live, 1.0)
+    W_scaled = W * d[None, :]
+    H_scaled = H / d[:, None]
     elapsed = time.perf_counter() - start
     return Fit("nmf-l1", H_scaled, W_scaled, elapsed, {"alpha_H": alpha})
 
@@ -104,14 +110,26 @@ def fit_pcha(X, k, *, seed=0, delta=0.0) -> Fit:
     had_mat = hasattr(np, "mat")
     if not had_mat:
         np.mat = np.asmatrix  # type: ignore[attr-defined]
-    state = np.random.get_state()
-    np.random.seed(seed)  # PCHA draws its initial columns with the global generator
+    state = np.random.get_state()  # PCHA draws its initial columns with the global generator
     try:
         start = time.perf_counter()
-        XC, S, _, _, _ = PCHA(X.T, noc=k, delta=delta)
+        retries = 0
+        while True:
+            # PCHA's first pick is int(ceil(N·rand)), out of range with probability 1/N:
+            # its InitializationException then just means "draw again".
+            np.random.seed(seed + 1000 * retries)
+            try:
+                with warnings.catch_warnings():  # its np.matrix use warns on every iteration
+                    warnings.simplefilter("ignore", PendingDeprecationWarning)
+                    XC, S, _, _, _ = PCHA(X.T, noc=k, delta=delta)
+                break
+            except Exception as exc:
+                if type(exc).__name__ != "InitializationException" or retries >= 5:
+                    raise
+                retries += 1
         elapsed = time.perf_counter() - start
     finally:
         np.random.set_state(state)
         if not had_mat:
             del np.mat  # type: ignore[attr-defined]
-    return Fit("pcha", np.asarray(XC).T, np.asarray(S).T, elapsed)
+    return Fit("pcha", np.asarray(XC).T, np.asarray(S).T, elapsed, {"init_retries": retries})

@@ -11,37 +11,57 @@ import numpy as np
 from labcore.cli import add_bench_arguments, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
 
+MISSING_TOKENS = frozenset({"", "na", "nan", "null"})
+
+
+def _cell(text: str) -> float | None:
+    """The cell's value; NaN for a missing-value token; None if it is not a number."""
+    token = text.strip()
+    if token.lower() in MISSING_TOKENS:
+        return float("nan")
+    try:
+        return float(token)
+    except ValueError:
+        return None
+
 
 def read_matrix(path: Path) -> tuple[np.ndarray, list[str] | None]:
-    """A numeric CSV (points as rows; an optional header row of column names). Empty cells
-    and NA/NaN are missing values."""
+    """A numeric CSV with points as rows. The first row is a header when none of its cells is
+    a number. Empty cells and NA/NaN/null are missing values; any other text is an error
+    naming its line and column."""
+    import csv
+
     if not path.exists():
         raise LabcoreError(f"file not found: {path}")
     if path.is_dir():
         raise LabcoreError(f"{path} is a folder, not a CSV file")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
+    # utf-8-sig: a byte-order mark (spreadsheet exports) must not become part of a cell.
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    rows = [
+        (i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text))) if any(c.strip() for c in r)
+    ]
+    if not rows:
         raise LabcoreError(f"{path} is empty")
     header = None
-    first = [cell.strip() for cell in lines[0].split(",")]
-    try:
-        [float(c) for c in first if c not in ("", "NA", "nan", "NaN")]
-    except ValueError:
-        header, lines = first, lines[1:]
-    try:
-        X = np.genfromtxt(
-            io.StringIO("\n".join(lines)),
-            delimiter=",",
-            dtype=np.float64,
-            missing_values=("", "NA", "nan", "NaN"),
-            filling_values=np.nan,
-            ndmin=2,
-        )
-    except ValueError as exc:
-        raise LabcoreError(f"{path}: not a numeric CSV ({exc})") from None
-    if header is not None and len(header) != X.shape[1]:
-        raise LabcoreError(f"{path}: the header has {len(header)} names for {X.shape[1]} columns")
+    first = rows[0][1]
+    if all(_cell(c) is None for c in first):
+        header = [c.strip() for c in first]
+        rows = rows[1:]
+        if not rows:
+            raise LabcoreError(f"{path} has a header but no data rows")
+    width = len(header) if header is not None else len(rows[0][1])
+    X = np.empty((len(rows), width))
+    for r, (line, cells) in enumerate(rows):
+        if len(cells) != width:
+            raise LabcoreError(f"{path}: line {line} has {len(cells)} cells, expected {width}")
+        for j, cell in enumerate(cells):
+            value = _cell(cell)
+            if value is None:
+                raise LabcoreError(
+                    f"{path}: line {line}, column {j + 1}: {cell.strip()!r} is not a number "
+                    "(missing values are empty cells or NA)"
+                )
+            X[r, j] = value
     return X, header
 
 

@@ -21,9 +21,15 @@ from labcore.errors import LabcoreError
 INITS = ("spa", "mip", "furthest", "random")
 
 
-def check_data(X: Any, mask: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+def check_data(
+    X: Any, mask: Any = None, *, masks_allowed: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
     """X as a float array and the mask as booleans (True = observed), with clear errors for
     NaN at observed entries, negative entries and wrong shapes."""
+    if hasattr(X, "tocsr") or hasattr(X, "toarray"):
+        raise LabcoreError("sparse input is not supported: pass a dense array (X.toarray())")
+    if np.iscomplexobj(X):
+        raise LabcoreError("X must be real-valued, got complex numbers")
     try:
         X = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -54,6 +60,8 @@ def check_data(X: Any, mask: Any = None) -> tuple[np.ndarray, np.ndarray | None]
         X = np.where(mask, X, 0.0) if mask is not None else X
         return X, mask
     if np.isnan(X).any():
+        if not masks_allowed:
+            raise LabcoreError("X has NaN values; transform needs complete rows")
         raise LabcoreError(
             "X has NaN values; for missing entries pass mask=~np.isnan(X) (True = observed)"
         )
@@ -98,7 +106,8 @@ class SparseArchetypalNMF(TransformerMixin, BaseEstimator):
     mip_options
         Passed to the MILP initialization (``max_cuts``, ``gap``, ``time_limit``, ``big_m``).
     random_state
-        Seed for the random parts (``init="random"``, power iterations).
+        Integer seed for the random parts (``init="random"``, the furthest-point tie
+        breaks); None means 0, so fits are reproducible by default.
 
     Attributes
     ----------
@@ -180,6 +189,12 @@ class SparseArchetypalNMF(TransformerMixin, BaseEstimator):
         finite_float("tol", self.tol, minimum=0.0)
         if self.init not in INITS:
             raise LabcoreError(f"init must be one of {', '.join(INITS)}; got {self.init!r}")
+        positive_int("ls_size", self.ls_size)
+        positive_int("ls_iter", self.ls_iter, minimum=0)
+        if self.mip_options is not None and not isinstance(self.mip_options, dict):
+            raise LabcoreError(f"mip_options must be a dict, got {type(self.mip_options).__name__}")
+        if self.random_state is not None:
+            positive_int("random_state", self.random_state, minimum=0)
         return k, ell
 
     def fit(self, X: Any, y: Any = None, *, mask: Any = None) -> SparseArchetypalNMF:
@@ -255,7 +270,7 @@ class SparseArchetypalNMF(TransformerMixin, BaseEstimator):
         from archetypal_nmf.init import convex_hull_projection
 
         self._check_fitted()
-        X, _ = check_data(X)
+        X, _ = check_data(X, masks_allowed=False)
         if X.shape[1] != self.n_features_in_:
             raise LabcoreError(
                 f"X has {X.shape[1]} features but the model was fitted on {self.n_features_in_}"
@@ -269,6 +284,12 @@ class SparseArchetypalNMF(TransformerMixin, BaseEstimator):
         if W.ndim != 2 or W.shape[1] != self.components_.shape[0]:
             raise LabcoreError(f"W must have {self.components_.shape[0]} columns, got {W.shape}")
         return W @ self.components_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.input_tags.allow_nan = True  # with a mask
+        return tags
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "components_"):

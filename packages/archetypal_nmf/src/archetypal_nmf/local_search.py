@@ -134,7 +134,7 @@ def local_search(
     n_swaps = 0
 
     for _ in range(max_iter):
-        if np.count_nonzero(H > 0) == 0 or np.all(H > 0):
+        if np.all(H > 0):
             converged = True  # nothing to swap
             break
         G = -2.0 * (W.T @ R) + 2.0 * lam * D
