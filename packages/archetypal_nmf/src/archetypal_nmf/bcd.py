@@ -33,12 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from archetypal_nmf._checks import finite_array, finite_float, positive_int
 from archetypal_nmf.projections import (
     hard_threshold_nonnegative,
     project_rows_to_simplex,
     spectral_norm_squared,
 )
+from labcore.checks import finite_array, finite_float, positive_int
 from labcore.errors import LabcoreError
 
 __all__ = ["BCDResult", "BCDState", "continuation", "lambda_path", "prox_bcd"]

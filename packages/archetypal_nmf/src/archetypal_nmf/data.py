@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archetypal_nmf._checks import finite_float, positive_int
+from labcore.checks import finite_float, positive_int
 from labcore.errors import LabcoreError
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from archetypal_nmf._checks import finite_float, positive_int
+from labcore.checks import finite_float, positive_int
 from labcore.errors import LabcoreError
 
 INITS = ("spa", "mip", "furthest", "random")

@@ -36,12 +36,12 @@ from typing import Any
 
 import numpy as np
 
-from archetypal_nmf._checks import choice, finite_array, finite_float, positive_int
 from archetypal_nmf.projections import (
     hard_threshold_nonnegative,
     project_rows_to_simplex,
     spectral_norm_squared,
 )
+from labcore.checks import choice, finite_array, finite_float, positive_int
 from labcore.errors import LabcoreError
 
 METHODS = ("spa", "furthest", "random", "mip")

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from archetypal_nmf._checks import positive_int
 from archetypal_nmf.bcd import BCDResult, BCDState, _prepare, _psi, _run
+from labcore.checks import positive_int
 
 __all__ = ["local_search"]
 

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from archetypal_nmf._checks import finite_array, finite_float
 from archetypal_nmf.bcd import _check_completion, _check_data, _check_factors
+from labcore.checks import finite_array, finite_float
 from labcore.errors import LabcoreError
 
 __all__ = [

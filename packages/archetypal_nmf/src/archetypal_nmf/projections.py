@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from archetypal_nmf._checks import positive_int
+from labcore.checks import positive_int
 
 
 def project_rows_to_simplex(V: np.ndarray) -> np.ndarray:

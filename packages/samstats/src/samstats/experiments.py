@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from labcore.checks import finite_float, positive_int
 from labcore.errors import LabcoreError
-from samstats._checks import finite_float, positive_int
 from samstats.kernel import MercerProblem
 from samstats.network import TeacherProblem, train_network
 

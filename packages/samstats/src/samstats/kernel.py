@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labcore.checks import choice, finite_array, finite_float, positive_int
 from labcore.errors import LabcoreError
-from samstats._checks import choice, finite_array, finite_float, positive_int
 
 METHODS = ("gd", "sam", "sam-normalized")
 SPECTRA = ("polynomial", "exponential", "gaussian")

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labcore.checks import choice, finite_array, finite_float, positive_int
 from labcore.errors import LabcoreError
-from samstats._checks import choice, finite_array, finite_float, positive_int
 from samstats.kernel import checkpoint_steps
 
 ACTIVATIONS = ("relu", "tanh", "quadratic")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labcore.checks import choice, finite_float, positive_int
 from labcore.errors import LabcoreError
-from samstats._checks import choice, finite_float, positive_int
 from samstats.experiments import ExperimentResult, Run, _ridge_grid
 from samstats.kernel import SpectralKernelRegression
 

@@ -1,4 +1,10 @@
-"""Argument checks shared by the modules: one clear error per bad value."""
+"""Argument checks for the packages: one clear error (LabcoreError) per bad value.
+
+>>> positive_int("k", 3)
+3
+>>> finite_float("rho", 0.5, minimum=0.0)
+0.5
+"""
 
 from __future__ import annotations
 
