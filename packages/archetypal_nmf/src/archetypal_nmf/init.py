@@ -27,9 +27,6 @@ coordinate descent step starts from the best W for the chosen H.
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,14 +40,12 @@ from archetypal_nmf.projections import (
 )
 from labcore.checks import choice, finite_array, finite_float, positive_int
 from labcore.errors import LabcoreError
+from labcore.highs import HIGHS_LOCK, silent_highs
 
 METHODS = ("spa", "furthest", "random", "mip")
 
-# HiGHS keeps a task scheduler in static state: an instance destroyed while another runs on
-# a different thread can tear it down. Every HiGHS instance made here lives (creation, runs,
-# destruction) inside this lock, so concurrent MIP initializations run one after the other.
-_HIGHS_LOCK = threading.Lock()
-_BANNER_SILENCED = False
+# Every HiGHS instance made here lives (creation, runs, destruction) inside labcore's one
+# process-wide HIGHS_LOCK, shared with every other package that uses HiGHS.
 
 _TINY = np.finfo(np.float64).tiny
 # Above this size σ_max² comes from power iteration instead of an exact k × k (or m × m)
@@ -487,34 +482,6 @@ def _default_big_m(X: np.ndarray) -> np.ndarray:
 # The outer-approximation MILP
 
 
-def _silent_highs():
-    """A HiGHS instance with output off; call it under ``_HIGHS_LOCK``.
-
-    HiGHS prints a copyright banner on stdout (from C++) when the process's first instance
-    is made, before any option can be set; file descriptor 1 is pointed at /dev/null for
-    that first construction so that it cannot corrupt machine-readable output.
-    """
-    global _BANNER_SILENCED
-    import highspy
-
-    if _BANNER_SILENCED:
-        h = highspy.Highs()
-    else:
-        sys.stdout.flush()
-        saved = os.dup(1)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 1)
-            h = highspy.Highs()
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-            os.close(devnull)
-        _BANNER_SILENCED = True
-    h.setOptionValue("output_flag", False)
-    return h
-
-
 class _Master:
     """min η s.t. ΣZ ≤ ℓ, η ≥ a_t − ⟨c_t, Z⟩ for every cut t, Z binary, η ≥ 0.
 
@@ -530,7 +497,7 @@ class _Master:
         self.size = k * n
         self.scale = scale
         self.inf = highspy.kHighsInf
-        h = _silent_highs()
+        h = silent_highs()
         h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
         lower = np.zeros(self.size + 1)
         upper = np.ones(self.size + 1)
@@ -705,7 +672,7 @@ def outer_approximation(
     if best.value <= _TINY:
         status = "converged"  # F = 0 cannot be improved.
     else:
-        with _HIGHS_LOCK:
+        with HIGHS_LOCK:
             master = _Master(k, n, ell, best.value, mip_rel_gap)
             try:
                 while True:

@@ -28,9 +28,6 @@ Robust solves (see :class:`~batchroute.problem.Uncertainty`):
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
 import time
 from dataclasses import replace
 
@@ -45,6 +42,7 @@ from batchroute.problem import (
     violations,
 )
 from labcore.errors import LabcoreError
+from labcore.highs import HIGHS_LOCK, silent_highs
 
 METHODS = ("fast", "milp")
 # Batches with more binary variables than this get the fast path's routing as a MILP start.
@@ -58,39 +56,6 @@ class InfeasibleBudget(LabcoreError):
     def __init__(self, message: str, min_budget: float | None = None):
         super().__init__(message)
         self.min_budget = min_budget
-
-
-# Serialises every HiGHS instance's life (see run_highs).
-_HIGHS_LOCK = threading.RLock()
-_BANNER_SHOWN = False
-
-
-def _highs():
-    """A silent HiGHS instance; call it only under ``_HIGHS_LOCK`` (as run_highs does).
-
-    HiGHS prints a banner on stdout from C++ when the first instance of a process is made,
-    before any option can be set; it would corrupt ``--json`` output, so the first instance is
-    made with file descriptor 1 pointed at /dev/null.
-    """
-    global _BANNER_SHOWN
-    import highspy
-
-    if _BANNER_SHOWN:
-        h = highspy.Highs()
-    else:
-        sys.stdout.flush()
-        saved = os.dup(1)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 1)
-            h = highspy.Highs()
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-            os.close(devnull)
-        _BANNER_SHOWN = True
-    h.setOptionValue("output_flag", False)
-    return h
 
 
 def _coupling_rows(problem: RoutingProblem):
@@ -188,8 +153,8 @@ def run_highs(lp, options: dict, *, start: np.ndarray | None = None):
     """
     import highspy
 
-    with _HIGHS_LOCK:
-        h = _highs()
+    with HIGHS_LOCK:
+        h = silent_highs()
         for key, value in options.items():
             h.setOptionValue(key, value)
         h.passModel(lp)
