@@ -21,7 +21,7 @@ import numpy as np
 
 from labcore.checks import finite_float, positive_int
 from labcore.errors import LabcoreError
-from samstats.kernel import MercerProblem
+from samstats.kernel import MercerProblem, SpectralKernelRegression
 from samstats.network import TeacherProblem, train_network
 
 
@@ -161,6 +161,65 @@ def _stats(runs: list[Run]) -> dict[str, float]:
 # Kernel regression
 
 
+def kernel_runs(
+    fit: SpectralKernelRegression,
+    seed: int,
+    evaluate,
+    *,
+    eta_units: float,
+    rho_units: tuple[float, ...],
+    rho_normalized: tuple[float, ...],
+    n_steps: int,
+    record_every: int | None,
+    sharpness_radius: float,
+    ridge: bool = True,
+) -> list[Run]:
+    """GD, both SAM forms over their ρ grids, and the ridge path on one training problem.
+
+    ``evaluate(coefs)`` returns (the reported risk per row of f̃, the selection curve or
+    None): with None the reported risk is minimized (the oracle), otherwise the step (or
+    λ) minimizing the selection curve is reported.
+    """
+    eta = eta_units / fit.s_max
+    grid = [("gd", 0.0, 0.0)]
+    grid += [("sam", u, u / fit.s_max) for u in rho_units]
+    grid += [("sam-normalized", r, r) for r in rho_normalized]
+    runs = []
+
+    def score(method, label_rho, steps, coefs, final, started):
+        risk, selection = evaluate(coefs)
+        chosen = int(np.argmin(risk if selection is None else selection))
+        rows = [chosen, -1] if final else [chosen]
+        sharp = fit.sharpness(coefs[rows], sharpness_radius)
+        runs.append(
+            Run(
+                method,
+                label_rho,
+                seed,
+                steps,
+                risk,
+                float(risk[chosen]),
+                int(steps[chosen]) if final else chosen,
+                float(risk[-1]) if final else math.nan,
+                float(sharp[0]),
+                float(sharp[-1]) if final else math.nan,
+                time.perf_counter() - started,
+                select_risk=None if selection is None else float(selection[chosen]),
+                validation=selection,
+            )
+        )
+
+    for method, label_rho, rho in grid:
+        started = time.perf_counter()
+        path = fit.path(method, rho=rho, eta=eta, n_steps=n_steps, record_every=record_every)
+        score(method, label_rho, path.steps, path.coefs, True, started)
+    if ridge:
+        started = time.perf_counter()
+        lams = _ridge_grid(fit.s_max, eta_units, n_steps)
+        score("ridge", 0.0, lams, fit.ridge_path(lams), False, started)
+    return runs
+
+
 @dataclass(frozen=True)
 class KernelExperiment:
     """GD, un-normalized and normalized SAM, and kernel ridge on one :class:`MercerProblem`.
@@ -200,55 +259,18 @@ class KernelExperiment:
         )
         for seed in range(self.seeds):
             fit = p.sample(seed).regression()
-            eta = self.eta_units / fit.s_max
-            grid = [("gd", 0.0, 0.0)]
-            grid += [("sam", u, u / fit.s_max) for u in self.rho_units]
-            grid += [("sam-normalized", r, r) for r in self.rho_normalized]
-            for method, label_rho, rho in grid:
-                start = time.perf_counter()
-                path = fit.path(
-                    method, rho=rho, eta=eta, n_steps=self.n_steps, record_every=self.record_every
-                )
-                risk = fit.risk_path(path.coefs)
-                elapsed = time.perf_counter() - start
-                best = int(np.argmin(risk))
-                sharp = fit.sharpness(path.coefs[[best, -1]], self.sharpness_radius)
-                result.runs.append(
-                    Run(
-                        method,
-                        label_rho,
-                        seed,
-                        path.steps,
-                        risk,
-                        float(risk[best]),
-                        int(path.steps[best]),
-                        float(risk[-1]),
-                        float(sharp[0]),
-                        float(sharp[1]),
-                        elapsed,
-                    )
-                )
-            if self.ridge:
-                start = time.perf_counter()
-                lams = _ridge_grid(fit.s_max, self.eta_units, self.n_steps)
-                risk = fit.risk_path(fit.ridge_path(lams))
-                best = int(np.argmin(risk))
-                sharp = fit.sharpness(fit.ridge_path(lams[[best]]), self.sharpness_radius)
-                result.runs.append(
-                    Run(
-                        "ridge",
-                        0.0,
-                        seed,
-                        lams,
-                        risk,
-                        float(risk[best]),
-                        best,
-                        math.nan,
-                        float(sharp[0]),
-                        math.nan,
-                        time.perf_counter() - start,
-                    )
-                )
+            result.runs += kernel_runs(
+                fit,
+                seed,
+                lambda coefs, fit=fit: (fit.risk_path(coefs), None),
+                eta_units=self.eta_units,
+                rho_units=self.rho_units,
+                rho_normalized=self.rho_normalized,
+                n_steps=self.n_steps,
+                record_every=self.record_every,
+                sharpness_radius=self.sharpness_radius,
+                ridge=self.ridge,
+            )
         return result
 
 

@@ -10,17 +10,25 @@ split and the error reported on a test split.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from labcore.checks import choice, finite_float, positive_int
 from labcore.errors import LabcoreError
-from samstats.experiments import ExperimentResult, Run, _ridge_grid
+from samstats.experiments import ExperimentResult, _ridge_grid, kernel_runs
 from samstats.kernel import SpectralKernelRegression
 
 DATASETS = ("diabetes", "meats")
+
+
+def _split_errors(coefs, *, fit, kernels, targets, variances):
+    """(test error, validation error) per row of f̃, each as MSE / variance."""
+    (K_va, K_te), (y_va, y_te), (var_va, var_te) = kernels, targets, variances
+    val = np.mean((fit.predict(coefs, K_va) - y_va) ** 2, axis=1) / var_va
+    test = np.mean((fit.predict(coefs, K_te) - y_te) ** 2, axis=1) / var_te
+    return test, val
 
 
 def load_regression(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -104,57 +112,23 @@ class RealExperiment:
             gamma = best_width[1] / median
             fit = SpectralKernelRegression(rbf_kernel(Z[tr], Z[tr], gamma), t[tr])
             K_va, K_te = rbf_kernel(Z[va], Z[tr], gamma), rbf_kernel(Z[te], Z[tr], gamma)
-            eta = self.eta_units / fit.s_max
-            grid = [("gd", 0.0, 0.0)]
-            grid += [("sam", u, u / fit.s_max) for u in self.rho_units]
-            grid += [("sam-normalized", r, r) for r in self.rho_normalized]
-            for method, label_rho, rho in grid:
-                start = time.perf_counter()
-                path = fit.path(
-                    method, rho=rho, eta=eta, n_steps=self.n_steps, record_every=self.record_every
-                )
-                val = np.mean((fit.predict(path.coefs, K_va) - t[va]) ** 2, axis=1) / var_va
-                test = np.mean((fit.predict(path.coefs, K_te) - t[te]) ** 2, axis=1) / var_te
-                chosen = int(np.argmin(val))
-                sharp = fit.sharpness(path.coefs[[chosen, -1]], 0.1)
-                result.runs.append(
-                    Run(
-                        method,
-                        label_rho,
-                        seed,
-                        path.steps,
-                        test,
-                        float(test[chosen]),
-                        int(path.steps[chosen]),
-                        float(test[-1]),
-                        float(sharp[0]),
-                        float(sharp[1]),
-                        time.perf_counter() - start,
-                        select_risk=float(val[chosen]),
-                        validation=val,
-                    )
-                )
-            start = time.perf_counter()
-            lams = _ridge_grid(fit.s_max, self.eta_units, self.n_steps)
-            coefs = fit.ridge_path(lams)
-            val = np.mean((fit.predict(coefs, K_va) - t[va]) ** 2, axis=1) / var_va
-            test = np.mean((fit.predict(coefs, K_te) - t[te]) ** 2, axis=1) / var_te
-            chosen = int(np.argmin(val))
-            result.runs.append(
-                Run(
-                    "ridge",
-                    0.0,
-                    seed,
-                    lams,
-                    test,
-                    float(test[chosen]),
-                    chosen,
-                    math.nan,
-                    float(fit.sharpness(coefs[[chosen]], 0.1)[0]),
-                    math.nan,
-                    time.perf_counter() - start,
-                    select_risk=float(val[chosen]),
-                    validation=val,
-                )
+
+            evaluate = partial(
+                _split_errors,
+                fit=fit,
+                kernels=(K_va, K_te),
+                targets=(t[va], t[te]),
+                variances=(var_va, var_te),
+            )
+            result.runs += kernel_runs(
+                fit,
+                seed,
+                evaluate,
+                eta_units=self.eta_units,
+                rho_units=self.rho_units,
+                rho_normalized=self.rho_normalized,
+                n_steps=self.n_steps,
+                record_every=self.record_every,
+                sharpness_radius=0.1,
             )
         return result
