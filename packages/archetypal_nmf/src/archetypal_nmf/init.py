@@ -122,6 +122,16 @@ def _check_k(k: Any, m: int) -> int:
 # W given H
 
 
+def _stochastic_start(start: Any, shape: tuple[int, int], name: str) -> np.ndarray:
+    """A row-stochastic starting matrix: uniform rows, or ``start`` projected row-wise."""
+    if start is None:
+        return np.full(shape, 1.0 / shape[1])
+    start = finite_array(name, start, ndim=2)
+    if start.shape != shape:
+        raise LabcoreError(f"{name} must have shape {shape}, got {start.shape}")
+    return project_rows_to_simplex(start)
+
+
 def convex_hull_projection(
     X: Any, H: Any, *, max_iter: int = 500, tol: float = 1e-9, W0: Any = None
 ) -> np.ndarray:
@@ -167,13 +177,7 @@ def convex_hull_projection(
     max_iter = positive_int("max_iter", max_iter)
     tol = finite_float("tol", tol, minimum=0.0)
     m, k = X.shape[0], H.shape[0]
-    if W0 is None:
-        W = np.full((m, k), 1.0 / k)
-    else:
-        W0 = finite_array("W0", W0, ndim=2)
-        if W0.shape != (m, k):
-            raise LabcoreError(f"W0 must have shape {(m, k)}, got {W0.shape}")
-        W = project_rows_to_simplex(W0)
+    W = _stochastic_start(W0, (m, k), "W0")
     if k == 1:
         return np.ones((m, 1))
     HHt = H @ H.T
@@ -441,13 +445,7 @@ def support_objective(
         raise LabcoreError("Z must be binary (0/1 or boolean)")
     M = _check_big_m(big_m, X)
     k, m = Z.shape[0], X.shape[0]
-    if Wt0 is None:
-        Wt = np.full((k, m), 1.0 / m)
-    else:
-        Wt = finite_array("Wt0", Wt0, ndim=2)
-        if Wt.shape != (k, m):
-            raise LabcoreError(f"Wt0 must have shape {(k, m)}, got {Wt.shape}")
-        Wt = project_rows_to_simplex(Wt)
+    Wt = _stochastic_start(Wt0, (k, m), "Wt0")
     L = max(2.0 * _sigma_max_squared(X), _TINY)
     return _fit_support(
         X,
