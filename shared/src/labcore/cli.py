@@ -95,6 +95,18 @@ def progress_bar(
     return tqdm(iterable, desc=desc, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
+def stderr_logger(args: argparse.Namespace) -> Callable[[str], None]:
+    """A progress logger for long commands: lines on stderr, silent with ``-q`` or ``--json``
+    (so that stdout stays machine-readable)."""
+    quiet = getattr(args, "quiet", 0) > 0 or getattr(args, "json", False)
+
+    def log(message: str) -> None:
+        if not quiet:
+            print(message, file=sys.stderr)
+
+    return log
+
+
 def emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
     """Print ``payload`` as JSON with ``--json``, else the human-readable ``text``."""
     if getattr(args, "json", False):

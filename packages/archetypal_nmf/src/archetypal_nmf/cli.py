@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from labcore.cli import add_bench_arguments, add_command, emit, make_parser, run
+from labcore.cli import (
+    add_bench_arguments,
+    add_command,
+    emit,
+    make_parser,
+    run,
+    stderr_logger,
+)
 from labcore.errors import LabcoreError
 
 MISSING_TOKENS = frozenset({"", "na", "nan", "null"})
@@ -127,18 +134,10 @@ def _csv(matrix: np.ndarray, names: list[str]) -> str:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import sys
-
     from archetypal_nmf.bench import run_bench
 
     out = args.out if args.out is not None else Path("bench")
-    quiet = args.quiet > 0 or args.json
-
-    def log(message: str) -> None:
-        if not quiet:
-            print(message, file=sys.stderr)
-
-    result = run_bench(quick=args.quick, out=out, log=log)
+    result = run_bench(quick=args.quick, out=out, log=stderr_logger(args))
     emit(
         args,
         {**result["report"].to_dict(), "total_s": result["total_s"]},

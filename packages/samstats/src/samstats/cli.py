@@ -6,7 +6,14 @@ import argparse
 import math
 from pathlib import Path
 
-from labcore.cli import add_bench_arguments, add_command, emit, make_parser, run
+from labcore.cli import (
+    add_bench_arguments,
+    add_command,
+    emit,
+    make_parser,
+    run,
+    stderr_logger,
+)
 
 
 def _summary_text(result) -> str:
@@ -109,18 +116,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import sys
-
     from samstats.bench import run_bench
 
     out = args.out if args.out is not None else Path("bench")
-    quiet = args.quiet > 0 or args.json
-
-    def log(message: str) -> None:
-        if not quiet:
-            print(message, file=sys.stderr)
-
-    result = run_bench(quick=args.quick, out=out, plots=not args.no_plot, log=log)
+    result = run_bench(quick=args.quick, out=out, plots=not args.no_plot, log=stderr_logger(args))
     report = result["report"]
     emit(
         args,
