@@ -80,3 +80,63 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+MISSING_TOKENS = frozenset({"", "na", "nan", "null"})
+
+
+def _csv_cell(text: str) -> float | None:
+    """The cell's value; NaN for a missing-value token; None if it is not a number."""
+    token = text.strip()
+    if token.lower() in MISSING_TOKENS:
+        return float("nan")
+    try:
+        return float(token)
+    except ValueError:
+        return None
+
+
+def read_numeric_csv(path: str | os.PathLike) -> tuple[Any, list[str] | None]:
+    """A numeric CSV (records as rows) and its header, or None. The first row is a header when
+    none of its cells is a number; a byte-order mark is ignored. Empty cells and NA/NaN/null are missing values; any other text is an error
+    naming its line and column."""
+    import csv
+    import io
+
+    import numpy as np
+
+    from labcore.errors import LabcoreError
+
+    path = Path(path)
+    if not path.exists():
+        raise LabcoreError(f"file not found: {path}")
+    if path.is_dir():
+        raise LabcoreError(f"{path} is a folder, not a CSV file")
+    # utf-8-sig: a byte-order mark (spreadsheet exports) must not become part of a cell.
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    rows = [
+        (i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text))) if any(c.strip() for c in r)
+    ]
+    if not rows:
+        raise LabcoreError(f"{path} is empty")
+    header = None
+    first = rows[0][1]
+    if all(_csv_cell(c) is None for c in first):
+        header = [c.strip() for c in first]
+        rows = rows[1:]
+        if not rows:
+            raise LabcoreError(f"{path} has a header but no data rows")
+    width = len(header) if header is not None else len(rows[0][1])
+    X = np.empty((len(rows), width))
+    for r, (line, cells) in enumerate(rows):
+        if len(cells) != width:
+            raise LabcoreError(f"{path}: line {line} has {len(cells)} cells, expected {width}")
+        for j, cell in enumerate(cells):
+            value = _csv_cell(cell)
+            if value is None:
+                raise LabcoreError(
+                    f"{path}: line {line}, column {j + 1}: {cell.strip()!r} is not a number "
+                    "(missing values are empty cells or NA)"
+                )
+            X[r, j] = value
+    return X, header
