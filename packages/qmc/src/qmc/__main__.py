@@ -1,0 +1,3 @@
+from qmc.cli import main
+
+raise SystemExit(main())

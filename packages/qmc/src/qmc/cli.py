@@ -1,0 +1,188 @@
+"""``qmc`` command line: complete a ratings file, run the benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from labcore.cli import add_bench_arguments, add_command, emit, make_parser, run, stderr_logger
+from labcore.errors import LabcoreError
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_ratings(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """A long-format CSV ``user,item,rating`` (header optional: a first row whose rating cell is
+    not a number). Users and items are any strings; ratings must be numbers."""
+    if not path.exists():
+        raise LabcoreError(f"file not found: {path}")
+    if path.is_dir():
+        raise LabcoreError(f"{path} is a folder, not a CSV file")
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    rows = [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text))) if any(r)]
+    if not rows:
+        raise LabcoreError(f"{path} is empty")
+    if len(rows[0][1]) >= 3 and not _is_number(rows[0][1][2].strip()):
+        rows = rows[1:]
+    if not rows:
+        raise LabcoreError(f"{path} has a header but no ratings")
+    users, items, ratings = [], [], []
+    for line, cells in rows:
+        if len(cells) < 3:
+            raise LabcoreError(f"{path}: line {line} has {len(cells)} cells; need user,item,rating")
+        cell = cells[2].strip()
+        if not _is_number(cell) or not np.isfinite(float(cell)):
+            raise LabcoreError(f"{path}: line {line}: rating {cell!r} is not a finite number")
+        users.append(cells[0].strip())
+        items.append(cells[1].strip())
+        ratings.append(float(cell))
+    return users, items, np.asarray(ratings)
+
+
+def _level_values(ratings: np.ndarray, spec: str | None) -> np.ndarray:
+    if spec is None:
+        return np.unique(ratings)
+    try:
+        values = np.asarray([float(v) for v in spec.split(",")])
+    except ValueError:
+        raise LabcoreError(f"--levels must be comma-separated numbers, got {spec!r}") from None
+    if values.size < 2 or np.any(np.diff(values) <= 0):
+        raise LabcoreError("--levels must list at least two increasing values")
+    unknown = ~np.isin(ratings, values)
+    if unknown.any():
+        raise LabcoreError(
+            f"ratings {sorted(set(ratings[unknown].tolist()))[:5]} are not among --levels"
+        )
+    return values
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from labcore.io import atomic_write_json, atomic_write_text
+    from qmc import QuantizedMatrixCompletion
+
+    users, items, ratings = read_ratings(args.ratings)
+    values = _level_values(ratings, args.levels)
+    if values.size < 2:
+        raise LabcoreError("all ratings are equal: at least two levels are needed")
+    user_ids, u = np.unique(np.asarray(users), return_inverse=True)
+    item_ids, i = np.unique(np.asarray(items), return_inverse=True)
+    levels = np.searchsorted(values, ratings) + 1
+    Y = np.zeros((user_ids.size, item_ids.size), dtype=np.int64)
+    mask = np.zeros_like(Y, dtype=bool)
+    keys = u * item_ids.size + i
+    if np.unique(keys).size != keys.size:
+        raise LabcoreError("a (user, item) pair is rated more than once")
+    Y[u, i] = levels
+    mask[u, i] = True
+    lam = args.lam if args.lam is not None else "auto"
+    model = QuantizedMatrixCompletion(
+        rank=args.rank,
+        lam=lam,
+        link=args.link,
+        scale=args.scale,
+        thresholds="learn" if args.learn_thresholds else "uniform",
+        n_levels=int(values.size),
+        random_state=args.seed,
+    ).fit(Y, mask)
+    payload = {
+        "n_users": int(user_ids.size),
+        "n_items": int(item_ids.size),
+        "n_ratings": int(ratings.size),
+        "levels": values.tolist(),
+        "lam": model.lam_,
+        "rank": model.rank_,
+        "objective": model.objective_,
+        "n_iter": model.n_iter_,
+        "converged": bool(model.converged_),
+        "certificate": model.certificate_,
+        "thresholds": model.thresholds_.tolist(),
+        "train_loglik_per_rating": model.score(Y, mask),
+        "time_s": model.fit_time_,
+    }
+    text = [
+        f"{user_ids.size} users × {item_ids.size} items, {ratings.size} ratings on "
+        f"{values.size} levels: rank {model.rank_} at λ = {model.lam_:.4g}, "
+        f"{model.n_iter_} ALM iterations ({model.fit_time_:.1f} s)"
+    ]
+    if args.out is not None:
+        out = Path(args.out)
+        atomic_write_text(out / "user_factors.csv", _factors_csv(user_ids, model.U_, "user"))
+        atomic_write_text(out / "item_factors.csv", _factors_csv(item_ids, model.V_, "item"))
+        atomic_write_json(out / "model.json", payload)
+        text.append(f"wrote {out}/user_factors.csv, item_factors.csv, model.json")
+        if args.predict_missing:
+            pred = model.predict(*np.nonzero(~mask))
+            exp = model.predict_expected(*np.nonzero(~mask))
+            rr, cc = np.nonzero(~mask)
+            buf = io.StringIO()
+            buf.write("user,item,rating,expected_rating\n")
+            expected_value = np.interp(exp, np.arange(1, values.size + 1), values)
+            for a, b, p, e in zip(rr, cc, pred, expected_value, strict=True):
+                buf.write(f"{user_ids[a]},{item_ids[b]},{values[p - 1]:g},{e:.4f}\n")
+            atomic_write_text(out / "predictions.csv", buf.getvalue())
+            text.append(f"wrote {out}/predictions.csv ({rr.size} missing entries)")
+        payload["out"] = str(out)
+    emit(args, payload, "\n".join(text))
+    return 0
+
+
+def _factors_csv(ids: np.ndarray, F: np.ndarray, kind: str) -> str:
+    buf = io.StringIO()
+    buf.write(kind + "," + ",".join(f"f{k}" for k in range(F.shape[1])) + "\n")
+    for name, row in zip(ids, F, strict=True):
+        buf.write(str(name) + "," + ",".join(f"{v:.10g}" for v in row) + "\n")
+    return buf.getvalue()
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from qmc.bench import run_bench
+
+    out = args.out if args.out is not None else Path("bench")
+    result = run_bench(quick=args.quick, out=out, log=stderr_logger(args))
+    emit(
+        args,
+        {**result["report"].to_dict(), "total_s": result["total_s"]},
+        result["table"] + f"\nTotal {result['total_s']:.0f} s; results in {out}/",
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from qmc import __version__
+
+    parser = make_parser(
+        "qmc",
+        "Quantized matrix completion (QMC-BIF): low-rank completion of ordinal ratings.",
+        version=__version__,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = add_command(sub, "fit", _fit, help="complete a user,item,rating CSV")
+    p.add_argument("ratings", type=Path, help="CSV with columns user,item,rating (header optional)")
+    p.add_argument("--rank", type=int, default=20, help="rank cap (default 20)")
+    p.add_argument("--lam", type=float, default=None, help="trace-norm weight (default: validated)")
+    p.add_argument("--link", default="logistic", choices=["logistic", "probit"])
+    p.add_argument("--scale", type=float, default=1.0, help="noise scale in level units")
+    p.add_argument(
+        "--levels", default=None, help="comma-separated rating values (default: those seen)"
+    )
+    p.add_argument("--learn-thresholds", action="store_true", help="fit the bin edges too")
+    p.add_argument(
+        "--predict-missing", action="store_true", help="with --out: write predictions.csv"
+    )
+    p = add_command(sub, "bench", _bench, help="against prox-grad, Soft-Impute and ALS")
+    add_bench_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), argv)

@@ -1,0 +1,3 @@
+from srf.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,337 @@
+"""scikit-learn style estimators: SRF completion and SRF transduction."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from labcore.checks import choice, finite_float, positive_int
+from labcore.errors import LabcoreError
+from srf.solver import SRFResult, srf_solve
+from srf.transduction import (
+    ALGORITHMS,
+    StackedProblem,
+    check_features,
+    one_vs_rest,
+    projection,
+    stack,
+    standardize,
+)
+
+
+class _SRFParams(BaseEstimator):
+    """The solver settings shared by the estimators (see :func:`srf.solver.srf_solve`)."""
+
+    def _solver_kwargs(self) -> dict:
+        finite_float("mu", self.mu, minimum=0.0, strict=True)
+        finite_float("c", self.c, minimum=0.0, strict=True)
+        positive_int("inner", self.inner)
+        choice("svd", self.svd, ("auto", "full", "truncated"))
+        return {
+            "mu": self.mu,
+            "c": self.c,
+            "inner": self.inner,
+            "delta_min_ratio": self.delta_min_ratio,
+            "tol": self.tol,
+            "max_levels": self.max_levels,
+            "svd": self.svd,
+            "random_state": self.random_state,
+        }
+
+    def _record(self, result: SRFResult, t0: float) -> None:
+        self.result_ = result
+        self.n_levels_ = result.n_levels
+        self.n_svd_ = result.n_svd
+        self.converged_ = result.converged
+        self.rank_ = int(result.effective_ranks[-1]) if result.effective_ranks.size else 0
+        self.fit_time_ = time.perf_counter() - t0
+
+
+class SRFCompletion(_SRFParams):
+    """Complete a matrix with missing entries (NaN) by minimizing the smoothed rank.
+
+    Columns are standardized by their observed means and deviations before completion
+    (``standardize=True``) and mapped back after; observed entries are returned unchanged.
+
+    Parameters
+    ----------
+    mu, c, inner, delta_min_ratio, tol, max_levels, svd, random_state
+        Settings of :func:`srf.solver.srf_solve`: step μ ∈ (0, 1], δ decrease factor c,
+        steps per δ level, stopping rules and the SVD path.
+    standardize : bool
+        Standardize columns first (recommended when columns differ in scale).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from srf import SRFCompletion
+    >>> rng = np.random.default_rng(0)
+    >>> M = rng.standard_normal((40, 3)) @ rng.standard_normal((3, 30))
+    >>> X = np.where(rng.random(M.shape) < 0.6, M, np.nan)
+    >>> Z = SRFCompletion(standardize=False).fit_transform(X)
+    >>> bool(np.linalg.norm(Z - M) / np.linalg.norm(M) < 1e-3)
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        mu: float = 0.5,
+        c: float = 0.9,
+        inner: int = 8,
+        delta_min_ratio: float = 1e-3,
+        tol: float = 1e-7,
+        max_levels: int = 500,
+        svd: str = "auto",
+        standardize: bool = True,
+        random_state=None,
+    ):
+        self.mu = mu
+        self.c = c
+        self.inner = inner
+        self.delta_min_ratio = delta_min_ratio
+        self.tol = tol
+        self.max_levels = max_levels
+        self.svd = svd
+        self.standardize = standardize
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        """The completed matrix; NaN entries of X are the missing ones."""
+        t0 = time.perf_counter()
+        X, observed = check_features(X)
+        if self.standardize:
+            mean, std = standardize(X, observed)
+        else:
+            mean, std = np.zeros(X.shape[1]), np.ones(X.shape[1])
+        Z0 = np.where(observed, (np.nan_to_num(X) - mean) / std, 0.0)
+
+        def project(Z: np.ndarray) -> np.ndarray:
+            out = Z.copy()
+            out[observed] = Z0[observed]
+            return out
+
+        result = srf_solve(Z0, project=project, **self._solver_kwargs())
+        completed = result.Z * std + mean
+        completed[observed] = X[observed]  # exactly, not up to the (un)scaling rounding
+        self.mean_, self.std_ = mean, std
+        self._record(result, t0)
+        return completed
+
+
+class _Transductive(_SRFParams):
+    def _fit_stacked(self, problem: StackedProblem, t0: float) -> np.ndarray:
+        choice("algorithm", self.algorithm, ALGORITHMS)
+        project = projection(problem, self.algorithm)
+        result = srf_solve(problem.Z0, project=project, **self._solver_kwargs())
+        self.problem_ = problem
+        self._record(result, t0)
+        X_imputed = problem.unstack_features(result.Z)
+        return X_imputed
+
+    def _check_X(self, X) -> tuple[np.ndarray, np.ndarray]:
+        return check_features(X)
+
+
+class SRFTransductiveClassifier(_Transductive):
+    """Predict the missing labels of a data set and impute its missing features at once.
+
+    The features (NaN = missing) and one-vs-rest ±1 label columns (two classes: one column)
+    are stacked, with a bias column, into one matrix whose smoothed rank is minimized
+    (:mod:`srf.transduction`). This is transductive: ``fit`` sees all items, labelled or not,
+    and ``predict`` returns the labels of those items.
+
+    Parameters
+    ----------
+    algorithm : "equality" or "margin"
+        How observed labels constrain the label block: exactly ±w, or only in sign with margin w.
+    label_weight : float
+        w, the scale of the label block relative to the standardized features.
+    bias : bool
+        Append an all-ones (observed) column, as MC-1 does.
+    unlabeled : value in ``y`` that marks a missing label (default -1, as in scikit-learn's
+        semi-supervised estimators); NaN also marks missing labels in float arrays.
+    mu, c, inner, delta_min_ratio, tol, max_levels, svd, random_state
+        Settings of :func:`srf.solver.srf_solve`.
+
+    Attributes
+    ----------
+    classes_, transduction_ (labels of all items), label_scores_ (n × classes, or n for two
+    classes), X_imputed_, rank_, n_levels_, converged_, fit_time_.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from srf import SRFTransductiveClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((60, 2)) @ rng.standard_normal((2, 8))
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> y_partial = np.where(rng.random(60) < 0.5, y, -1)
+    >>> model = SRFTransductiveClassifier().fit(X, y_partial)
+    >>> bool((model.transduction_ == y).mean() > 0.8)
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithm: str = "equality",
+        label_weight: float = 1.0,
+        bias: bool = True,
+        unlabeled=-1,
+        mu: float = 0.5,
+        c: float = 0.9,
+        inner: int = 8,
+        delta_min_ratio: float = 1e-3,
+        tol: float = 1e-7,
+        max_levels: int = 500,
+        svd: str = "auto",
+        random_state=None,
+    ):
+        self.algorithm = algorithm
+        self.label_weight = label_weight
+        self.bias = bias
+        self.unlabeled = unlabeled
+        self.mu = mu
+        self.c = c
+        self.inner = inner
+        self.delta_min_ratio = delta_min_ratio
+        self.tol = tol
+        self.max_levels = max_levels
+        self.svd = svd
+        self.random_state = random_state
+
+    def _labels(self, y, n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise LabcoreError(f"y must be 1-D (one label per item), got shape {y.shape}")
+        if y.shape[0] != n:
+            raise LabcoreError(f"y has {y.shape[0]} labels for {n} items")
+        labelled = y != self.unlabeled
+        if y.dtype.kind == "f":
+            labelled &= ~np.isnan(y)
+        if not labelled.any():
+            raise LabcoreError("no item is labelled: y holds only the unlabeled marker")
+        return y, labelled
+
+    def fit(self, X, y):
+        t0 = time.perf_counter()
+        X, observed = self._check_X(X)
+        y, labelled = self._labels(y, X.shape[0])
+        classes, T = one_vs_rest(y, labelled)
+        T_observed = np.repeat(labelled[:, None], T.shape[1], axis=1)
+        problem = stack(X, observed, T, T_observed, label_weight=self.label_weight, bias=self.bias)
+        self.X_imputed_ = self._fit_stacked(problem, t0)
+        scores = problem.label_block(self.result_.Z)
+        self.classes_ = classes
+        if classes.size == 2:
+            self.label_scores_ = scores[:, 0]
+            predicted = classes[(scores[:, 0] > 0).astype(int)]
+        else:
+            self.label_scores_ = scores
+            predicted = classes[scores.argmax(axis=1)]
+        # Known labels stay known; the equality algorithm reproduces them anyway.
+        self.transduction_ = np.where(labelled, y, predicted)
+        self.labelled_ = labelled
+        self.fit_time_ = time.perf_counter() - t0
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "transduction_"):
+            raise LabcoreError(f"this {type(self).__name__} is not fitted yet; call fit")
+
+    def predict(self, X=None) -> np.ndarray:
+        """Labels of the fitted items. Transductive: new items need a refit with them."""
+        self._check_fitted()
+        if X is not None and np.shape(X)[0] != self.transduction_.shape[0]:
+            raise LabcoreError(
+                "transductive model: predict covers the fitted items only; refit with the new "
+                "items stacked in"
+            )
+        return self.transduction_
+
+    def decision_function(self, X=None) -> np.ndarray:
+        """Label-block scores of the fitted items (the ranking used for average precision)."""
+        self.predict(X)
+        return self.label_scores_
+
+
+class SRFTransductiveRegressor(_Transductive):
+    """Transductive regression: a real target (NaN = missing) stacked with the features.
+
+    The target is standardized by its observed mean and deviation, weighted by
+    ``label_weight`` and completed with the features; ``transduction_`` holds the target of
+    every item (observed values unchanged). Parameters as in
+    :class:`SRFTransductiveClassifier` (the margin algorithm does not apply)."""
+
+    def __init__(
+        self,
+        *,
+        label_weight: float = 1.0,
+        bias: bool = True,
+        mu: float = 0.5,
+        c: float = 0.9,
+        inner: int = 8,
+        delta_min_ratio: float = 1e-3,
+        tol: float = 1e-7,
+        max_levels: int = 500,
+        svd: str = "auto",
+        random_state=None,
+    ):
+        self.label_weight = label_weight
+        self.bias = bias
+        self.mu = mu
+        self.c = c
+        self.inner = inner
+        self.delta_min_ratio = delta_min_ratio
+        self.tol = tol
+        self.max_levels = max_levels
+        self.svd = svd
+        self.random_state = random_state
+        self.algorithm = "equality"
+
+    def fit(self, X, y):
+        t0 = time.perf_counter()
+        X, observed = self._check_X(X)
+        try:
+            y = np.asarray(y, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise LabcoreError("y must be numeric with NaN for missing targets") from None
+        if y.shape[0] != X.shape[0]:
+            raise LabcoreError(f"y has {y.shape[0]} targets for {X.shape[0]} items")
+        labelled = ~np.isnan(y)
+        if not labelled.any():
+            raise LabcoreError("no item has a target: y is all NaN")
+        if np.isinf(y).any():
+            raise LabcoreError("y contains infinite values")
+        y_mean = float(y[labelled].mean())
+        y_std = float(y[labelled].std()) or 1.0
+        T = np.where(labelled, (np.nan_to_num(y) - y_mean) / y_std, 0.0)[:, None]
+        problem = stack(
+            X,
+            observed,
+            T,
+            labelled[:, None],
+            label_weight=self.label_weight,
+            bias=self.bias,
+            classes=False,
+        )
+        self.X_imputed_ = self._fit_stacked(problem, t0)
+        predicted = problem.label_block(self.result_.Z)[:, 0] * y_std + y_mean
+        self.transduction_ = np.where(labelled, y, predicted)
+        self.labelled_ = labelled
+        self.fit_time_ = time.perf_counter() - t0
+        return self
+
+    def predict(self, X=None) -> np.ndarray:
+        if not hasattr(self, "transduction_"):
+            raise LabcoreError("this SRFTransductiveRegressor is not fitted yet; call fit")
+        if X is not None and np.shape(X)[0] != self.transduction_.shape[0]:
+            raise LabcoreError("transductive model: predict covers the fitted items only")
+        return self.transduction_
