@@ -279,7 +279,7 @@ def _small():
     ("change", "message"),
     [
         (lambda a: {**a, "X_mask": np.zeros_like(a["X_mask"])}, "X: all entries are missing"),
-        (lambda a: {**a, "X_mask": a["X_mask"][:, :2]}, "X_mask must have the shape"),
+        (lambda a: {**a, "X_mask": a["X_mask"][:, :2]}, "X_mask must have the same shape"),
         (lambda a: {**a, "X": np.full_like(a["X"], np.nan)}, "NaN or infinite value"),
         (lambda a: {**a, "Y": a["Y"][:5]}, "Y must have shape"),
         (
@@ -305,7 +305,7 @@ def test_completion_bad_input(fn):
     M = np.ones((4, 3))
     with pytest.raises(LabcoreError, match="all entries are missing"):
         fn(M, np.zeros_like(M, dtype=bool))
-    with pytest.raises(LabcoreError, match="mask must have the shape"):
+    with pytest.raises(LabcoreError, match="mask must have the same shape"):
         fn(M, np.ones((3, 3), dtype=bool))
     with pytest.raises(LabcoreError, match="NaN or infinite"):
         fn(np.full((4, 3), np.nan), np.ones((4, 3), dtype=bool))

@@ -17,10 +17,12 @@ Rows that cannot run (missing data, missing optional dependency) are kept with a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,8 +224,9 @@ class BenchReport:
         foot += f", {m['cuda_device']})" if m.get("cuda_device") else ")"
         return markdown_table(self.rows) + foot + "\n"
 
-    def write(self, out_dir: str | os.PathLike) -> tuple[Path, Path]:
-        """Validate, then write ``results.json`` and ``results.md`` atomically."""
+    def write(self, out_dir: str | os.PathLike, *, tables: str | None = None) -> tuple[Path, Path]:
+        """Validate, then write ``results.json`` and ``results.md`` atomically, and the
+        package's own summary ``tables`` (if given) as ``tables.md``."""
         from labcore.io import atomic_write_json, atomic_write_text
 
         self.machine = {**machine_info(), **self.machine}
@@ -231,4 +234,16 @@ class BenchReport:
         out = Path(out_dir)
         json_path = atomic_write_json(out / "results.json", self.to_dict())
         md_path = atomic_write_text(out / "results.md", self.to_markdown())
+        if tables is not None:
+            atomic_write_text(out / "tables.md", tables)
         return json_path, md_path
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run a benchmark with one BLAS/OpenMP thread: every method gets the same single core,
+    and timings do not swing with oversubscribed threads on a shared machine."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield

@@ -115,6 +115,22 @@ def emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
         print(text)
 
 
+def bench_out(args: argparse.Namespace) -> Path:
+    """Where ``bench`` writes its results: ``--out``, else ``bench/`` in the working folder."""
+    return Path(args.out) if args.out is not None else Path("bench")
+
+
+def emit_bench(args: argparse.Namespace, result: dict[str, Any], out: Path) -> int:
+    """Print a benchmark run (``report``, ``table``, ``total_s``) the shared way: the report
+    as JSON with ``--json``, else the table and where the results went."""
+    emit(
+        args,
+        {**result["report"].to_dict(), "total_s": result["total_s"]},
+        result["table"] + f"\nTotal {result['total_s']:.0f} s; results in {out}/",
+    )
+    return 0
+
+
 def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the chosen subcommand's handler and turn errors into one line."""
     args = parser.parse_args(argv)

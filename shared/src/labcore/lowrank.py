@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from labcore.checks import finite_array, finite_float, positive_int
+from labcore.checks import boolean_mask, finite_array, finite_float, observed_matrix, positive_int
 from labcore.errors import LabcoreError
 
 __all__ = [
@@ -87,39 +87,16 @@ class SoftImputeResult:
 
 
 def _as_mask(mask: Any, shape: tuple[int, ...] | None = None, *, like: str = "Y"):
-    """A boolean array; 0/1 integer arrays are converted, anything else is an error."""
-    name = "mask"
-    arr = np.asarray(mask)
-    if shape is not None and arr.shape != shape:
-        raise LabcoreError(f"{name} must have the same shape as {like} {shape}, got {arr.shape}")
-    if arr.dtype != np.bool_:
-        if not np.issubdtype(arr.dtype, np.integer):
-            raise LabcoreError(
-                f"{name} must be a boolean array (or integers 0/1), got dtype {arr.dtype}"
-            )
-        if not np.isin(arr, (0, 1)).all():
-            raise LabcoreError(f"{name} is an integer array with values other than 0 and 1")
-        arr = arr.astype(bool)
+    """A boolean array selecting at least one entry (0/1 integers are converted)."""
+    arr = boolean_mask(mask, np.shape(mask) if shape is None else shape, of=like)
     if not arr.any():
-        raise LabcoreError(f"{name} selects no entries")
+        raise LabcoreError("mask selects no entries")
     return arr
 
 
 def _observed(Y: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
     """Check ``(Y, mask)``; return ``(P_Ω(Y), mask)`` as float64 and bool arrays."""
-    try:
-        Y = np.asarray(Y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise LabcoreError(f"Y must be numeric: {exc}") from None
-    if Y.ndim != 2:
-        raise LabcoreError(f"Y must be 2-dimensional, got shape {Y.shape}")
-    if Y.size == 0:
-        raise LabcoreError(f"Y is empty (shape {Y.shape})")
-    mask = _as_mask(mask, Y.shape)
-    bad = int(np.count_nonzero(~np.isfinite(Y[mask])))
-    if bad:
-        raise LabcoreError(f"Y has {bad} NaN or infinite value(s) at observed entries")
-    return np.where(mask, Y, 0.0), mask
+    return observed_matrix(Y, mask)
 
 
 def _initial(init: Any, shape: tuple[int, int]) -> np.ndarray:

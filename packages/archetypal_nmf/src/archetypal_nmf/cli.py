@@ -11,7 +11,9 @@ import numpy as np
 from labcore.cli import (
     add_bench_arguments,
     add_command,
+    bench_out,
     emit,
+    emit_bench,
     make_parser,
     run,
     stderr_logger,
@@ -84,14 +86,9 @@ def _csv(matrix: np.ndarray, names: list[str]) -> str:
 def _bench(args: argparse.Namespace) -> int:
     from archetypal_nmf.bench import run_bench
 
-    out = args.out if args.out is not None else Path("bench")
+    out = bench_out(args)
     result = run_bench(quick=args.quick, out=out, log=stderr_logger(args))
-    emit(
-        args,
-        {**result["report"].to_dict(), "total_s": result["total_s"]},
-        result["table"] + f"\nTotal {result['total_s']:.0f} s; results in {out}/",
-    )
-    return 0
+    return emit_bench(args, result, out)
 
 
 def build_parser() -> argparse.ArgumentParser:

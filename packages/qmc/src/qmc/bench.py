@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from labcore.bench import BenchReport, Row, markdown_table
+from labcore.bench import BenchReport, Row, markdown_table, single_threaded_blas
 from labcore.lowrank import holdout_split
 from qmc.alm import ObservedLevels
 from qmc.baselines import BaselineFit, als_squared, prox_grad_mle, soft_impute_levels
@@ -366,11 +366,8 @@ def synthetic_table(rows: list[Row]) -> str:
 
 
 def run_bench(*, quick: bool, out: Path | None, log=print) -> dict[str, Any]:
-    """Run everything with single-threaded BLAS: every method gets the same one core, and the
-    timings do not swing with oversubscribed BLAS threads on a shared machine."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
+    """Run everything with single-threaded BLAS (the same one core for every method)."""
+    with single_threaded_blas():
         return _run_bench(quick=quick, out=out, log=log)
 
 
@@ -389,8 +386,5 @@ def _run_bench(*, quick: bool, out: Path | None, log=print) -> dict[str, Any]:
     table = synthetic_table(synth) + "\n" + markdown_table(real)
     total = time.perf_counter() - started
     if out is not None:
-        from labcore.io import atomic_write_text
-
-        report.write(out)
-        atomic_write_text(Path(out) / "tables.md", table + f"\nTotal time: {total:.0f} s\n")
+        report.write(out, tables=table + f"\nTotal time: {total:.0f} s\n")
     return {"report": report, "table": table, "total_s": total}

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from labcore.cli import add_bench_arguments, add_command, emit, make_parser, run, stderr_logger
+from labcore.cli import (
+    add_bench_arguments,
+    add_command,
+    bench_out,
+    emit,
+    emit_bench,
+    make_parser,
+    run,
+    stderr_logger,
+)
 from labcore.errors import LabcoreError
 
 
@@ -147,14 +156,9 @@ def _factors_csv(ids: np.ndarray, F: np.ndarray, kind: str) -> str:
 def _bench(args: argparse.Namespace) -> int:
     from qmc.bench import run_bench
 
-    out = args.out if args.out is not None else Path("bench")
+    out = bench_out(args)
     result = run_bench(quick=args.quick, out=out, log=stderr_logger(args))
-    emit(
-        args,
-        {**result["report"].to_dict(), "total_s": result["total_s"]},
-        result["table"] + f"\nTotal {result['total_s']:.0f} s; results in {out}/",
-    )
-    return 0
+    return emit_bench(args, result, out)
 
 
 def build_parser() -> argparse.ArgumentParser:

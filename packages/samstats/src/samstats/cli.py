@@ -9,7 +9,9 @@ from pathlib import Path
 from labcore.cli import (
     add_bench_arguments,
     add_command,
+    bench_out,
     emit,
+    emit_bench,
     make_parser,
     run,
     stderr_logger,
@@ -118,15 +120,9 @@ def _run(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from samstats.bench import run_bench
 
-    out = args.out if args.out is not None else Path("bench")
+    out = bench_out(args)
     result = run_bench(quick=args.quick, out=out, plots=not args.no_plot, log=stderr_logger(args))
-    report = result["report"]
-    emit(
-        args,
-        {**report.to_dict(), "total_s": result["total_s"]},
-        result["table"] + f"\nTotal {result['total_s']:.0f} s; results in {out}/",
-    )
-    return 0
+    return emit_bench(args, result, out)
 
 
 def build_parser() -> argparse.ArgumentParser:

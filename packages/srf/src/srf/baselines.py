@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
-from labcore.checks import choice, finite_float, positive_int
+from labcore.checks import boolean_mask, choice, finite_float, observed_matrix, positive_int
 from labcore.errors import LabcoreError
 from labcore.lowrank import (
     hard_impute,
@@ -175,39 +175,13 @@ class TwoStepResult:
 # --------------------------------------------------------------------------------------------
 
 
-def _matrix(name: str, value: Any) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise LabcoreError(f"{name} must be numeric: {exc}") from None
-    if arr.ndim != 2:
-        raise LabcoreError(f"{name} must be 2-dimensional, got shape {arr.shape}")
-    if arr.size == 0:
-        raise LabcoreError(f"{name} is empty (shape {arr.shape})")
-    return arr
-
-
 def _mask(name: str, value: Any, shape: tuple[int, ...], of: str) -> np.ndarray:
-    m = np.asarray(value)
-    if m.shape != shape:
-        raise LabcoreError(f"{name} must have the shape of {of} {shape}, got {m.shape}")
-    if m.dtype != np.bool_:
-        if not np.issubdtype(m.dtype, np.number) or not np.isin(m, (0, 1)).all():
-            raise LabcoreError(f"{name} must be boolean (or 0/1), got dtype {m.dtype}")
-        m = m.astype(bool)
-    return m
+    return boolean_mask(value, shape, name=name, of=of)
 
 
 def _observed(name: str, values: Any, mask: Any, mask_name: str):
     """``(P_Ω(values), mask)``: checked shapes, no NaN at observed entries, not all missing."""
-    A = _matrix(name, values)
-    m = _mask(mask_name, mask, A.shape, name)
-    if not m.any():
-        raise LabcoreError(f"{name}: all entries are missing ({mask_name} selects no entry)")
-    bad = int(np.count_nonzero(~np.isfinite(A[m])))
-    if bad:
-        raise LabcoreError(f"{name} has {bad} NaN or infinite value(s) at observed entries")
-    return np.where(m, A, 0.0), m
+    return observed_matrix(values, mask, name=name, mask_name=mask_name)
 
 
 def _optional_rank(rank: Any) -> int | None:

@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 from sklearn.preprocessing import label_binarize
 
-from labcore.bench import BenchReport, Row, markdown_table
+from labcore.bench import BenchReport, Row, single_threaded_blas
 from srf.baselines import hard_svd_complete, mc1, soft_impute_complete, svt_complete, two_step
 from srf.data import label_mask, load, missing_mask, planted
 from srf.estimators import SRFTransductiveClassifier
@@ -214,11 +214,8 @@ def time_ratio_line(rows: list[Row], method: str, reference: str) -> str:
 
 
 def run_bench(*, quick: bool, out: Path | None, log=print) -> dict[str, Any]:
-    """Run everything with single-threaded BLAS: every method gets the same one core, and the
-    timings do not swing with oversubscribed BLAS threads on a shared machine."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
+    """Run everything with single-threaded BLAS (the same one core for every method)."""
+    with single_threaded_blas():
         return _run_bench(quick=quick, out=out, log=log)
 
 
@@ -250,8 +247,5 @@ def _run_bench(*, quick: bool, out: Path | None, log=print) -> dict[str, Any]:
     )
     total = time.perf_counter() - started
     if out is not None:
-        from labcore.io import atomic_write_text
-
-        report.write(out)
-        atomic_write_text(Path(out) / "tables.md", table + f"\nTotal time: {total:.0f} s\n")
-    return {"report": report, "table": table, "total_s": total, "markdown": markdown_table}
+        report.write(out, tables=table + f"\nTotal time: {total:.0f} s\n")
+    return {"report": report, "table": table, "total_s": total}

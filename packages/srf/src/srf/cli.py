@@ -8,7 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from labcore.cli import add_bench_arguments, add_command, emit, make_parser, run, stderr_logger
+from labcore.cli import (
+    add_bench_arguments,
+    add_command,
+    bench_out,
+    emit,
+    emit_bench,
+    make_parser,
+    run,
+    stderr_logger,
+)
 from labcore.errors import LabcoreError
 from labcore.io import read_numeric_csv
 
@@ -79,14 +88,9 @@ def _complete(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from srf.bench import run_bench
 
-    out = args.out if args.out is not None else Path("bench")
+    out = bench_out(args)
     result = run_bench(quick=args.quick, out=out, log=stderr_logger(args))
-    emit(
-        args,
-        {**result["report"].to_dict(), "total_s": result["total_s"]},
-        result["table"] + f"\nTotal {result['total_s']:.0f} s; results in {out}/",
-    )
-    return 0
+    return emit_bench(args, result, out)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.extmath import randomized_svd
 
-from labcore.checks import choice, finite_array, finite_float, positive_int
+from labcore.checks import choice, finite_array, finite_float, observed_matrix, positive_int
 from labcore.errors import LabcoreError
 
 __all__ = ["SRFResult", "observed_projection", "smoothed_rank", "srf_complete", "srf_solve"]
@@ -100,32 +100,8 @@ def smoothed_rank(Z_or_singular_values: Any, delta: float) -> float:
     return float(_smoothed_terms(s, delta).sum())
 
 
-def _check_mask(mask: Any, shape: tuple[int, ...]) -> np.ndarray:
-    m = np.asarray(mask)
-    if m.shape != shape:
-        raise LabcoreError(f"mask shape {m.shape} does not match the data shape {shape}")
-    if m.dtype != np.bool_:
-        if not np.issubdtype(m.dtype, np.number) or not np.isin(m, (0, 1)).all():
-            raise LabcoreError("mask must be boolean (or 0/1)")
-        m = m.astype(bool)
-    if not m.any():
-        raise LabcoreError("all entries are missing: the mask selects no observed entry")
-    return m
-
-
 def _check_observed(values: Any, mask: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        Y = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise LabcoreError(f"{name} must be numeric: {exc}") from None
-    if Y.ndim != 2:
-        raise LabcoreError(f"{name} must be 2-dimensional, got shape {Y.shape}")
-    if Y.size == 0:
-        raise LabcoreError(f"{name} is empty")
-    m = _check_mask(mask, Y.shape)
-    if not np.isfinite(Y[m]).all():
-        raise LabcoreError(f"{name} contains NaN or infinite values at observed entries")
-    return Y, m
+    return observed_matrix(values, mask, name=name)
 
 
 def observed_projection(values: Any, mask: Any) -> Callable[[np.ndarray], np.ndarray]:
