@@ -82,3 +82,27 @@ def test_module_entry_point_help():
     )
     assert result.returncode == 0
     assert "bench" in result.stdout and "fit" in result.stdout
+
+
+def test_ids_with_commas_round_trip_and_uneven_levels(tmp_path, capsys):
+    import csv
+
+    path = tmp_path / "quoted.csv"
+    rows = ['"Smith, A",m1,1', '"Smith, A",m2,5', "b,m1,2", "b,m3,1", "c,m2,5", "c,m3,2"]
+    path.write_text("user,item,rating\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "o"
+    args = ["fit", str(path), "--lam", "0.5", "--rank", "3", "--out", str(out)]
+    assert main([*args, "--predict-missing", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["levels"] == [1.0, 2.0, 5.0] and "offset" in payload
+    with (out / "user_factors.csv").open() as f:
+        users = list(csv.reader(f))
+    assert all(len(r) == len(users[0]) for r in users)
+    assert "Smith, A" in {r[0] for r in users}
+    with (out / "predictions.csv").open() as f:
+        predictions = list(csv.reader(f))[1:]
+    assert {r[0] for r in predictions} <= {"Smith, A", "b", "c"}
+    # E[rating] lies within the rating range (uneven spacing 1, 2, 5).
+    assert all(1.0 <= float(r[3]) <= 5.0 for r in predictions)
+    assert main(["fit", str(path), "--predict-missing"]) != 0
+    assert "--out" in capsys.readouterr().err

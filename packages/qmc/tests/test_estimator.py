@@ -133,3 +133,12 @@ def test_als_rows_solve_the_ridge_problems():
     resid = y - Z[data.rows, data.cols]
     assert fit.converged
     assert np.sqrt(np.mean(resid**2)) < 1.0
+
+
+def test_threshold_array_and_level_checks(planted):
+    model = QuantizedMatrixCompletion(rank=10, lam=3.0, thresholds=np.array([1.5, 2.5, 3.5, 4.5]))
+    model.fit(planted.Y, planted.mask)
+    with pytest.raises(LabcoreError, match=r"1\.\.5"):
+        model.likelihood_.log_prob(np.zeros(2), np.array([0, 6]))
+    with pytest.raises(LabcoreError, match="numeric"):
+        QuantizedMatrixCompletion().fit([["a", "b"], ["c", "d"]])

@@ -252,20 +252,30 @@ def prox_entries(
     return x
 
 
+def _top_svd(A: sp.csr_matrix, rank: int, random_state) -> tuple:
+    """Top-``rank`` SVD of a sparse matrix (ARPACK), descending; dense when ``rank`` is close
+    to min(m, n), where ARPACK cannot go."""
+    from scipy.sparse.linalg import svds
+
+    if rank >= min(A.shape) - 1:
+        U, s, Vt = np.linalg.svd(A.toarray(), full_matrices=False)
+        return U[:, :rank], s[:rank], Vt[:rank]
+    v0 = np.random.default_rng(random_state).standard_normal(min(A.shape))
+    U, s, Vt = svds(A, k=rank, v0=v0)
+    order = np.argsort(-s)
+    return U[:, order], s[order], Vt[order]
+
+
 def initial_state(
     data: ObservedLevels, model: OrdinalLikelihood, rank: int, random_state=None
 ) -> ALMState:
     """Factors from the top-r SVD of the observed level values scaled by 1/p (the standard
-    spectral start), split evenly: U = U_r S^{½}, V = V_r S^{½}."""
-    from labcore.lowrank import truncated_svd
-
+    spectral start, computed on the sparse matrix), split evenly: U = U_r S^{½}, V = V_r S^{½}."""
     m, n = data.shape
     values = model.level_values()[data.levels - 1]
     p = data.n_observed / (m * n)
-    Z0 = np.zeros(data.shape)
-    Z0[data.rows, data.cols] = values / p
     rank = min(rank, m, n)
-    U, s, Vt = truncated_svd(Z0, rank, random_state=random_state)
+    U, s, Vt = _top_svd(data.sparse(values / p), rank, random_state)
     root = np.sqrt(s)
     U = U * root
     V = Vt.T * root

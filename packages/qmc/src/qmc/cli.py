@@ -93,6 +93,8 @@ def _fit(args: argparse.Namespace) -> int:
         raise LabcoreError("a (user, item) pair is rated more than once")
     Y[u, i] = levels
     mask[u, i] = True
+    if args.predict_missing and args.out is None:
+        raise LabcoreError("--predict-missing writes predictions.csv: give --out DIR")
     lam = args.lam if args.lam is not None else "auto"
     model = QuantizedMatrixCompletion(
         rank=args.rank,
@@ -115,6 +117,11 @@ def _fit(args: argparse.Namespace) -> int:
         "converged": bool(model.converged_),
         "certificate": model.certificate_,
         "thresholds": model.thresholds_.tolist(),
+        # X̂ = offset + U Vᵀ (user_factors × item_factorsᵀ) on the level scale 1..L, and
+        # P(level | X̂) uses these thresholds, link and scale.
+        "offset": model.offset_,
+        "link": args.link,
+        "scale": args.scale,
         "train_loglik_per_rating": model.score(Y, mask),
         "time_s": model.fit_time_,
     }
@@ -130,14 +137,16 @@ def _fit(args: argparse.Namespace) -> int:
         atomic_write_json(out / "model.json", payload)
         text.append(f"wrote {out}/user_factors.csv, item_factors.csv, model.json")
         if args.predict_missing:
-            pred = model.predict(*np.nonzero(~mask))
-            exp = model.predict_expected(*np.nonzero(~mask))
             rr, cc = np.nonzero(~mask)
+            pred = model.predict(rr, cc)
+            expected_value = model.predict_proba(rr, cc) @ values  # E[rating], any spacing
             buf = io.StringIO()
-            buf.write("user,item,rating,expected_rating\n")
-            expected_value = np.interp(exp, np.arange(1, values.size + 1), values)
-            for a, b, p, e in zip(rr, cc, pred, expected_value, strict=True):
-                buf.write(f"{user_ids[a]},{item_ids[b]},{values[p - 1]:g},{e:.4f}\n")
+            writer = csv.writer(buf, lineterminator="\n")
+            writer.writerow(["user", "item", "rating", "expected_rating"])
+            writer.writerows(
+                (user_ids[a], item_ids[b], repr(float(values[p - 1])), f"{e:.6g}")
+                for a, b, p, e in zip(rr, cc, pred, expected_value, strict=True)
+            )
             atomic_write_text(out / "predictions.csv", buf.getvalue())
             text.append(f"wrote {out}/predictions.csv ({rr.size} missing entries)")
         payload["out"] = str(out)
@@ -147,9 +156,9 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _factors_csv(ids: np.ndarray, F: np.ndarray, kind: str) -> str:
     buf = io.StringIO()
-    buf.write(kind + "," + ",".join(f"f{k}" for k in range(F.shape[1])) + "\n")
-    for name, row in zip(ids, F, strict=True):
-        buf.write(str(name) + "," + ",".join(f"{v:.10g}" for v in row) + "\n")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([kind, *(f"f{k}" for k in range(F.shape[1]))])
+    writer.writerows([name, *(f"{v:.10g}" for v in row)] for name, row in zip(ids, F, strict=True))
     return buf.getvalue()
 
 

@@ -56,8 +56,9 @@ class QuantizedMatrixCompletion(BaseEstimator):
 
     Attributes
     ----------
-    U_, V_, offset_ : X̂ = offset_ + U_ V_ᵀ; the offset is the mean observed level value
-        (fixed, not penalized), so the trace norm does not shrink the mean.
+    U_, V_, offset_ : X̂ = offset_ + U_ V_ᵀ; the offset is the mean over the observed entries
+        of their levels' representative values (``likelihood.level_values()``: the bin
+        centres), fixed and not penalized, so the trace norm does not shrink the mean.
     likelihood_ : the fitted :class:`~qmc.likelihood.OrdinalLikelihood` (on the scale of X̂).
     lam_ : the λ used for the final fit.
     path_ : list of dicts (λ, validation log-likelihood, rank, iterations) when lam="auto".
@@ -151,8 +152,7 @@ class QuantizedMatrixCompletion(BaseEstimator):
         self._validate()
         t0 = time.perf_counter()
         if mask is None:
-            Yf = np.asarray(Y, dtype=np.float64)
-            mask = ~np.isnan(Yf)
+            mask = ~np.isnan(_numeric(Y))
         data = ObservedLevels.from_matrix(Y, mask)
         scale_model = self._likelihood(data)
         # The trace norm would also shrink the mean level (a rank-one matrix with a large
@@ -170,7 +170,7 @@ class QuantizedMatrixCompletion(BaseEstimator):
         result = solve_alm(
             data, model, lam, rank=rank, state=state, config=config, random_state=self.random_state
         )
-        if self.thresholds == "learn":
+        if isinstance(self.thresholds, str) and self.thresholds == "learn":
             for _ in range(self.n_threshold_rounds):
                 z = entries(result.state.U, result.state.V, data.rows, data.cols)
                 model = model.with_thresholds(fit_thresholds(z, data.levels, model))
@@ -221,7 +221,7 @@ class QuantizedMatrixCompletion(BaseEstimator):
                     "n_iter": res.n_iter,
                 }
             )
-            if score > best[0]:
+            if score > best[0] or best[2] is None:
                 best = (score, lam, state)
             elif len(self.path_) - 1 - _argmax_path(self.path_) >= 2:
                 break  # two smaller λ in a row validate worse: the path has turned
@@ -306,13 +306,20 @@ class QuantizedMatrixCompletion(BaseEstimator):
         """Mean log-likelihood of the levels ``Y`` at ``mask`` (higher is better)."""
         self._check_fitted()
         if mask is None:
-            mask = ~np.isnan(np.asarray(Y, dtype=np.float64))
+            mask = ~np.isnan(_numeric(Y))
         data = ObservedLevels.from_matrix(Y, mask)
         if data.shape != self.shape_:
             raise LabcoreError(f"Y has shape {data.shape}, the model was fitted on {self.shape_}")
         levels = self.likelihood_.check_levels(data.levels)
         z = self.offset_ + entries(self.U_, self.V_, data.rows, data.cols)
         return float(self.likelihood_.log_prob(z, levels).mean())
+
+
+def _numeric(Y) -> np.ndarray:
+    try:
+        return np.asarray(Y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise LabcoreError("Y must be a numeric matrix of levels (NaN = missing)") from None
 
 
 def _argmax_path(path: list[dict]) -> int:

@@ -145,9 +145,9 @@ class OrdinalLikelihood:
         return (upper - x) / self.scale, (lower - x) / self.scale
 
     def log_prob(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """log P(y | x), elementwise."""
+        """log P(y | x), elementwise (levels are checked: integers in 1..L)."""
         x = np.asarray(x, dtype=np.float64)
-        u, v = self._uv(x, np.asarray(y))
+        u, v = self._uv(x, self.check_levels(y))
         if self.link == "logistic":
             return _log_sigmoid(u) + _log_sigmoid(-v) + _log1mexp(u - v)
         return _log_ndtr_diff(u, v)
@@ -162,7 +162,10 @@ class OrdinalLikelihood:
         self, x: np.ndarray, y: np.ndarray, *, value: bool = True
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """f = −log P(y | x) and its first and second derivatives in x, elementwise
-        (f is None when ``value`` is false: the Newton steps need only the derivatives)."""
+        (f is None when ``value`` is false: the Newton steps need only the derivatives).
+
+        The solvers' hot path: ``y`` must already be integer levels in 1..L (see
+        :meth:`check_levels`); they are not re-checked here."""
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y)
         s = self.scale
@@ -191,8 +194,8 @@ class OrdinalLikelihood:
         return float(-self.log_prob(x, y).sum())
 
     def level_values(self) -> np.ndarray:
-        """A representative latent value per level: the bin centre, and one bin width beyond
-        the outer thresholds (½ a width with a single threshold)."""
+        """A representative latent value per level: the bin centre for inner levels, and half
+        the median bin width beyond the outer thresholds (σ beyond with a single threshold)."""
         t = self.thresholds
         width = float(np.median(np.diff(t))) if t.size > 1 else 2.0 * self.scale
         centres = 0.5 * (t[1:] + t[:-1]) if t.size > 1 else np.empty(0)

@@ -27,7 +27,8 @@ def fit_thresholds(x: np.ndarray, levels: np.ndarray, model: OrdinalLikelihood) 
         value = candidate.nll(x, levels) / max(x.size, 1)
         return value if np.isfinite(value) else 1e300
 
-    # Bound the log-gaps so a level absent from the data cannot push an edge to infinity.
+    # Bound the log-gaps so a level absent from the data cannot collapse or blow up a gap
+    # (ω₁ itself is free: with the bottom level absent it drifts down, harmlessly).
     bounds = [(None, None)] + [(-12.0, 8.0)] * (theta0.size - 1)
     result = minimize(loss, theta0, method="L-BFGS-B", bounds=bounds)
     return unpack(result.x)
