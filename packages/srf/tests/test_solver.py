@@ -273,3 +273,12 @@ MASK_SMALL = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1]], bool)
 def test_bad_input_raises(call, message):
     with pytest.raises(LabcoreError, match=message):
         call()
+
+
+def test_observed_projection_handles_fortran_order():
+    Y = np.arange(6.0).reshape(2, 3)
+    mask = np.array([[True, False, True], [False, True, False]])
+    project = observed_projection(Y, mask)
+    out = project(np.asfortranarray(np.full((2, 3), 9.0)))
+    np.testing.assert_array_equal(out[mask], Y[mask])
+    np.testing.assert_array_equal(out[~mask], 9.0)

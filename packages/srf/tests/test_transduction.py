@@ -50,7 +50,9 @@ def test_classifier_predicts_hidden_labels(algorithm):
     rng = np.random.default_rng(0)
     X_missing = np.where(rng.random(X.shape) < 0.6, X, np.nan)
     labelled = label_mask(y, observed=0.3, seed=0)
-    model = SRFTransductiveClassifier(algorithm=algorithm).fit(X_missing, np.where(labelled, y, -1))
+    model = SRFTransductiveClassifier(algorithm=algorithm, unlabeled=-1).fit(
+        X_missing, np.where(labelled, y, -1)
+    )
     hidden = ~labelled
     accuracy = np.mean(model.transduction_[hidden] == y[hidden])
     majority = max(np.mean(y[hidden]), 1 - np.mean(y[hidden]))
@@ -87,7 +89,9 @@ def test_margin_projection_enforces_signs_only():
 def test_multiclass_and_string_free_labels():
     X, y = planted_classification(n=200, d=15, n_classes=4, seed=3)
     labelled = label_mask(y, observed=0.4, seed=3)
-    model = SRFTransductiveClassifier(algorithm="margin").fit(X, np.where(labelled, y, -1))
+    model = SRFTransductiveClassifier(algorithm="margin", unlabeled=-1).fit(
+        X, np.where(labelled, y, -1)
+    )
     assert model.label_scores_.shape == (200, 4)
     np.testing.assert_array_equal(model.classes_, [0, 1, 2, 3])
     hidden = ~labelled
@@ -108,11 +112,11 @@ def test_regressor_predicts_a_linear_target():
 
 def test_clone_and_bad_input():
     X, y = planted_classification(n=40, d=5)
-    model = SRFTransductiveClassifier(label_weight=0.5)
+    model = SRFTransductiveClassifier(label_weight=0.5, unlabeled=-1)
     assert clone(model).get_params()["label_weight"] == 0.5
     with pytest.raises(LabcoreError, match="all entries"):
         SRFCompletion().fit_transform(np.full((4, 3), np.nan))
-    with pytest.raises(LabcoreError, match="no item is labelled"):
+    with pytest.raises(LabcoreError, match="every label is missing"):
         model.fit(X, np.full(40, -1))
     with pytest.raises(LabcoreError, match="at least 2"):
         model.fit(X, np.where(np.arange(40) < 5, 0, -1))
@@ -126,6 +130,25 @@ def test_clone_and_bad_input():
         SRFTransductiveClassifier(algorithm="hinge").fit(X, y)
     with pytest.raises(LabcoreError, match="no observed labels"):
         stack(X, np.ones_like(X, dtype=bool), np.zeros((40, 1)), np.zeros((40, 1), bool))
-    fitted = SRFTransductiveClassifier().fit(X, np.where(np.arange(40) % 2 == 0, y, -1))
+    fitted = SRFTransductiveClassifier(unlabeled=-1).fit(X, np.where(np.arange(40) % 2 == 0, y, -1))
     with pytest.raises(LabcoreError, match="transductive"):
         fitted.predict(np.ones((3, 5)))
+
+
+def test_plus_minus_one_labels_with_nan_and_object_labels():
+    X, y01 = planted_classification(n=80, d=6, seed=5)
+    y = np.where(y01 == 1, 1.0, -1.0)
+    known = np.arange(80) % 3 != 0
+    model = SRFTransductiveClassifier(algorithm="margin").fit(X, np.where(known, y, np.nan))
+    np.testing.assert_array_equal(model.classes_, [-1.0, 1.0])  # -1 is a class, not missing
+    assert np.mean(model.transduction_[~known] == y[~known]) > 0.8
+    names = np.array(["cat" if v > 0 else "dog" for v in y], dtype=object)
+    names[~known] = None
+    model = SRFTransductiveClassifier().fit(X, names)
+    assert set(model.classes_) == {"cat", "dog"}
+    with pytest.raises(LabcoreError, match="'nan'"):
+        SRFTransductiveClassifier().fit(X, ["cat", "dog", np.nan] + ["cat"] * 77)
+    with pytest.raises(LabcoreError, match="non-integer"):
+        SRFTransductiveClassifier().fit(X, np.linspace(0, 1, 80))
+    with pytest.raises(LabcoreError, match="infinite"):
+        SRFTransductiveClassifier().fit(X, np.r_[np.inf, y[1:]])

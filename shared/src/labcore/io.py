@@ -121,7 +121,12 @@ def read_numeric_csv(path: str | os.PathLike) -> tuple[Any, list[str] | None]:
         raise LabcoreError(f"{path} is empty")
     header = None
     first = rows[0][1]
-    if all(_csv_cell(c) is None for c in first):
+    # A header: no cell is a number, at least one is text (an empty first cell is common:
+    # pandas writes its index column without a name).
+    cells = [_csv_cell(c) for c in first]
+    if any(v is None for v in cells) and all(
+        v is None or c.strip() == "" for v, c in zip(cells, first, strict=True)
+    ):
         header = [c.strip() for c in first]
         rows = rows[1:]
         if not rows:

@@ -52,23 +52,24 @@ def completion_rows(*, quick: bool, log=print) -> list[Row]:
                 params = {"observed": p, "block_loss": block}
                 Y = np.where(mask, M, 0.0)
                 runs = {
-                    "srf": lambda Y=Y, mask=mask, seed=seed: (
-                        srf_complete(Y, mask, random_state=seed).Z
+                    "srf": lambda Y=Y, mask=mask, seed=seed: srf_complete(
+                        Y, mask, random_state=seed
                     ),
-                    "svt": lambda Y=Y, mask=mask: svt_complete(Y, mask).Z,
-                    "soft-impute": lambda Y=Y, mask=mask, seed=seed: (
-                        soft_impute_complete(Y, mask, random_state=seed).Z
+                    "svt": lambda Y=Y, mask=mask: svt_complete(Y, mask),
+                    "soft-impute": lambda Y=Y, mask=mask, seed=seed: soft_impute_complete(
+                        Y, mask, random_state=seed
                     ),
-                    "hard-svd": lambda Y=Y, mask=mask, seed=seed: (
-                        hard_svd_complete(Y, mask, random_state=seed).Z
+                    "hard-svd": lambda Y=Y, mask=mask, seed=seed: hard_svd_complete(
+                        Y, mask, random_state=seed
                     ),
                 }
                 for method, fn in runs.items():
                     t0 = time.perf_counter()
-                    Z = fn()
+                    result = fn()
                     elapsed = time.perf_counter() - t0
-                    err = _rel(Z, M, hidden)
-                    rows.append(Row(method, params, dataset, seed, {"rel_error": err}, elapsed))
+                    err = _rel(result.Z, M, hidden)
+                    metrics = {"rel_error": err, "converged": float(result.converged)}
+                    rows.append(Row(method, params, dataset, seed, metrics, elapsed))
                     log(f"{dataset} seed {seed} {method}: error {err:.2e} ({elapsed:.2f} s)")
     return rows
 
@@ -96,6 +97,7 @@ def transduction_rows(*, quick: bool, log=print) -> list[Row]:
             rows.extend(Row.skipped(m, {}, name, str(exc)) for m in TRANSDUCTION_METHODS)
             continue
         X, y = data.X, data.y
+        scale = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
         for p, block in settings:
             for seed in seeds:
                 X_mask = missing_mask(X.shape, observed=p, block_loss=block, seed=seed)
@@ -121,12 +123,20 @@ def transduction_rows(*, quick: bool, log=print) -> list[Row]:
                     dataset=dataset,
                     X=X,
                     y=y,
+                    scale=scale,
                 ):
                     metrics = {
                         "accuracy": float(np.mean(predictions[test] == y[test])),
                         "average_precision": _average_precision(y[test], scores[test], classes),
                         "feature_error": (
                             _rel(X_hat, X, hidden) if X_hat is not None and hidden.any() else None
+                        ),
+                        # The same on columns scaled to unit deviation (raw units let the
+                        # largest-scale columns dominate, e.g. breast cancer's areas).
+                        "feature_error_std": (
+                            _rel(X_hat / scale, X / scale, hidden)
+                            if X_hat is not None and hidden.any()
+                            else None
                         ),
                     }
                     rows.append(Row(method, params, dataset, seed, metrics, elapsed))
@@ -137,7 +147,9 @@ def transduction_rows(*, quick: bool, log=print) -> list[Row]:
 
                 y_partial = np.where(labelled, y, -1)
                 for algorithm in ("equality", "margin"):
-                    model = SRFTransductiveClassifier(algorithm=algorithm, random_state=seed)
+                    model = SRFTransductiveClassifier(
+                        algorithm=algorithm, unlabeled=-1, random_state=seed
+                    )
                     model.fit(X_missing, y_partial)
                     record(
                         f"srf-{algorithm}",
@@ -199,6 +211,17 @@ def _mean_table(rows: list[Row], methods: tuple[str, ...], metric_names: list[st
     return "\n".join(lines) + "\n"
 
 
+def convergence_line(rows: list[Row], method: str) -> str:
+    runs = [r for r in rows if r.method == method and r.status == "ok"]
+    stopped = [r for r in runs if r.metrics.get("converged") == 0.0]
+    if not stopped:
+        return ""
+    return (
+        f"{method} stopped at its iteration cap without converging in {len(stopped)} of "
+        f"{len(runs)} problems (its time there is the cap's).\n"
+    )
+
+
 def time_ratio_line(rows: list[Row], method: str, reference: str) -> str:
     times: dict[tuple[str, int | None], dict[str, float]] = {}
     for r in rows:
@@ -237,9 +260,14 @@ def _run_bench(*, quick: bool, out: Path | None, log=print) -> dict[str, Any]:
         + "\n"
         + time_ratio_line(completion, "srf", "svt")
         + time_ratio_line(completion, "soft-impute", "svt")
-        + "\nTransduction: accuracy / macro AP on unlabelled items / hidden-feature error / s\n\n"
+        + convergence_line(completion, "svt")
+        + convergence_line(completion, "srf")
+        + "\nTransduction: accuracy / macro AP on unlabelled items / hidden-feature error (raw"
+        " units, then unit-deviation columns) / s\n\n"
         + _mean_table(
-            transduction, TRANSDUCTION_METHODS, ["accuracy", "average_precision", "feature_error"]
+            transduction,
+            TRANSDUCTION_METHODS,
+            ["accuracy", "average_precision", "feature_error", "feature_error_std"],
         )
         + "\n"
         + time_ratio_line(transduction, "srf-equality", "mc1")

@@ -126,9 +126,9 @@ class SRFCompletion(_SRFParams):
 
 
 class _Transductive(_SRFParams):
-    def _fit_stacked(self, problem: StackedProblem, t0: float) -> np.ndarray:
-        choice("algorithm", self.algorithm, ALGORITHMS)
-        project = projection(problem, self.algorithm)
+    def _fit_stacked(self, problem: StackedProblem, t0: float, algorithm: str) -> np.ndarray:
+        choice("algorithm", algorithm, ALGORITHMS)
+        project = projection(problem, algorithm)
         result = srf_solve(problem.Z0, project=project, **self._solver_kwargs())
         self.problem_ = problem
         self._record(result, t0)
@@ -155,8 +155,10 @@ class SRFTransductiveClassifier(_Transductive):
         w, the scale of the label block relative to the standardized features.
     bias : bool
         Append an all-ones (observed) column, as MC-1 does.
-    unlabeled : value in ``y`` that marks a missing label (default -1, as in scikit-learn's
-        semi-supervised estimators); NaN also marks missing labels in float arrays.
+    unlabeled : None or a value
+        Missing labels are NaN or None entries of ``y``; with a value (e.g. -1, scikit-learn's
+        semi-supervised convention), entries equal to it are missing too. The default None
+        keeps -1 usable as a class (±1 labels).
     mu, c, inner, delta_min_ratio, tol, max_levels, svd, random_state
         Settings of :func:`srf.solver.srf_solve`.
 
@@ -173,7 +175,7 @@ class SRFTransductiveClassifier(_Transductive):
     >>> X = rng.standard_normal((60, 2)) @ rng.standard_normal((2, 8))
     >>> y = (X[:, 0] > 0).astype(int)
     >>> y_partial = np.where(rng.random(60) < 0.5, y, -1)
-    >>> model = SRFTransductiveClassifier().fit(X, y_partial)
+    >>> model = SRFTransductiveClassifier(unlabeled=-1).fit(X, y_partial)
     >>> bool((model.transduction_ == y).mean() > 0.8)
     True
     """
@@ -184,7 +186,7 @@ class SRFTransductiveClassifier(_Transductive):
         algorithm: str = "equality",
         label_weight: float = 1.0,
         bias: bool = True,
-        unlabeled=-1,
+        unlabeled=None,
         mu: float = 0.5,
         c: float = 0.9,
         inner: int = 8,
@@ -213,11 +215,34 @@ class SRFTransductiveClassifier(_Transductive):
             raise LabcoreError(f"y must be 1-D (one label per item), got shape {y.shape}")
         if y.shape[0] != n:
             raise LabcoreError(f"y has {y.shape[0]} labels for {n} items")
-        labelled = y != self.unlabeled
-        if y.dtype.kind == "f":
-            labelled &= ~np.isnan(y)
+        if y.dtype.kind == "O":
+            missing = np.array([v is None or (isinstance(v, float) and v != v) for v in y])
+        elif y.dtype.kind == "f":
+            missing = np.isnan(y)
+            if np.isinf(y).any():
+                raise LabcoreError("y contains infinite labels")
+            known = y[~missing]
+            if np.any(known != np.round(known)):
+                raise LabcoreError(
+                    "y has non-integer labels: class codes must be whole numbers "
+                    "(for a real-valued target use SRFTransductiveRegressor)"
+                )
+        elif y.dtype.kind == "U" and self.unlabeled != "nan" and np.any(y == "nan"):
+            raise LabcoreError(
+                "y holds the string 'nan' (strings and NaN mixed in a list): mark missing "
+                "labels with None in an object array, or pass unlabeled='nan'"
+            )
+        else:
+            missing = np.zeros(n, dtype=bool)
+        if self.unlabeled is not None:
+            missing |= np.asarray(y == self.unlabeled, dtype=bool)
+        labelled = ~missing
         if not labelled.any():
-            raise LabcoreError("no item is labelled: y holds only the unlabeled marker")
+            raise LabcoreError("no item is labelled: every label is missing")
+        try:
+            np.unique(y[labelled])
+        except TypeError:
+            raise LabcoreError("y mixes label types that cannot be ordered") from None
         return y, labelled
 
     def fit(self, X, y):
@@ -227,7 +252,7 @@ class SRFTransductiveClassifier(_Transductive):
         classes, T = one_vs_rest(y, labelled)
         T_observed = np.repeat(labelled[:, None], T.shape[1], axis=1)
         problem = stack(X, observed, T, T_observed, label_weight=self.label_weight, bias=self.bias)
-        self.X_imputed_ = self._fit_stacked(problem, t0)
+        self.X_imputed_ = self._fit_stacked(problem, t0, self.algorithm)
         scores = problem.label_block(self.result_.Z)
         self.classes_ = classes
         if classes.size == 2:
@@ -294,7 +319,6 @@ class SRFTransductiveRegressor(_Transductive):
         self.max_levels = max_levels
         self.svd = svd
         self.random_state = random_state
-        self.algorithm = "equality"
 
     def fit(self, X, y):
         t0 = time.perf_counter()
@@ -311,7 +335,8 @@ class SRFTransductiveRegressor(_Transductive):
         if np.isinf(y).any():
             raise LabcoreError("y contains infinite values")
         y_mean = float(y[labelled].mean())
-        y_std = float(y[labelled].std()) or 1.0
+        y_std = float(y[labelled].std())
+        y_std = y_std if y_std > 1e-12 * max(1.0, abs(y_mean)) else 1.0
         T = np.where(labelled, (np.nan_to_num(y) - y_mean) / y_std, 0.0)[:, None]
         problem = stack(
             X,
@@ -322,7 +347,7 @@ class SRFTransductiveRegressor(_Transductive):
             bias=self.bias,
             classes=False,
         )
-        self.X_imputed_ = self._fit_stacked(problem, t0)
+        self.X_imputed_ = self._fit_stacked(problem, t0, "equality")
         predicted = problem.label_block(self.result_.Z)[:, 0] * y_std + y_mean
         self.transduction_ = np.where(labelled, y, predicted)
         self.labelled_ = labelled

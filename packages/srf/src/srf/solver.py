@@ -127,15 +127,14 @@ def observed_projection(values: Any, mask: Any) -> Callable[[np.ndarray], np.nda
     [[1.0, 6.0]]
     """
     Y, m = _check_observed(values, mask, "values")
-    idx = np.flatnonzero(m)
-    observed = Y.ravel()[idx].copy()
+    observed = Y[m]
     shape = Y.shape
 
     def project(Z: np.ndarray) -> np.ndarray:
         out = np.array(Z, dtype=np.float64, copy=True)
         if out.shape != shape:
             raise LabcoreError(f"project expects shape {shape}, got {out.shape}")
-        out.ravel()[idx] = observed
+        out[m] = observed  # a mask assignment: works for any memory order
         return out
 
     return project
