@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = add_command(sub, "fit", _fit, help="complete a user,item,rating CSV")
     p.add_argument("ratings", type=Path, help="CSV with columns user,item,rating (header optional)")
-    p.add_argument("--rank", type=int, default=20, help="rank cap (default 20)")
+    p.add_argument("--rank", type=int, default=30, help="rank cap (default 30)")
     p.add_argument("--lam", type=float, default=None, help="trace-norm weight (default: validated)")
     p.add_argument("--link", default="logistic", choices=["logistic", "probit"])
     p.add_argument("--scale", type=float, default=1.0, help="noise scale in level units")
