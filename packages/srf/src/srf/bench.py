@@ -217,8 +217,8 @@ def convergence_line(rows: list[Row], method: str) -> str:
     if not stopped:
         return ""
     return (
-        f"{method} stopped at its iteration cap without converging in {len(stopped)} of "
-        f"{len(runs)} problems (its time there is the cap's).\n"
+        f"{method} ended without meeting its convergence test in {len(stopped)} of "
+        f"{len(runs)} problems (SVT: the iteration cap; SRF: δ reached δ_min first).\n"
     )
 
 
