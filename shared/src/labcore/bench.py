@@ -242,7 +242,8 @@ class BenchReport:
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[None]:
     """Run a benchmark with one BLAS/OpenMP thread: every method gets the same single core,
-    and timings do not swing with oversubscribed threads on a shared machine."""
+    and timings do not swing with oversubscribed threads on a shared machine. A context
+    manager, or a decorator: ``@single_threaded_blas()``."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):

@@ -374,15 +374,6 @@ def solve_alm(
     )
 
 
-def gradient_matrix(
-    U: np.ndarray, V: np.ndarray, data: ObservedLevels, model: OrdinalLikelihood
-) -> sp.csr_matrix:
-    """∇f_Ω(UVᵀ) as a sparse matrix on Ω."""
-    z = entries(U, V, data.rows, data.cols)
-    _, g, _ = model.nll_derivatives(z, data.levels)
-    return data.sparse(g)
-
-
 def spectral_norm(A: sp.spmatrix) -> float:
     from scipy.sparse.linalg import svds
 

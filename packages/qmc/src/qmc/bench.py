@@ -376,13 +376,8 @@ def synthetic_table(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@single_threaded_blas()  # the same one core for every method
 def run_bench(*, quick: bool, out: Path | None, log=print) -> dict[str, Any]:
-    """Run everything with single-threaded BLAS (the same one core for every method)."""
-    with single_threaded_blas():
-        return _run_bench(quick=quick, out=out, log=log)
-
-
-def _run_bench(*, quick: bool, out: Path | None, log=print) -> dict[str, Any]:
     from qmc import __version__
 
     command = "qmc bench" + (" --quick" if quick else "")

@@ -236,13 +236,8 @@ def time_ratio_line(rows: list[Row], method: str, reference: str) -> str:
     )
 
 
+@single_threaded_blas()  # the same one core for every method
 def run_bench(*, quick: bool, out: Path | None, log=print) -> dict[str, Any]:
-    """Run everything with single-threaded BLAS (the same one core for every method)."""
-    with single_threaded_blas():
-        return _run_bench(quick=quick, out=out, log=log)
-
-
-def _run_bench(*, quick: bool, out: Path | None, log=print) -> dict[str, Any]:
     from srf import __version__
 
     command = "srf bench" + (" --quick" if quick else "")

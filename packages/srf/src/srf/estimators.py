@@ -135,9 +135,6 @@ class _Transductive(_SRFParams):
         X_imputed = problem.unstack_features(result.Z)
         return X_imputed
 
-    def _check_X(self, X) -> tuple[np.ndarray, np.ndarray]:
-        return check_features(X)
-
 
 class SRFTransductiveClassifier(_Transductive):
     """Predict the missing labels of a data set and impute its missing features at once.
@@ -247,7 +244,7 @@ class SRFTransductiveClassifier(_Transductive):
 
     def fit(self, X, y):
         t0 = time.perf_counter()
-        X, observed = self._check_X(X)
+        X, observed = check_features(X)
         y, labelled = self._labels(y, X.shape[0])
         classes, T = one_vs_rest(y, labelled)
         T_observed = np.repeat(labelled[:, None], T.shape[1], axis=1)
@@ -322,7 +319,7 @@ class SRFTransductiveRegressor(_Transductive):
 
     def fit(self, X, y):
         t0 = time.perf_counter()
-        X, observed = self._check_X(X)
+        X, observed = check_features(X)
         try:
             y = np.asarray(y, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
