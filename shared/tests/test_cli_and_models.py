@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from labcore import LabcoreError
-from labcore.cli import main
+from labcore.commands import main
 from labcore.device import Timer, resolve_device
 from labcore.io import atomic_directory, atomic_write_text
 from labcore.models import TINY_MODEL_TYPES, context_length, load_causal_lm, tiny_causal_lm

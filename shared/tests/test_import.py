@@ -1,5 +1,14 @@
+import pkgutil
 import subprocess
 import sys
+
+import pytest
+
+import labcore
+
+MODULES = sorted(
+    f"labcore.{m.name}" for m in pkgutil.iter_modules(labcore.__path__) if m.name != "__main__"
+)
 
 
 def _run(code: str) -> str:
@@ -7,13 +16,22 @@ def _run(code: str) -> str:
     return out.stdout.strip()
 
 
-def test_import_labcore_leaves_torch_unimported():
-    code = (
-        "import sys, labcore\n"
-        "import labcore.data, labcore.metrics, labcore.bench, labcore.cli, labcore.device, labcore.io\n"
-        "print('torch' in sys.modules, 'transformers' in sys.modules)"
-    )
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_imports_alone_without_torch(module):
+    # Alone, in a fresh interpreter: an import cycle or a missing import shows up here.
+    code = f"import sys, {module}\nprint('torch' in sys.modules, 'transformers' in sys.modules)"
     assert _run(code) == "False False"
+
+
+def test_library_modules_do_not_import_the_cli():
+    # Only the command modules may import labcore.cli (library code shows progress through
+    # labcore.progress).
+    code = (
+        "import sys\n"
+        f"import {', '.join(m for m in MODULES if m not in ('labcore.cli', 'labcore.commands'))}\n"
+        "print('labcore.cli' in sys.modules)"
+    )
+    assert _run(code) == "False"
 
 
 def test_lazy_attribute_resolves_to_models_function():
@@ -26,9 +44,5 @@ def test_lazy_attribute_resolves_to_models_function():
 
 
 def test_unknown_attribute_raises():
-    import pytest
-
-    import labcore
-
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = labcore.nope

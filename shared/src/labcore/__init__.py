@@ -7,8 +7,11 @@ data      English text corpora (offline BBC News, local files), BBC topic labels
 metrics   Perplexity, thin scikit-learn wrappers and support-recovery metrics.
 models    Offline causal LMs and sentence encoders, and tiny random models for tests.
 device    Device resolution, seeding, a CUDA-synchronising timer and peak memory.
-bench     The benchmark contract: results.json schema, validation and the Markdown table.
-cli       The CLI conventions every package follows.
+bench     The benchmark contract: BenchConfig, BenchSpec, BenchReport, the results.json schema
+          with provenance, mean ± std tables over seeds, and comparing two runs.
+progress  Progress bars and status lines on stderr, for library code (scoped by a context).
+cli       The CLI conventions every package follows (only CLI modules import it).
+commands  The ``labcore`` command itself (ppl, models, info, bench compare).
 io        Atomic writes.
 
 ``import labcore`` is cheap: torch and transformers are imported only when a function that
@@ -30,6 +33,7 @@ __all__ = [
     "__version__",
     "bench",
     "cli",
+    "commands",
     "data",
     "device",
     "io",
@@ -37,9 +41,10 @@ __all__ = [
     "load_sentence_encoder",
     "metrics",
     "models",
+    "progress",
 ]
 
-_SUBMODULES = {"bench", "cli", "data", "device", "io", "metrics", "models"}
+_SUBMODULES = {"bench", "cli", "commands", "data", "device", "io", "metrics", "models", "progress"}
 _LAZY_FUNCTIONS = {
     "load_causal_lm": "labcore.models",
     "load_sentence_encoder": "labcore.models",

@@ -1,5 +1,5 @@
 import sys
 
-from labcore.cli import main
+from labcore.commands import main
 
 sys.exit(main())

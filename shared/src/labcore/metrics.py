@@ -81,7 +81,7 @@ def perplexity(
         )
     if device is None:
         device = next(model.parameters()).device
-    from labcore.cli import progress_bar
+    from labcore.progress import progress_bar
 
     total_nll = 0.0
     total_tokens = 0

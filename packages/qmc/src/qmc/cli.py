@@ -9,17 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from labcore.cli import (
-    add_bench_arguments,
-    add_command,
-    bench_out,
-    emit,
-    emit_bench,
-    make_parser,
-    run,
-    stderr_logger,
-)
+from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
+from qmc.bench import BENCH
 
 
 def _is_number(text: str) -> bool:
@@ -162,14 +154,6 @@ def _factors_csv(ids: np.ndarray, F: np.ndarray, kind: str) -> str:
     return buf.getvalue()
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from qmc.bench import run_bench
-
-    out = bench_out(args)
-    result = run_bench(quick=args.quick, out=out, log=stderr_logger(args))
-    return emit_bench(args, result, out)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from qmc import __version__
 
@@ -179,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         version=__version__,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = add_command(sub, "fit", _fit, help="complete a user,item,rating CSV")
+    p = add_command(sub, "fit", _fit, help="complete a user,item,rating CSV", uses=("seed", "out"))
     p.add_argument("ratings", type=Path, help="CSV with columns user,item,rating (header optional)")
     p.add_argument("--rank", type=int, default=30, help="rank cap (default 30)")
     p.add_argument("--lam", type=float, default=None, help="trace-norm weight (default: validated)")
@@ -192,8 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--predict-missing", action="store_true", help="with --out: write predictions.csv"
     )
-    p = add_command(sub, "bench", _bench, help="against prox-grad, Soft-Impute and ALS")
-    add_bench_arguments(p)
+    add_bench_command(sub, BENCH)
     return parser
 
 

@@ -1,0 +1,54 @@
+"""``--json`` prints exactly one JSON document on stdout, for every package.
+
+One row per package: its cheapest subcommand (seconds, offline), run as ``python -m <name>``
+with ``--json``; stdout must parse as one JSON document (progress and logs go to stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ratings_csv(tmp: Path) -> list[str]:
+    rows = ["user,item,rating"] + [
+        f"u{u},i{i},{1 + (u * 7 + i * 3) % 5}" for u in range(12) for i in range(10) if (u + i) % 3
+    ]
+    (tmp / "ratings.csv").write_text("\n".join(rows) + "\n")
+    return [str(tmp / "ratings.csv"), "--rank", "3", "--lam", "1.0"]
+
+
+def _nothing(tmp: Path) -> list[str]:
+    return []
+
+
+# module, argv before the input arguments, a function writing inputs into tmp and returning
+# the rest of argv.
+CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
+    ("labcore", ["models"], _nothing),
+    ("labcore", ["info"], _nothing),
+    ("qmc", ["fit"], _ratings_csv),
+]
+
+
+def test_every_package_has_a_json_case():
+    packages = {p.name for p in (ROOT / "packages").iterdir() if p.is_dir()}
+    assert packages <= {case[0] for case in CASES}, "add the package's cheapest --json command"
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "setup"), CASES, ids=[f"{c[0]}-{c[1][0]}" for c in CASES]
+)
+def test_json_output_is_one_document(module, argv, setup, tmp_path):
+    args = [sys.executable, "-m", module, *argv, *setup(tmp_path), "--json"]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    payload = json.loads(out.stdout)  # raises on anything but exactly one JSON document
+    assert isinstance(payload, dict | list)
