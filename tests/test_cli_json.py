@@ -29,12 +29,28 @@ def _nothing(tmp: Path) -> list[str]:
     return []
 
 
+def _shipped(path: str, *rest: str) -> Callable[[Path], list[str]]:
+    """An input file the package's tests ship (under packages/<name>/tests/data)."""
+
+    def setup(tmp: Path) -> list[str]:
+        return [str(ROOT / path), *rest]
+
+    return setup
+
+
 # module, argv before the input arguments, a function writing inputs into tmp and returning
 # the rest of argv.
 CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
     ("labcore", ["models"], _nothing),
     ("labcore", ["info"], _nothing),
     ("qmc", ["fit"], _ratings_csv),
+    ("graphl0bnb", ["fit"], _shipped("packages/graphl0bnb/tests/data/banded6.csv")),
+    (
+        "archetypal_nmf",
+        ["fit"],
+        _shipped("packages/archetypal_nmf/tests/data/planted30x6.csv", "-k", "3"),
+    ),
+    ("srf", ["complete"], _shipped("packages/srf/tests/data/lowrank.csv")),
 ]
 
 

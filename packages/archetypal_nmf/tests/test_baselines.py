@@ -44,24 +44,20 @@ def test_aa_and_saa_archetypes_lie_near_the_data():
         assert d.max() < 0.05 * np.mean(np.sum(data.X**2, 1))
 
 
-def test_synthetic_table_renders_one_line_per_row():
-    rows = [
-        Row(
-            "saa-spa",
-            {"regime": "demo", "density": 0.4, "noise": 0.1, "seeds": 2},
-            "planted",
-            None,
-            {
-                "strong": 0.1,
-                "weak": 0.2,
-                "support_f1": 0.5,
-                "rel_error": 0.3,
-                "density_H": 0.4,
-                "strong_se": 0.01,
-                "weak_se": 0.02,
-            },
-            1.5,
-        )
-    ]
+def test_synthetic_table_renders_one_line_per_cell_over_seeds():
+    def row(seed, strong, weak):
+        metrics = {
+            "strong": strong,
+            "weak": weak,
+            "support_f1": 0.5,
+            "rel_error": 0.3,
+            "density_H": 0.4,
+        }
+        params = {"regime": "demo", "density": 0.4, "noise": 0.1}
+        return Row("saa-spa", params, "planted", seed, metrics, 1.5)
+
+    rows = [row(0, 0.09, 0.2), row(1, 0.11, 0.2), Row.skipped("aa", {}, "planted", "no peer")]
     table = synthetic_table(rows)
+    # the mean over seeds ± its standard error (0.02 / sqrt(2) / sqrt(2) = 0.01)
     assert table.count("\n") == 3 and "| demo | 0.4 | 0.1 | saa-spa | 0.1000 ± 0.0100" in table
+    assert "| 0.2000 | 0.500 |" in table  # no ± where the seeds agree

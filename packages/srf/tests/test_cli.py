@@ -63,3 +63,12 @@ def test_module_help():
         [sys.executable, "-m", "srf", "--help"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and "complete" in result.stdout and "bench" in result.stdout
+
+
+def test_complete_json_on_the_bundled_csv_is_one_document(capsys):
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data" / "lowrank.csv"
+    assert main(["complete", str(data), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["n_rows"] == 30 and payload["missing_entries"] == 71

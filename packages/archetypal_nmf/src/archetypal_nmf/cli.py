@@ -8,16 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labcore.cli import (
-    add_bench_arguments,
-    add_command,
-    bench_out,
-    emit,
-    emit_bench,
-    make_parser,
-    run,
-    stderr_logger,
-)
+from archetypal_nmf.bench import BENCH
+from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
 from labcore.io import read_numeric_csv as read_matrix
 
@@ -83,14 +75,6 @@ def _csv(matrix: np.ndarray, names: list[str]) -> str:
     return buf.getvalue()
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from archetypal_nmf.bench import run_bench
-
-    out = bench_out(args)
-    result = run_bench(quick=args.quick, out=out, log=stderr_logger(args))
-    return emit_bench(args, result, out)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from archetypal_nmf import __version__
 
@@ -100,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         version=__version__,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = add_command(sub, "fit", _fit, help="fit archetypes to a CSV (points as rows)")
+    p = add_command(
+        sub, "fit", _fit, help="fit archetypes to a CSV (points as rows)", uses=("seed", "out")
+    )
     p.add_argument("data", type=Path, help="numeric CSV; empty cells or NA are missing values")
     p.add_argument("-k", type=int, required=True, help="number of archetypes")
     g = p.add_mutually_exclusive_group()
@@ -114,13 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="initialization (default spa; mip solves the outer-approximation MILP)",
     )
     p.add_argument("--no-local-search", action="store_true", help="skip the support swaps")
-    p = add_command(
-        sub,
-        "bench",
-        _bench,
-        help="against NMF and archetypal analysis (results in --out, default bench/)",
-    )
-    add_bench_arguments(p)
+    add_bench_command(sub, BENCH)
     return parser
 
 

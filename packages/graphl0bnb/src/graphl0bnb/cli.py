@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from labcore.cli import add_bench_arguments, add_command, emit, make_parser, run
+from graphl0bnb.bench import BENCH
+from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
 
 
@@ -129,12 +130,6 @@ def _fit_text(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from graphl0bnb.bench import run_bench
-
-    return run_bench(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from graphl0bnb import __version__
 
@@ -144,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         version=__version__,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = add_command(sub, "fit", _fit, help="estimate a graph from a CSV (rows = samples)")
+    p = add_command(
+        sub, "fit", _fit, help="estimate a graph from a CSV (rows = samples)", uses=("out",)
+    )
     p.add_argument("data", type=Path, help="CSV file, numeric, optional header row")
     p.add_argument(
         "--l0", type=float, default=None, help="price per edge (default (log n + 2 log p)/n)"
@@ -157,9 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=300.0, help="seconds")
     p.add_argument("--search", choices=("best", "depth"), default="best")
     p.add_argument("--no-standardize", action="store_true", help="keep the columns' scales")
-    b = add_command(sub, "bench", _bench, help="GraphL0BnB against its baselines (one process)")
-    add_bench_arguments(b)
-    b.add_argument("--time-limit", type=float, default=None, help="BnB seconds per instance")
+    add_bench_command(sub, BENCH)
     return parser
 
 

