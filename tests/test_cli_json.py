@@ -51,6 +51,20 @@ CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
         _shipped("packages/archetypal_nmf/tests/data/planted30x6.csv", "-k", "3"),
     ),
     ("srf", ["complete"], _shipped("packages/srf/tests/data/lowrank.csv")),
+    (
+        "batchroute",
+        ["route"],
+        _shipped(
+            "packages/batchroute/tests/data/batch.jsonl",
+            "--models",
+            str(ROOT / "packages/batchroute/tests/data/models.yaml"),
+        ),
+    ),
+    (
+        "bpseg",
+        ["segment"],
+        _shipped("packages/bpseg/tests/data/two_topics.txt", "--k", "2", "--encoder", "tfidf"),
+    ),
 ]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -334,18 +333,32 @@ def test_gemma_without_gguf_names_the_problem(monkeypatch):
         c.load_model("gemma3-270m", gemma_gguf=Path("/nonexistent/gemma.gguf"))
 
 
-def test_cli_helpers(tmp_path, monkeypatch):
+def test_collect_cli_prints_one_json_document(tmp_path, monkeypatch, capsys):
+    from batchroute.cli import main
+
     seen = {}
-    monkeypatch.setattr(c, "collect", lambda **kw: seen.update(kw) or kw["out"])
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None)
-    c.add_arguments(parser)
-    args = parser.parse_args(
-        ["--routes", "smollm2-135m,gemma3-270m", "--n-arith", "7", "--out", str(tmp_path)]
-    )
-    assert c.run_from_args(args) == 0
+
+    def fake_collect(**kw):
+        seen.update(kw)
+        kw["out"].parent.mkdir(parents=True, exist_ok=True)
+        kw["out"].write_text('sample_id,prompt\na,"two\nlines"\nb,x\n', encoding="utf-8")
+        return kw["out"]
+
+    monkeypatch.setattr(c, "collect", fake_collect)
+    argv = ["collect", "--routes", "smollm2-135m,gemma3-270m", "--n-arith", "7"]
+    assert main([*argv, "--out", str(tmp_path), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)  # exactly one document, nothing else
+    assert payload == {
+        "matrix": str(tmp_path / "correctness.csv"),
+        "queries": 2,
+        "routes": ["smollm2-135m", "gemma3-270m"],
+        "responses": None,
+    }
     assert seen["routes"] == ["smollm2-135m", "gemma3-270m"]
     assert seen["n_arith"] == 7 and seen["n_gsm8k"] == 40 and seen["data_root"] is None
     assert seen["out"] == tmp_path / "correctness.csv"
-    assert parser.parse_args([]).routes.split(",") == c.available_routes()
+    assert seen["seed"] == 0 and seen["device"] == "auto"
+    from batchroute.cli import build_parser
+
+    defaults = build_parser().parse_args(["collect"])
+    assert defaults.routes.split(",") == c.available_routes()

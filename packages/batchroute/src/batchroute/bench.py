@@ -21,7 +21,6 @@ Rows:
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from batchroute import __version__
 from batchroute.baselines import PER_QUERY_ROUTERS
 from batchroute.data import RoutingData, batches, embed_queries, load_builtin, synthetic
 from batchroute.predictors import (
@@ -40,8 +40,9 @@ from batchroute.predictors import (
 from batchroute.problem import RoutingProblem, Uncertainty, violations
 from batchroute.solve import InfeasibleBudget, solve
 from batchroute.uncertainty import bootstrap_deviation
-from labcore.bench import BenchReport, Row
+from labcore.bench import BenchConfig, BenchReport, BenchSpec, Row
 from labcore.errors import LabcoreError
+from labcore.progress import progress_bar, status
 
 PREDICTORS: dict[str, Callable[[], Any]] = {
     "knn": lambda: KNNPredictor(),
@@ -385,49 +386,54 @@ def load_test_row(report: BenchReport, *, n_requests: int, seed: int) -> None:
 
 
 def summary_tables(rows: list[Row]) -> str:
-    """Compact routing table: one line per data set × batches × predictor × method."""
+    """Compact routing table: one line per data set × batches × predictor × method (each
+    metric the mean over the seeds that ran; with one seed, that seed's value)."""
     lines = [
         "| data | batches | predictor | method | quality | predicted | worst case (Γ) | "
         "cost / budget | over budget | over capacity | ms / batch |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    groups: dict[tuple[str, str, str, str], list[Row]] = {}
     for r in rows:
         if "batches" not in r.params or r.status != "ok":
             continue
-        m = r.metrics
+        key = (r.dataset, r.params["batches"], r.params["predictor"], r.method)
+        groups.setdefault(key, []).append(r)
+    n_seeds = max((len(g) for g in groups.values()), default=1)
+    for (dataset, kind, predictor, method), group in groups.items():
+
+        def mean(name: str, default: float, group: list[Row] = group) -> float:
+            values = [r.metrics.get(name, default) for r in group]
+            return float(np.mean([default if v is None else v for v in values]))
+
+        time_ms = 1000 * float(np.mean([r.time_s or 0 for r in group]))
         lines.append(
-            f"| {r.dataset} | {r.params['batches']} | {r.params['predictor']} | {r.method} | "
-            f"{m.get('quality', float('nan')):.3f} | {m.get('predicted', float('nan')):.3f} | "
-            f"{m.get('worst_case', float('nan')):.3f} | {m.get('cost_over_budget', float('nan')):.2f}"
-            f" | {m.get('over_budget', 0):.0%} | {m.get('over_capacity', 0):.0%} | "
-            f"{1000 * (r.time_s or 0):.1f} |"
+            f"| {dataset} | {kind} | {predictor} | {method} | "
+            f"{mean('quality', float('nan')):.3f} | {mean('predicted', float('nan')):.3f} | "
+            f"{mean('worst_case', float('nan')):.3f} | "
+            f"{mean('cost_over_budget', float('nan')):.2f}"
+            f" | {mean('over_budget', 0):.0%} | {mean('over_capacity', 0):.0%} | "
+            f"{time_ms:.1f} |"
         )
+    if n_seeds > 1:
+        lines.append(f"\nEach cell is the mean over {n_seeds} seeds.")
     return "\n".join(lines) + "\n"
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from batchroute import __version__
-    from labcore.cli import emit, progress_bar
-    from labcore.io import atomic_write_text
-
-    quick = bool(args.quick)
-    out = Path(args.out) if args.out else Path("bench") / ("results-quick" if quick else "results")
-    seed = args.seed
-    encoder = getattr(args, "encoder", None) or "minilm-l6"
-    notes: list[str] = []
-    report = BenchReport(
-        package="batchroute",
-        version=__version__,
-        command="batchroute bench" + (" --quick" if quick else ""),
-        config={
-            "quick": quick,
-            "budget_fraction": BUDGET_FRACTION,
-            "expensive_share": EXPENSIVE_SHARE,
-            "encoder": encoder,
-        },
-    )
-    progress = lambda it, desc="": progress_bar(it, desc=desc)  # noqa: E731
-
+def _seed_rows(
+    config: BenchConfig,
+    report: BenchReport,
+    notes: list[str],
+    *,
+    seed: int,
+    real: RoutingData | None,
+    real_x: np.ndarray | None,
+    real_error: str | None,
+    user: tuple[str, RoutingData, np.ndarray] | None,
+) -> None:
+    """All rows of one seed: routing on the synthetic, real and user data, speed, allocation
+    and the load test."""
+    quick = config.quick
     syn = synthetic(n=3000 if quick else 8000, seed=seed)
     routing_experiment(
         "synthetic",
@@ -438,43 +444,34 @@ def run_bench(args: argparse.Namespace) -> int:
         seed=seed,
         report=report,
         notes=notes,
-        progress=progress,
+        progress=_progress,
     )
-    try:
-        real = load_builtin()
-    except Exception as exc:  # the shipped matrix is part of the package; say if it is gone
-        notes.append(f"real matrix skipped: {exc}")
-        real = None
     if real is not None:
-        x = embed_queries(list(real.queries), encoder=encoder)
         routing_experiment(
             "real-matrix",
             real,
-            embeddings=x,
+            embeddings=real_x,
             batch_size=40,
             n_batches=8 if quick else 30,
             seed=seed,
             report=report,
             notes=notes,
-            progress=progress,
+            progress=_progress,
         )
-    table = getattr(args, "table", None)
-    if table is not None:  # a user's RouterBench-style table, same protocol
-        from batchroute.data import load_table
-
-        user = load_table(table)
-        if user.queries is None:
-            raise LabcoreError(f"{table} has no 'prompt' column to embed the queries from")
+    elif real_error is not None:
+        report.add(Row.skipped("all-methods", {}, "real-matrix", real_error, seed))
+    if user is not None:  # a user's RouterBench-style table, same protocol
+        name, table, x = user
         routing_experiment(
-            f"table:{Path(table).name}",
-            user,
-            embeddings=embed_queries(list(user.queries), encoder=encoder),
-            batch_size=min(100, max(10, user.n // 20)),
+            name,
+            table,
+            embeddings=x,
+            batch_size=min(100, max(10, table.n // 20)),
             n_batches=8 if quick else 30,
             seed=seed,
             report=report,
             notes=notes,
-            progress=progress,
+            progress=_progress,
         )
     speed_rows(report, n=10_000, m=10, seed=seed)
     allocation_rows(
@@ -487,9 +484,85 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     load_test_row(report, n_requests=500 if quick else 2000, seed=seed)
 
-    report.write(out)
-    summary = summary_tables(report.rows)
-    atomic_write_text(out / "summary.md", summary)
-    text = report.to_markdown() + "\n" + summary + ("\n".join(notes) + "\n" if notes else "")
-    emit(args, report.to_dict(), text + f"\nwrote {out}/results.json, results.md, summary.md")
-    return 0
+
+def _add_arguments(parser) -> None:
+    """The bench's own options: the query encoder and an extra table."""
+    parser.add_argument(
+        "--encoder", default="minilm-l6", help="minilm-l6 (default) or tfidf, for the real queries"
+    )
+    parser.add_argument(
+        "--table", type=Path, default=None, help="also evaluate on this RouterBench-style table"
+    )
+
+
+def _progress(iterable, desc: str = ""):
+    return progress_bar(iterable, desc=desc)
+
+
+def run_bench(config: BenchConfig) -> BenchReport:
+    """Batch-level routing against the per-query routers, every part once per seed.
+
+    Package options (``config.options``): ``encoder`` (``minilm-l6``, the default, or
+    ``tfidf``) embeds the real queries; ``table`` adds a RouterBench-style table.
+    """
+    from batchroute import __version__
+
+    encoder = config.option("encoder", "minilm-l6")
+    table_path = config.option("table")
+    notes: list[str] = []
+    report = BenchReport(
+        package="batchroute",
+        version=__version__,
+        config={
+            "quick": config.quick,
+            "budget_fraction": BUDGET_FRACTION,
+            "expensive_share": EXPENSIVE_SHARE,
+            "encoder": encoder,
+        },
+    )
+    # The real and user tables and their embeddings do not depend on the seed: read once.
+    real_error = None
+    try:
+        real = load_builtin()
+    except Exception as exc:  # the shipped matrix is part of the package; say if it is gone
+        notes.append(f"real matrix skipped: {exc}")
+        real, real_error = None, str(exc) or type(exc).__name__
+    real_x = embed_queries(list(real.queries), encoder=encoder) if real is not None else None
+    user = None
+    if table_path is not None:
+        from batchroute.data import load_table
+
+        table = load_table(table_path)
+        if table.queries is None:
+            raise LabcoreError(f"{table_path} has no 'prompt' column to embed the queries from")
+        user = (
+            f"table:{Path(table_path).name}",
+            table,
+            embed_queries(list(table.queries), encoder=encoder),
+        )
+    for seed in config.seeds:
+        status(f"seed {seed}")
+        _seed_rows(
+            config,
+            report,
+            notes,
+            seed=seed,
+            real=real,
+            real_x=real_x,
+            real_error=real_error,
+            user=user,
+        )
+    report.summary = summary_tables(report.rows) + ("\n" + "\n".join(notes) + "\n" if notes else "")
+    return report
+
+
+BENCH = BenchSpec(
+    package="batchroute",
+    version=__version__,
+    run=run_bench,
+    help="batch-level vs per-query routing, one process",
+    uses=frozenset({"seeds"}),
+    default_seeds=(0,),
+    quick_seeds=(0,),
+    add_arguments=_add_arguments,
+)

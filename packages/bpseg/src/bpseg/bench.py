@@ -16,7 +16,6 @@ its own row). Times are per document, method only.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,12 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from bpseg import __version__
 from bpseg.baselines import kmeans_labels, similarity_boundaries, spectral_labels, texttiling
 from bpseg.data import CHOI_RANGES, Document, bbc_documents, choi_by_range, read_choi
 from bpseg.embed import embed
 from bpseg.metrics import segment_scores
 from bpseg.segmenter import BPSegConfig, segment_embeddings
-from labcore.bench import BenchReport, Row
+from labcore.bench import BenchConfig, BenchReport, BenchSpec, Row
+from labcore.progress import progress_bar
 
 # A method: (document, embeddings, k, seed) -> labels.
 Method = Callable[[Document, np.ndarray, int | None, int], np.ndarray]
@@ -181,25 +182,34 @@ def _speed_document(docs: list[Document], n: int = 500) -> list[str]:
     return sentences[:n]
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from bpseg import __version__
-    from labcore.cli import emit, progress_bar
+def _add_arguments(parser) -> None:
+    """The bench's own option: the sentence encoder."""
+    parser.add_argument("--encoder", default="minilm-l6", help="minilm-l6 (default) or tfidf")
 
-    quick = bool(args.quick)
-    out = Path(args.out) if args.out else Path("bench") / ("results-quick" if quick else "results")
-    seeds = [args.seed] if quick else [args.seed + i for i in range(3)]
-    encoder = getattr(args, "encoder", None) or "minilm-l6"
+
+def run_bench(config: BenchConfig) -> BenchReport:
+    """BP-Seg and the baselines on Choi (with ``config.data_root``) and the BBC documents.
+
+    The seed-dependent methods (:data:`SEEDED`) run once per seed in ``config.seeds``; the
+    deterministic and the k-choosing ones once, with the first seed. Writes ``per_doc.json``
+    (every document's scores) into ``config.out``. Package option: ``encoder``.
+    """
+    from labcore.io import atomic_write_json
+
+    quick = config.quick
+    seeds = list(config.seeds)
+    encoder = config.option("encoder", "minilm-l6")
     notes: list[str] = []
-    sets = _datasets(args.data_root, quick, notes)
-    command = "bpseg bench" + (" --quick" if quick else "")
-    if args.data_root is not None:
-        command += f" --data-root {args.data_root}"
+    sets = _datasets(config.data_root, quick, notes)
     report = BenchReport(
         package="bpseg",
         version=__version__,
-        command=command,
         config={"quick": quick, "seeds": seeds, "encoder": encoder, "bpseg": vars(BPSegConfig())},
     )
+    if not any(name.startswith("choi/") for name in sets):
+        reason = notes[-1].removeprefix("Choi skipped: ") if notes else "no Choi documents"
+        for name, (_, params, _) in METHODS.items():
+            report.add(Row.skipped(name, dict(params), "choi", reason))
 
     encode_time = 0.0
     n_encoded = 0
@@ -286,7 +296,7 @@ def run_bench(args: argparse.Namespace) -> int:
             "bpseg",
             {"n_sentences": len(sentences), "k": 8},
             "speed-500",
-            args.seed,
+            config.seed,
             {
                 "encode_s": t_encode,
                 "segment_s": t_segment,
@@ -298,18 +308,18 @@ def run_bench(args: argparse.Namespace) -> int:
         )
     )
 
-    report.write(out)
-    from labcore.io import atomic_write_json, atomic_write_text
+    atomic_write_json(config.out / "per_doc.json", {"notes": notes, "rows": per_doc})
+    report.summary = summary_tables(report.rows) + ("\n" + "\n".join(notes) + "\n" if notes else "")
+    return report
 
-    atomic_write_json(out / "per_doc.json", {"notes": notes, "rows": per_doc})
-    summary = summary_tables(report.rows)
-    atomic_write_text(out / "summary.md", summary)
-    text = report.to_markdown() + "\n" + summary
-    if notes:
-        text += "\n" + "\n".join(notes) + "\n"
-    emit(
-        args,
-        report.to_dict(),
-        text + f"\nwrote {out}/results.json, results.md, summary.md, per_doc.json",
-    )
-    return 0
+
+BENCH = BenchSpec(
+    package="bpseg",
+    version=__version__,
+    run=run_bench,
+    help="BP-Seg and the baselines on Choi and BBC",
+    uses=frozenset({"seeds", "data_root"}),
+    default_seeds=(0, 1, 2),
+    quick_seeds=(0,),
+    add_arguments=_add_arguments,
+)

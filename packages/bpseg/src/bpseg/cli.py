@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from labcore.cli import add_bench_arguments, add_command, emit, make_parser, run
+from bpseg.bench import BENCH
+from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
 
 
@@ -78,12 +79,6 @@ def _segment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from bpseg.bench import run_bench
-
-    return run_bench(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from bpseg import __version__
 
@@ -93,7 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         version=__version__,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = add_command(sub, "segment", _segment, help="segment a text file ('-' for stdin)")
+    p = add_command(
+        sub,
+        "segment",
+        _segment,
+        help="segment a text file ('-' for stdin)",
+        uses=("seed", "out"),
+    )
     p.add_argument("document", type=Path, help="plain-text file")
     p.add_argument("--k", type=int, default=None, help="number of segments (default: chosen)")
     p.add_argument("--k-max", dest="k_max", type=int, default=None, help="largest k tried")
@@ -112,9 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-decay", action="store_true", help="no distance decay")
     p.add_argument("--neighbors", type=int, default=None, help="similar sentences linked each")
 
-    b = add_command(sub, "bench", _bench, help="BP-Seg and the baselines on Choi and BBC")
-    add_bench_arguments(b)
-    b.add_argument("--encoder", default="minilm-l6", help="minilm-l6 (default) or tfidf")
+    add_bench_command(sub, BENCH)
     return parser
 
 
