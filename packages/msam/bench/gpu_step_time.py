@@ -1,6 +1,6 @@
 """Time per step on CUDA: SGD, SAM, mSAM (k = 8) sequential and vmap, ResNet-18 (GroupNorm,
-11.2M parameters) on a batch of 256 random 3×32×32 images. Writes results.json/results.md
-into the folder given as the first argument."""
+11.2M parameters) on a batch of 256 random 3×32×32 images. Writes results.json, results.md
+and summary.md into the folder given as the first argument."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from msam import __version__
 from msam.bench import step_time_rows, summary_markdown
 
-from labcore.bench import BenchReport
+from labcore.bench import BenchConfig, BenchReport
 
 
 def main(out: str) -> None:
@@ -28,8 +28,10 @@ def main(out: str) -> None:
         package="msam", version=__version__, command="bash bench/gpu.sh", config={"step_time": spec}
     )
     step_time_rows(report, spec, torch.device("cuda"))
+    report.summary = summary_markdown([], [], report.rows)
+    report.stamp(BenchConfig(device="cuda", out=out))  # provenance: commit, versions, argv
     report.write(out)
-    print(summary_markdown([], [], report.rows))
+    print(report.summary)
 
 
 if __name__ == "__main__":

@@ -185,8 +185,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
-def test_bench_tiny_preset(tmp_path, monkeypatch, capsys):
-    tiny = {
+def _tiny_preset():
+    return {
         "image": {
             "config": {
                 "data": "digits",
@@ -195,7 +195,7 @@ def test_bench_tiny_preset(tmp_path, monkeypatch, capsys):
                 "batch_size": 64,
                 "train_subset": 128,
             },
-            "seeds": [0, 1],
+            "seeds": "all",
             "micro_batches": [4],
             "modes": ["sequential", "vmap"],
             "rho": 0.05,
@@ -210,26 +210,67 @@ def test_bench_tiny_preset(tmp_path, monkeypatch, capsys):
             "steps": 2,
         },
     }
-    monkeypatch.setitem(bench.PRESETS, "quick", tiny)
+
+
+def test_bench_tiny_preset(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(bench.PRESETS, "quick", _tiny_preset())
     monkeypatch.setattr(
         bench, "IMAGE_FLATNESS", {"samples": 64, "batch_size": 32, "iters": 2, "probes": 1}
     )
-    assert (
-        cli.main(["bench", "--quick", "--out", str(tmp_path), "--device", "cpu", "--json", "-q"])
-        == 0
-    )
-    payload = json.loads(capsys.readouterr().out)
+    argv = ["bench", "--quick", "--seeds", "0,1", "--out", str(tmp_path), "--device", "cpu"]
+    assert cli.main([*argv, "--json", "-q"]) == 0
+    payload = json.loads(capsys.readouterr().out)  # one JSON document, nothing else
     results = json.loads((tmp_path / "results.json").read_text())
     validate_results(results)
+    assert payload["rows"] == results["rows"]
+    assert results["config"]["preset"] == "quick"
+    assert results["provenance"]["seeds"] == [0, 1] and results["provenance"]["quick"]
     methods = [(r["method"], r["params"].get("mode"), r["seed"]) for r in results["rows"]]
     # sgd, sam, msam x 2 modes for 2 seeds, the ρ sweep (sam, msam) on seed 0, 4 timing rows.
     assert len(methods) == 8 + 2 + 4
-    labels = {s["label"] for s in payload["summary"]}
-    assert labels == {"sgd", "sam", "msam-4", "msam-4-vmap"}
-    assert any("accuracy" in line for line in payload["orderings"])
+    sweep = [r for r in results["rows"] if r["params"].get("rho") == 0.1]
+    assert [r["seed"] for r in sweep] == [0, 0]
     timing = [r for r in results["rows"] if r["params"].get("measure") == "step_time"]
+    assert {r["seed"] for r in timing} == {None}
     assert next(r for r in timing if r["method"] == "sam")["metrics"]["vs_sam"] == 1.0
-    assert "Summary" in (tmp_path / "results.md").read_text()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## Summary" in summary and "## Orderings" in summary and "msam-4-vmap" in summary
+    assert "| n |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "results_accuracy_eigenvalue.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_seeds_and_preset_option(monkeypatch, tmp_path):
+    from labcore.bench import BenchConfig
+
+    assert bench.BENCH.uses == {"seeds", "data_root", "device"}
+    assert bench.BENCH.seeds_for(False) == (0, 1, 2) and bench.BENCH.seeds_for(True) == (0,)
+    tiny = _tiny_preset()
+    tiny["image"]["rho_sweep"] = []
+    tiny["image"]["modes"] = ["sequential"]
+    tiny["text"] = {**tiny["image"], "seeds": "first"}  # a second task on the first seed
+    monkeypatch.setitem(bench.PRESETS, "full", tiny)
+    monkeypatch.setattr(
+        bench, "IMAGE_FLATNESS", {"samples": 32, "batch_size": 32, "iters": 1, "probes": 1}
+    )
+    monkeypatch.setattr(bench, "TEXT_FLATNESS", bench.IMAGE_FLATNESS)
+    config = BenchConfig(
+        quick=True, seeds=(3, 4), device="cpu", out=tmp_path, options={"preset": "full"}
+    )
+    report = bench.run_bench(config)
+    assert report.config["preset"] == "full"
+    train_rows = [r for r in report.rows if r.params.get("measure") != "step_time"]
+    # image: sgd, sam, msam on seeds 3 and 4; the second task on seed 3 only.
+    assert [r.seed for r in train_rows] == [3, 4, 3, 4, 3, 4, 3, 3, 3]
+    assert not (tmp_path / "results.json").exists()  # the CLI writes the results, not run_bench
+
+
+def test_bench_help_offers_its_flags(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--quick", "--out", "--seeds", "--data-root", "--device", "--preset", "--json"):
+        assert flag in out
+    assert "--seed " not in out
 
 
 class BagOfEmbeddings(torch.nn.Module):

@@ -166,7 +166,7 @@ def test_bad_experiment_settings():
 def test_diverged_runs_are_counted_and_the_report_stays_valid():
     from samstats.bench import result_rows
 
-    from labcore.bench import BenchReport
+    from labcore.bench import BenchConfig, BenchReport
 
     exp = NetworkExperiment(
         TeacherProblem(n=40, d=3, teacher_width=1),
@@ -182,8 +182,63 @@ def test_diverged_runs_are_counted_and_the_report_stays_valid():
     assert c["sam"]["diverged"] == 2 and c["gd"]["diverged"] == 0
     assert math.isnan(c["sam"]["ratio_final"])  # no ratio of an infinite last risk
     report = BenchReport(package="samstats", version="0", command="t", config={})
-    for row in result_rows("N0", res):
-        report.add(row)
+    report.extend(result_rows("N0", res, seed=0))
+    report.stamp(BenchConfig(), argv=["samstats", "bench"])  # the provenance the CLI adds
     report.validate()  # no infinite metric reaches the results file
     sam = next(r for r in report.rows if r.method == "sam")
     assert sam.metrics["final_risk"] is None and sam.metrics["diverged_runs"] == 2
+
+
+def test_first_seed_shifts_the_samples_and_nothing_else():
+    problem = MercerProblem(n=30, frequencies=10, noise=0.5)
+    grid = {"n_steps": 100, "rho_units": (1.0,), "rho_normalized": (0.1,)}
+    both = KernelExperiment(problem, seeds=3, **grid).run()
+    last = KernelExperiment(problem, seeds=1, first_seed=2, **grid).run()
+    assert {r.seed for r in last.runs} == {2}
+    for a in last.runs:
+        b = next(r for r in both.runs if (r.method, r.rho, r.seed) == (a.method, a.rho, 2))
+        assert np.array_equal(a.risk, b.risk)
+    with pytest.raises(LabcoreError, match="first_seed"):
+        KernelExperiment(first_seed=-1)
+
+
+def test_bench_settings_use_disjoint_blocks_of_sample_seeds():
+    from samstats import bench
+
+    assert bench.BENCH.uses == {"seeds"} and bench.BENCH.seeds_for(False) == (0,)
+    for quick, counts in ((False, (20, 5, 10)), (True, (5, 2, 5))):
+        for seed in (0, 3):
+            built = {s.key: s.build() for s in bench.settings(quick, seed)}
+            for key, n in zip(("K1", "N1", "R-diabetes"), counts, strict=True):
+                assert (built[key].seeds, built[key].first_seed) == (n, seed * n)
+
+
+def test_bench_cli_runs_each_bench_seed(tmp_path, monkeypatch, capsys):
+    from samstats import bench
+
+    from labcore.bench import BenchConfig, validate_results
+
+    def tiny(quick, seed=0):
+        problem = MercerProblem(n=30, frequencies=10, noise=0.5)
+        build = lambda: KernelExperiment(  # noqa: E731
+            problem, seeds=2, first_seed=2 * seed, n_steps=100, rho_units=(1.0,)
+        )
+        return [bench.Setting("K0", "kernel", build)]
+
+    monkeypatch.setattr(bench, "settings", tiny)
+    assert main(["bench", "--seeds", "0,1", "--out", str(tmp_path), "--json", "-q"]) == 0
+    payload = json.loads(capsys.readouterr().out)  # one JSON document, nothing else
+    results = json.loads((tmp_path / "results.json").read_text())
+    validate_results(results)
+    assert payload["rows"] == results["rows"] and results["provenance"]["seeds"] == [0, 1]
+    assert [r["seed"] for r in results["rows"] if r["method"] == "gd"] == [0, 1]
+    assert (tmp_path / "plots" / "K0-seed0.png").exists()
+    assert (tmp_path / "plots" / "K0-seed1.png").exists()
+    assert "## Bench seed 1" in (tmp_path / "summary.md").read_text()
+    assert "| n |" in (tmp_path / "results.md").read_text()
+
+    out = tmp_path / "one"
+    report = bench.run_bench(BenchConfig(out=out, options={"no_plot": True}))
+    assert not out.exists()  # run_bench writes nothing itself without plots
+    assert report.summary.startswith("| setting |")  # one bench seed: the plain table
+    assert {r.seed for r in report.rows} == {0}

@@ -1,18 +1,22 @@
 """``msam bench``: SGD vs SAM vs mSAM in one process, on the same data, seeds, epochs and base
 optimizer; flatness at the end of training; time per step.
 
-Presets
--------
+Presets (``--preset``; default ``quick`` with ``--quick``, else ``full``)
+-----------------------------------------------------------------------
 quick (under 10 minutes on 2 CPU cores)
-    sklearn digits, the small CNN (GroupNorm), one seed: SGD, SAM and mSAM (k = 8) in both
-    execution modes, a small ρ sweep for SAM and mSAM, and the step-time measurement.
+    sklearn digits, the small CNN (GroupNorm): SGD, SAM and mSAM (k = 8) in both execution
+    modes, a small ρ sweep for SAM and mSAM, and the step-time measurement.
 full
     Fashion-MNIST (a stratified 20,000-image training subset, the whole 10,000-image test
-    set), the small CNN, 3 epochs, 3 seeds: SGD, SAM, mSAM k = 4, 8, 16 and a ρ sweep (seed
-    0); MiniLM fine-tuned on BBC News topics (a 600-article training subset, 64 tokens,
-    2 epochs, AdamW, one seed; the whole test split): AdamW alone, SAM, mSAM k = 4, 8, 16;
-    the step-time measurement at batch 128 on 28×28 images. Sized for about 45 minutes on
-    2 CPU cores.
+    set), the small CNN, 3 epochs: SGD, SAM, mSAM k = 4, 8, 16 and a ρ sweep; MiniLM
+    fine-tuned on BBC News topics (a 600-article training subset, 64 tokens, 2 epochs, AdamW;
+    the whole test split): AdamW alone, SAM, mSAM k = 4, 8, 16; the step-time measurement at
+    batch 128 on 28×28 images. Sized for about 45 minutes on 2 CPU cores.
+
+Seeds (``config.seeds``; default 0,1,2, or 0 with ``--quick``): the image task's main runs
+(SGD, SAM, every mSAM) run once per seed; the ρ sweep and the MiniLM task, the expensive
+parts, run on the first seed only (a task's ``"seeds"`` entry: ``"all"`` or ``"first"``).
+The step-time rows time one fixed random batch once (seed ``None``).
 
 Flatness (top Hessian eigenvalue, Hutchinson trace, m-sharpness) is measured at the end of
 training on a fixed, seeded subset of the training set in eval mode.
@@ -20,18 +24,20 @@ training on a fixed, seeded subset of the training set in eval mode.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from labcore.bench import BenchConfig, BenchReport, BenchSpec, Row
+from msam import __version__
 
-from labcore.bench import BenchReport, Row
-from msam.data import Dataset, index_batch
+if TYPE_CHECKING:
+    import torch
+
+    from msam.data import Dataset
 
 log = logging.getLogger("msam.bench")
 
@@ -48,7 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "batch_size": 64,
                 "lr": 0.05,
             },
-            "seeds": [0],
+            "seeds": "all",
             "micro_batches": [8],
             "modes": ["sequential", "vmap"],
             "rho": 0.05,
@@ -73,7 +79,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "lr": 0.05,
                 "train_subset": 20000,
             },
-            "seeds": [0, 1, 2],
+            "seeds": "all",
             "micro_batches": [4, 8, 16],
             "modes": ["sequential"],
             "rho": 0.05,
@@ -91,7 +97,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "max_length": 64,
                 "train_subset": 600,
             },
-            "seeds": [0],
+            "seeds": "first",
             "micro_batches": [4, 8, 16],
             "modes": ["sequential"],
             "rho": 0.05,
@@ -122,6 +128,9 @@ def flatness_batches(
     device: Any = "cpu",
 ) -> list[tuple[Any, torch.Tensor]]:
     """A fixed, seeded subset of a split, in batches, on ``device``."""
+    import torch
+
+    from msam.data import index_batch
     from msam.train import _to
 
     x, y = (data.train_x, data.train_y) if split == "train" else (data.test_x, data.test_y)
@@ -154,23 +163,32 @@ def _label(method: str, micro_batches: int | None, mode: str | None) -> str:
     return f"msam-{micro_batches}" + ("-vmap" if mode == "vmap" else "")
 
 
-def _runs(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """(optimizer, micro_batches, mode, rho, seeds) for a task spec."""
+def _task_seeds(spec: dict[str, Any], seeds: tuple[int, ...]) -> list[int]:
+    """The seeds of a task's main runs: every seed (``"all"``) or the first (``"first"``)."""
+    if spec["seeds"] not in ("all", "first"):
+        raise ValueError(f"a task's seeds must be 'all' or 'first', got {spec['seeds']!r}")
+    return list(seeds) if spec["seeds"] == "all" else list(seeds[:1])
+
+
+def _runs(spec: dict[str, Any], seeds: tuple[int, ...]) -> list[dict[str, Any]]:
+    """(optimizer, micro_batches, mode, rho, seeds) for a task spec; the ρ sweep runs on the
+    first seed only."""
     rho = spec["rho"]
+    main = _task_seeds(spec, seeds)
     runs = [
         {
             "optimizer": "sgd",
             "micro_batches": 1,
             "mode": "sequential",
             "rho": 0.0,
-            "seeds": spec["seeds"],
+            "seeds": main,
         },
         {
             "optimizer": "sam",
             "micro_batches": 1,
             "mode": "sequential",
             "rho": rho,
-            "seeds": spec["seeds"],
+            "seeds": main,
         },
     ]
     for k in spec["micro_batches"]:
@@ -181,7 +199,7 @@ def _runs(spec: dict[str, Any]) -> list[dict[str, Any]]:
                     "micro_batches": k,
                     "mode": mode,
                     "rho": rho,
-                    "seeds": spec["seeds"],
+                    "seeds": main,
                 }
             )
     sweep_k = 8 if 8 in spec["micro_batches"] else spec["micro_batches"][0]
@@ -192,7 +210,7 @@ def _runs(spec: dict[str, Any]) -> list[dict[str, Any]]:
                 "micro_batches": 1,
                 "mode": "sequential",
                 "rho": r,
-                "seeds": spec["seeds"][:1],
+                "seeds": list(seeds[:1]),
             }
         )
         runs.append(
@@ -201,7 +219,7 @@ def _runs(spec: dict[str, Any]) -> list[dict[str, Any]]:
                 "micro_batches": sweep_k,
                 "mode": "sequential",
                 "rho": r,
-                "seeds": spec["seeds"][:1],
+                "seeds": list(seeds[:1]),
             }
         )
     return runs
@@ -222,6 +240,7 @@ def _params(run: dict[str, Any], config: Any) -> dict[str, Any]:
 def train_task(
     report: BenchReport,
     spec: dict[str, Any],
+    seeds: tuple[int, ...],
     device: Any,
     flat_spec: dict[str, int],
     progress: bool,
@@ -233,11 +252,12 @@ def train_task(
     try:
         _, data = build(base)  # loads the data once for every run
     except (LabcoreError, FileNotFoundError) as exc:  # missing data: rows kept, skipped
-        for run in _runs(spec):
+        for run in _runs(spec, seeds):
             method = base.base if run["optimizer"] == "sgd" else run["optimizer"]
-            report.add(Row.skipped(method, _params(run, base), base.data, str(exc)))
+            for seed in run["seeds"]:
+                report.add(Row.skipped(method, _params(run, base), base.data, str(exc), seed=seed))
         return
-    for run in _runs(spec):
+    for run in _runs(spec, seeds):
         for seed in run["seeds"]:
             config = replace(
                 base,
@@ -288,6 +308,8 @@ def _time_steps(step: Any, steps: int, device: Any) -> float:
 
 def _one_step(method: str, k: int | None, mode: str | None, model: Any, batch: Any) -> Any:
     """A no-argument function that takes one training step of ``method``."""
+    import torch
+
     from msam.optim import SAM, MicroBatchSAM
     from msam.train import loss_fn, plain_step
 
@@ -306,6 +328,8 @@ def step_time_rows(report: BenchReport, spec: dict[str, Any], device: Any) -> No
     """Median time per step of SGD, SAM and mSAM (both modes) on one fixed random batch of
     ``spec["image_shape"]`` images, for ``spec["model"]`` with GroupNorm (vmap mode cannot
     run BatchNorm)."""
+    import torch
+
     from msam.models import build_model
 
     b = spec["batch_size"]
@@ -490,53 +514,58 @@ def plot(summary: list[dict[str, Any]], rho: float, path: Path) -> Path | None:
 # Entry point
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from labcore.cli import emit
+def run_bench(config: BenchConfig) -> BenchReport:
+    """The preset's tasks (``--preset``, default by ``config.quick``) on ``config.device``:
+    training rows per seed, then the step-time rows; the summary tables and orderings go to
+    ``report.summary`` and the accuracy/eigenvalue plot into ``config.out``."""
     from labcore.device import resolve_device, seed_everything
-    from labcore.io import atomic_write_text
-    from msam import __version__
 
-    preset_name = "quick" if args.quick else "full"
+    preset_name = config.option("preset", "quick" if config.quick else "full")
     preset = PRESETS[preset_name]
-    device = resolve_device(args.device)
-    seed_everything(args.seed)
-    out = Path(args.out) if args.out else Path("bench-results") / f"msam-{preset_name}"
-    command = "msam bench" + (" --quick" if args.quick else "")
-    if args.data_root:
-        command += f" --data-root {args.data_root}"
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
     report = BenchReport(
         package="msam",
         version=__version__,
-        command=command,
         config={"preset": preset_name, **{k: v for k, v in preset.items() if v is not None}},
     )
-    progress = args.quiet == 0
-    t_start = time.perf_counter()
     image = dict(preset["image"])
-    if args.data_root and image["config"]["data"] == "fashion-mnist":
+    if config.data_root is not None and image["config"]["data"] == "fashion-mnist":
         # --data-root is a folder of data sets (holding fashion-mnist/) or the folder itself.
-        root = Path(args.data_root)
+        root = Path(config.data_root)
         if (root / "fashion-mnist").is_dir():
             root = root / "fashion-mnist"
         image["config"] = {**image["config"], "data_root": str(root)}
-
-    def checkpoint() -> None:
-        # Results so far, written after every task: a late failure loses nothing before it.
-        report.write(out)
-
-    train_task(report, image, device, IMAGE_FLATNESS, progress)
-    checkpoint()
+    # Progress bars follow labcore.progress (the CLI turns them off with -q).
+    train_task(report, image, config.seeds, device, IMAGE_FLATNESS, progress=True)
     if preset["text"] is not None:
-        train_task(report, preset["text"], device, TEXT_FLATNESS, progress)
-        checkpoint()
+        train_task(report, preset["text"], config.seeds, device, TEXT_FLATNESS, progress=True)
     step_time_rows(report, preset["step_time"], device)
-    report.config["wall_s"] = round(time.perf_counter() - t_start, 1)
-    json_path, md_path = report.write(out)
     summary = summarise(report.rows)
     checks = ordering_checks(summary, image["rho"])
-    text = summary_markdown(summary, checks, report.rows)
-    atomic_write_text(md_path, text + "\n## All rows\n\n" + report.to_markdown())
-    png = plot(summary, image["rho"], out / "results_accuracy_eigenvalue.png")
-    payload = {"results": str(json_path), "table": str(md_path), "plot": str(png) if png else None}
-    emit(args, {**payload, "summary": summary, "orderings": checks}, text + f"\nwritten: {md_path}")
-    return 0
+    report.summary = summary_markdown(summary, checks, report.rows)
+    if summary:
+        plot(summary, image["rho"], Path(config.out) / "results_accuracy_eigenvalue.png")
+    return report
+
+
+def _add_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="quick (sklearn digits) or full (Fashion-MNIST and BBC MiniLM); "
+        "default quick with --quick, else full",
+    )
+
+
+BENCH = BenchSpec(
+    package="msam",
+    version=__version__,
+    run=run_bench,
+    help="SGD vs SAM vs mSAM on the same data and seeds; flatness; time per step",
+    uses=frozenset({"seeds", "data_root", "device"}),
+    default_seeds=(0, 1, 2),
+    quick_seeds=(0,),
+    add_arguments=_add_arguments,
+)

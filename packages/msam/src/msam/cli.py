@@ -7,7 +7,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from labcore.cli import add_bench_arguments, add_command, emit, make_parser, run
+from labcore.cli import add_bench_command, add_command, emit, make_parser, run
+from msam.bench import BENCH
 
 # TrainConfig fields the common options already provide (--seed, --device) or that have
 # their own spelling here.
@@ -123,12 +124,6 @@ def _flatness(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from msam.bench import run_bench
-
-    return run_bench(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from msam import __version__
 
@@ -139,12 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
         version=__version__,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = add_command(sub, "train", _train, help="train a model with SGD, SAM or mSAM")
+    p = add_command(
+        sub,
+        "train",
+        _train,
+        help="train a model with SGD, SAM or mSAM",
+        uses=("device", "seed", "out"),
+    )
     _add_config_options(p)
     p.epilog = "--out FILE saves a checkpoint for `msam flatness`."
 
     p = add_command(
-        sub, "flatness", _flatness, help="top Hessian eigenvalue, trace and m-sharpness"
+        sub,
+        "flatness",
+        _flatness,
+        help="top Hessian eigenvalue, trace and m-sharpness",
+        uses=("device", "seed"),
     )
     p.add_argument("checkpoint", type=Path, help="a checkpoint written by `msam train --out`")
     p.add_argument("--split", choices=("train", "test"), default="train")
@@ -155,8 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rho", type=float, default=0.05, help="m-sharpness radius")
     p.add_argument("--micro-batch-size", type=int, default=32, help="m-sharpness micro-batch")
 
-    p = add_command(sub, "bench", _bench, help="SGD vs SAM vs mSAM on the same data and seeds")
-    add_bench_arguments(p)
+    add_bench_command(sub, BENCH)
     return parser
 
 

@@ -253,8 +253,8 @@ def train(
     """Train ``config.model`` on ``config.data``; the data set can be passed to share it
     between runs. Everything random (initialisation, batch order, dropout) follows
     ``config.seed``."""
-    from labcore.cli import progress_bar
     from labcore.device import resolve_device, synchronize
+    from labcore.progress import progress_bar
 
     device = resolve_device(config.device)
     model, data = build(config, data)

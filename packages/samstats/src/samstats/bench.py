@@ -3,6 +3,14 @@
 Settings: kernel regression on the circle (eigen-decay × target smoothness × noise × n),
 the planted one-hidden-layer network (ReLU, quadratic, tanh; under- and over-parametrized),
 and two real regression sets. Every method runs on the same samples and initializations.
+
+Seeds. Each setting is an experiment over several sample seeds (kernel 20, network 5, real
+data 10 splits; 5, 2 and 5 with ``--quick``: :data:`SAMPLES_PER_SEED`), summarised as one
+row per method (best risk ± standard error, paired wins against GD). A bench seed ``s`` is
+one such block: a setting with K sample seeds uses the sample seeds s·K … s·K + K − 1, so
+bench seed 0 (the default) is the committed run and distinct bench seeds use disjoint
+samples. Every row runs once per bench seed; ``results.md`` gives mean ± standard deviation
+over the bench seeds, ``summary.md`` the comparison table of each.
 """
 
 from __future__ import annotations
@@ -11,14 +19,21 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labcore.bench import BenchReport, Row
+from labcore.bench import BenchConfig, BenchReport, BenchSpec, Row
 from labcore.errors import LabcoreError
-from samstats.experiments import ExperimentResult, KernelExperiment, NetworkExperiment, plot
-from samstats.kernel import MercerProblem
-from samstats.network import TeacherProblem
-from samstats.real import RealExperiment
+from labcore.progress import status
+from samstats import __version__
+
+if TYPE_CHECKING:
+    from samstats.experiments import ExperimentResult
+
+#: Sample seeds per bench seed, by kind of setting: the full run, and the quick run.
+SAMPLES_PER_SEED: dict[bool, dict[str, int]] = {
+    False: {"kernel": 20, "network": 5, "real": 10},
+    True: {"kernel": 5, "network": 2, "real": 5},
+}
 
 
 @dataclass(frozen=True)
@@ -28,20 +43,33 @@ class Setting:
     build: Any = field(repr=False)
 
 
-def settings(quick: bool) -> list[Setting]:
-    k_seeds = 5 if quick else 20
-    n_seeds = 2 if quick else 5
-    r_seeds = 5 if quick else 10
+def settings(quick: bool, seed: int = 0) -> list[Setting]:
+    """The bench's settings at bench seed ``seed`` (see the module docstring)."""
+    from samstats.experiments import KernelExperiment, NetworkExperiment
+    from samstats.kernel import MercerProblem
+    from samstats.network import TeacherProblem
+    from samstats.real import RealExperiment
+
+    counts = SAMPLES_PER_SEED[bool(quick)]
+    k_seeds, n_seeds, r_seeds = counts["kernel"], counts["network"], counts["real"]
 
     def kernel(key, **problem):
         return Setting(
-            key, "kernel", lambda: KernelExperiment(MercerProblem(**problem), seeds=k_seeds)
+            key,
+            "kernel",
+            lambda: KernelExperiment(
+                MercerProblem(**problem), seeds=k_seeds, first_seed=seed * k_seeds
+            ),
         )
 
     def network(key, problem, **kw):
         grid = {} if not quick else {"rho_unnormalized": (0.5,), "rho_normalized": (0.2,)}
         return Setting(
-            key, "network", lambda: NetworkExperiment(problem, seeds=n_seeds, **grid, **kw)
+            key,
+            "network",
+            lambda: NetworkExperiment(
+                problem, seeds=n_seeds, first_seed=seed * n_seeds, **grid, **kw
+            ),
         )
 
     out = [
@@ -74,7 +102,11 @@ def settings(quick: bool) -> list[Setting]:
         ),
     ]
     out += [
-        Setting(f"R-{name}", "real", (lambda name=name: RealExperiment(name, seeds=r_seeds)))
+        Setting(
+            f"R-{name}",
+            "real",
+            (lambda name=name: RealExperiment(name, seeds=r_seeds, first_seed=seed * r_seeds)),
+        )
         for name in ("diabetes", "meats")
     ]
     return out
@@ -127,8 +159,9 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def result_rows(key: str, res: ExperimentResult) -> list[Row]:
-    """The benchmark rows of one setting: GD and each method at its best ρ."""
+def result_rows(key: str, res: ExperimentResult, seed: int | None = None) -> list[Row]:
+    """The benchmark rows of one setting (run at bench seed ``seed``): GD and each method at
+    its best ρ."""
     comparison = res.comparison()
     timing: dict[str, float] = {}
     for s in res.summary():
@@ -155,7 +188,7 @@ def result_rows(key: str, res: ExperimentResult) -> list[Row]:
                 method=method,
                 params={"rho": m.get("rho", 0.0), "sharpness": res.sharpness_name},
                 dataset=f"{key}: {res.setting}",
-                seed=None,
+                seed=seed,
                 metrics=metrics,
                 time_s=timing.get(method),
             )
@@ -163,36 +196,62 @@ def result_rows(key: str, res: ExperimentResult) -> list[Row]:
     return rows
 
 
-def run_bench(*, quick: bool, out: Path | None, plots: bool = True, log=print) -> dict:
-    from samstats import __version__
+def run_bench(config: BenchConfig) -> BenchReport:
+    """Every setting once per bench seed in ``config.seeds``; the comparison table of each goes
+    to ``report.summary``, one PNG per setting to ``config.out/plots/`` (``KEY.png``, or
+    ``KEY-seedS.png`` when there are several bench seeds) unless ``--no-plot``."""
+    from samstats.experiments import plot
 
-    command = "samstats bench" + (" --quick" if quick else "")
+    plots = not config.option("no_plot", False)
     report = BenchReport(
-        package="samstats", version=__version__, command=command, config={"quick": quick}
+        package="samstats",
+        version=__version__,
+        config={"quick": config.quick, "samples_per_seed": SAMPLES_PER_SEED[config.quick]},
     )
-    results: list[tuple[str, ExperimentResult]] = []
-    started = time.perf_counter()
-    for setting in settings(quick):
-        t0 = time.perf_counter()
-        experiment = setting.build()
-        try:
-            res = experiment.run()
-        except LabcoreError as exc:  # a real data set whose optional package is missing
-            log(f"{setting.key}: skipped ({exc})")
-            report.add(Row.skipped("gd", {}, setting.key, str(exc)))
-            continue
-        elapsed = time.perf_counter() - t0
-        log(f"{setting.key} {res.setting}: {elapsed:.1f} s")
-        results.append((setting.key, res))
-        for row in result_rows(setting.key, res):
-            report.add(row)
-        if plots and out is not None:
-            plot(res, Path(out) / "plots" / f"{setting.key}.png")
-    table = comparison_table(results)
-    total = time.perf_counter() - started
-    if out is not None:
-        from labcore.io import atomic_write_text
+    several = len(config.seeds) > 1
+    tables: list[str] = []
+    for seed in config.seeds:
+        results: list[tuple[str, ExperimentResult]] = []
+        tag = f" (bench seed {seed})" if several else ""
+        for setting in settings(config.quick, seed):
+            t0 = time.perf_counter()
+            experiment = setting.build()
+            try:
+                res = experiment.run()
+            except LabcoreError as exc:  # a real data set whose optional package is missing
+                status(f"{setting.key}{tag}: skipped ({exc})")
+                report.add(Row.skipped("gd", {}, setting.key, str(exc), seed=seed))
+                continue
+            elapsed = time.perf_counter() - t0
+            status(f"{setting.key} {res.setting}{tag}: {elapsed:.1f} s")
+            results.append((setting.key, res))
+            report.extend(result_rows(setting.key, res, seed=seed))
+            if plots:
+                name = f"{setting.key}-seed{seed}" if several else setting.key
+                plot(res, Path(config.out) / "plots" / f"{name}.png")
+        table = comparison_table(results)
+        if several:
+            counts = ", ".join(
+                f"{kind} {seed * n}–{seed * n + n - 1}"
+                for kind, n in SAMPLES_PER_SEED[config.quick].items()
+            )
+            table = f"## Bench seed {seed} (sample seeds: {counts})\n\n{table}"
+        tables.append(table)
+    report.summary = "\n".join(tables)
+    return report
 
-        report.write(out)
-        atomic_write_text(Path(out) / "comparison.md", table + f"\nTotal time: {total:.0f} s\n")
-    return {"report": report, "table": table, "total_s": total, "results": results}
+
+def _add_arguments(parser: Any) -> None:
+    parser.add_argument("--no-plot", action="store_true", help="skip the per-setting PNGs")
+
+
+BENCH = BenchSpec(
+    package="samstats",
+    version=__version__,
+    run=run_bench,
+    help="GD against SAM in every setting (kernel, network, real data), one table",
+    uses=frozenset({"seeds"}),
+    default_seeds=(0,),
+    quick_seeds=(0,),
+    add_arguments=_add_arguments,
+)

@@ -6,16 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
-from labcore.cli import (
-    add_bench_arguments,
-    add_command,
-    bench_out,
-    emit,
-    emit_bench,
-    make_parser,
-    run,
-    stderr_logger,
-)
+from labcore.cli import add_bench_command, add_command, emit, make_parser, run
+from samstats.bench import BENCH
 
 
 def _summary_text(result) -> str:
@@ -117,14 +109,6 @@ def _run(args: argparse.Namespace) -> int:
     return _finish(args, experiment.run())
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from samstats.bench import run_bench
-
-    out = bench_out(args)
-    result = run_bench(quick=args.quick, out=out, plots=not args.no_plot, log=stderr_logger(args))
-    return emit_bench(args, result, out)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from samstats import __version__
 
@@ -135,7 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         version=__version__,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = add_command(sub, "run", _run, help="run one experiment (seeds × methods × ρ) and plot it")
+    p = add_command(
+        sub,
+        "run",
+        _run,
+        help="run one experiment (seeds × methods × ρ) and plot it",
+        uses=("out",),
+    )
     p.add_argument("experiment", choices=["kernel", "network", "real"])
     g = p.add_argument_group("all experiments")
     g.add_argument("--seeds", type=int, default=None, help="seeds (kernel/real 5, network 3)")
@@ -179,11 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("real")
     g.add_argument("--dataset", default="diabetes", help="diabetes or meats")
 
-    p = add_command(
-        sub, "bench", _bench, help="all settings, one table (results in --out, default bench/)"
-    )
-    add_bench_arguments(p)
-    p.add_argument("--no-plot", action="store_true", help="skip the per-setting PNGs")
+    add_bench_command(sub, BENCH)
     return parser
 
 

@@ -239,9 +239,12 @@ class KernelExperiment:
     ridge: bool = True
     record_every: int | None = None
     sharpness_radius: float = 0.1
+    # The samples (and initializations) are seeds first_seed … first_seed + seeds − 1.
+    first_seed: int = 0
 
     def __post_init__(self) -> None:
         positive_int("seeds", self.seeds)
+        positive_int("first_seed", self.first_seed, minimum=0)
         positive_int("n_steps", self.n_steps)
         finite_float("eta_units", self.eta_units, minimum=0.0, strict=True)
         for r in (*self.rho_units, *self.rho_normalized):
@@ -257,7 +260,7 @@ class KernelExperiment:
             {k: v for k, v in asdict(p).items()},
             sharpness_name=f"SAM-sharpness (r={self.sharpness_radius:g})",
         )
-        for seed in range(self.seeds):
+        for seed in range(self.first_seed, self.first_seed + self.seeds):
             fit = p.sample(seed).regression()
             result.runs += kernel_runs(
                 fit,
@@ -291,9 +294,12 @@ class NetworkExperiment:
     rho_unnormalized: tuple[float, ...] = (0.2, 0.5, 1.0)
     rho_normalized: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5)
     eval_every: int | None = None
+    # The samples (and initializations) are seeds first_seed … first_seed + seeds − 1.
+    first_seed: int = 0
 
     def __post_init__(self) -> None:
         positive_int("seeds", self.seeds)
+        positive_int("first_seed", self.first_seed, minimum=0)
         positive_int("n_steps", self.n_steps)
         finite_float("eta", self.eta, minimum=0.0, strict=True)
         for r in (*self.rho_unnormalized, *self.rho_normalized):
@@ -310,7 +316,7 @@ class NetworkExperiment:
         grid = [("gd", 0.0)]
         grid += [("sam", r) for r in self.rho_unnormalized]
         grid += [("sam-normalized", r) for r in self.rho_normalized]
-        for seed in range(self.seeds):
+        for seed in range(self.first_seed, self.first_seed + self.seeds):
             data = p.sample(seed)
             for method, rho in grid:
                 start = time.perf_counter()

@@ -75,10 +75,13 @@ class RealExperiment:
     rho_normalized: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
     record_every: int | None = None
     width_grid: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+    # The splits are drawn with seeds first_seed … first_seed + seeds − 1.
+    first_seed: int = 0
 
     def __post_init__(self) -> None:
         choice("dataset", self.dataset, DATASETS)
         positive_int("seeds", self.seeds)
+        positive_int("first_seed", self.first_seed, minimum=0)
         positive_int("n_steps", self.n_steps)
         finite_float("eta_units", self.eta_units, minimum=0.0, strict=True)
 
@@ -91,7 +94,7 @@ class RealExperiment:
             risk_name="test MSE / test variance",
         )
         n = X.shape[0]
-        for seed in range(self.seeds):
+        for seed in range(self.first_seed, self.first_seed + self.seeds):
             order = np.random.default_rng([seed, 21]).permutation(n)
             tr, va, te = np.split(order, [int(0.6 * n), int(0.8 * n)])
             mu, sd = X[tr].mean(0), X[tr].std(0)
