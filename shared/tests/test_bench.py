@@ -209,3 +209,12 @@ def test_labcore_bench_compare_command(tmp_path):
         check=True,
     ).stdout
     assert "B / A" in text and "1.500" in text and "seeds 0,1" in text
+
+
+def test_partial_results_are_kept_until_the_final_write(tmp_path):
+    report = _toy_report()
+    partial = report.save_partial(tmp_path)
+    saved = json.loads(partial.read_text())
+    assert saved["partial"] is True and len(saved["rows"]) == len(report.rows)
+    report.write(tmp_path)
+    assert not partial.exists() and (tmp_path / "results.json").is_file()

@@ -52,6 +52,9 @@ OPTIONAL_FLAGS = ("seeds", "data_root", "device")
 #: The one name of a package's own summary tables in the output folder.
 SUMMARY_FILE = "summary.md"
 
+#: Rows of a run still going (or one that died), written by :meth:`BenchReport.save_partial`.
+PARTIAL_FILE = "results.partial.json"
+
 _NUMBER = {"type": "number"}
 
 RESULTS_SCHEMA: dict[str, Any] = {
@@ -597,6 +600,13 @@ class BenchReport:
             foot += f", seeds {','.join(str(s) for s in p['seeds'])}"
         return markdown_table(self.rows) + foot + "\n"
 
+    def save_partial(self, out_dir: str | os.PathLike) -> Path:
+        """Write the rows so far to ``results.partial.json`` (atomically, not validated), so a
+        long run that dies late keeps what it measured; :meth:`write` removes the file."""
+        from labcore.io import atomic_write_json
+
+        return atomic_write_json(Path(out_dir) / PARTIAL_FILE, {**self.to_dict(), "partial": True})
+
     def write(self, out_dir: str | os.PathLike) -> tuple[Path, Path]:
         """Validate, then write ``results.json``, ``results.md`` and (if there is a summary)
         ``summary.md`` atomically into ``out_dir``."""
@@ -609,6 +619,7 @@ class BenchReport:
         md_path = atomic_write_text(out / "results.md", self.to_markdown())
         if self.summary is not None:
             atomic_write_text(out / SUMMARY_FILE, self.summary)
+        (out / PARTIAL_FILE).unlink(missing_ok=True)
         return json_path, md_path
 
 

@@ -291,11 +291,13 @@ def run_bench(config: BenchConfig) -> BenchReport:
         for kind in cfg["graphs"]:
             for seed in config.seeds:
                 report.extend(_synthetic_rows(kind, p, n, cfg, seed, time_limit))
+                report.save_partial(config.out)  # a long run that dies later keeps these rows
                 status(f"[{time.perf_counter() - t0:7.1f}s] {kind} p={p} n={n} seed {seed} done")
     if cfg["gap_instance"]:
         kind, p, n = cfg["gap_instance"]
         for seed in config.seeds:
             report.add(_gap_row(kind, p, n, seed, time_limit or cfg["time_limit"][p]))
+            report.save_partial(config.out)
     if cfg["fast_p"]:
         for seed in config.seeds:
             report.add(_fast_row(cfg["fast_p"], seed))

@@ -538,8 +538,10 @@ def run_bench(config: BenchConfig) -> BenchReport:
         image["config"] = {**image["config"], "data_root": str(root)}
     # Progress bars follow labcore.progress (the CLI turns them off with -q).
     train_task(report, image, config.seeds, device, IMAGE_FLATNESS, progress=True)
+    report.save_partial(config.out)  # a long run that dies later keeps these rows
     if preset["text"] is not None:
         train_task(report, preset["text"], config.seeds, device, TEXT_FLATNESS, progress=True)
+        report.save_partial(config.out)
     step_time_rows(report, preset["step_time"], device)
     summary = summarise(report.rows)
     checks = ordering_checks(summary, image["rho"])
