@@ -38,12 +38,29 @@ def _shipped(path: str, *rest: str) -> Callable[[Path], list[str]]:
     return setup
 
 
+def _tiny_llama(package: str, *method_args: str) -> Callable[[Path], list[str]]:
+    """A compression run of the tiny checkpoint the package's tests ship, on CPU."""
+
+    def setup(tmp: Path) -> list[str]:
+        data = ROOT / "packages" / package / "tests" / "data"
+        return [
+            "--model", str(data / "tiny-llama"), "--calib-corpus", str(data / "calib.txt"),
+            "--calib-windows", "2", "--seqlen", "16", "--eval-windows", "0", *method_args,
+            "--device", "cpu", "--out", str(tmp / "out"),
+        ]  # fmt: skip
+
+    return setup
+
+
 # module, argv before the input arguments, a function writing inputs into tmp and returning
 # the rest of argv.
 CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
     ("labcore", ["models"], _nothing),
     ("labcore", ["info"], _nothing),
     ("qmc", ["fit"], _ratings_csv),
+    ("layerwise", ["methods"], _nothing),
+    ("quantease", ["run"], _tiny_llama("quantease", "--bits", "3", "--sweeps", "2")),
+    ("alps", ["run"], _tiny_llama("alps", "--sparsity", "0.5")),
     ("graphl0bnb", ["fit"], _shipped("packages/graphl0bnb/tests/data/banded6.csv")),
     (
         "archetypal_nmf",

@@ -9,6 +9,7 @@ for a CPU check. Run it through ``bench/gpu.sh``.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -16,11 +17,12 @@ from alps import ALPSConfig, __version__, alps_prune, layer_objective
 from layerwise.bench import (
     LLAMA_7B_LAYERS,
     SMALL_LAYERS,
+    solver_report,
     time_layer_solvers,
-    write_solver_report,
 )
 from layerwise.methods.sparsegpt import sparsegpt_prune
 
+from labcore.bench import BenchConfig, machine_info
 from labcore.device import resolve_device
 
 
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         device=device,
         objective=layer_objective,
     )
-    write_solver_report(
+    report = solver_report(
         package="alps",
         version=__version__,
         config={
@@ -58,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         },
         rows=rows,
         block=block,
-        out=args.out,
+        command="bench/gpu.sh " + " ".join(sys.argv[1:]),
     )
+    report.stamp(BenchConfig(quick=args.small, device=str(device), out=args.out))
+    report.write(args.out)
+    print(report.to_markdown())
+    print(machine_info())
     return 0
 
 

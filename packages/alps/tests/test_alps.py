@@ -1,4 +1,6 @@
 import itertools
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +12,8 @@ from layerwise.sparsity import NM, nm_holds, smallest_mask
 
 from labcore import LabcoreError
 from labcore.models import tiny_causal_lm
+
+DATA = Path(__file__).parent / "data"
 
 
 def random_layer(seed: int, rows: int = 32, cols: int = 64, tokens: int = 512):
@@ -163,3 +167,64 @@ def test_clear_errors():
         alps_prune(torch.randn(4, 10), torch.eye(10), ALPSConfig(nm="2:4"))
     with pytest.raises(LabcoreError, match="NaN"):
         alps_prune(torch.randn(4, 8), torch.full((8, 8), float("nan")), ALPSConfig())
+
+
+# -- bench ---------------------------------------------------------------------------------
+
+
+def test_bench_help_offers_exactly_the_flags_it_reads(capsys):
+    from alps.bench import BENCH
+    from alps.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    out = capsys.readouterr().out
+    assert BENCH.uses == {"seeds", "device"}
+    assert "--seeds" in out and "--device" in out and "--data-root" not in out
+    for own in ("--model", "--only", "--calib-windows", "--eval-windows", "--seqlen"):
+        assert own in out
+
+
+def test_bench_on_a_tiny_model(tmp_path, monkeypatch):
+    """run_bench on a tiny Llama and a slice of BBC: ALPS rows compared with SparseGPT's,
+    the sparsity plot in config.out."""
+    import importlib.util
+
+    from alps.bench import run_bench
+
+    import labcore.data
+    from labcore.bench import BenchConfig, load_results
+
+    bbc = labcore.data.load_corpus("bbc")
+    small = labcore.data.Corpus("bbc", bbc.train[:20], bbc.test[:20], disjoint=True)
+    monkeypatch.setattr(labcore.data, "load_corpus", lambda name="bbc", **_: small)
+    options = {"model": str(DATA / "tiny-llama"), "calib_windows": 2, "eval_windows": 2}
+    config = BenchConfig(
+        quick=True,
+        device="cpu",
+        out=tmp_path / "out",
+        options={**options, "seqlen": 32, "only": "sparsegpt,alps"},
+    )
+    report = run_bench(config)
+    assert [(r.method, r.seed) for r in report.rows] == [("sparsegpt", 0), ("alps", 0)]
+    alps_row = report.rows[1]
+    assert alps_row.metrics["time_vs_sparsegpt"] > 0
+    assert alps_row.metrics["mean_admm_iterations"] > 0 and alps_row.metrics["restarts"] >= 0
+    report.stamp(config, argv=["alps", "bench", "--quick"])
+    json_path, _ = report.write(config.out)
+    assert load_results(json_path)["rows"][0]["seed"] == 0
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "out" / "results_sparsity.png").is_file()
+        assert (tmp_path / "out" / "results.png").is_file()
+
+
+def test_run_json_on_the_tiny_checkpoint(tmp_path, capsys):
+    """`alps run ... --json` on tests/data: one JSON document on stdout, the model saved."""
+    from alps.cli import main
+
+    argv = ["run", "--model", str(DATA / "tiny-llama"), "--calib-corpus", str(DATA / "calib.txt")]
+    argv += ["--calib-windows", "2", "--seqlen", "16", "--eval-windows", "0", "--sparsity", "0.5"]
+    assert main([*argv, "--device", "cpu", "--out", str(tmp_path / "out"), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["method"] == "alps" and payload["out"] == str(tmp_path / "out")
+    assert (tmp_path / "out" / "layerwise.json").is_file()

@@ -30,7 +30,7 @@ from layerwise.methods.gptq import gptq_quantize
 from layerwise.methods.sparsegpt import sparsegpt_prune
 from layerwise.quant import QuantSpec
 
-from labcore.bench import BenchReport, Row, machine_info
+from labcore.bench import BenchConfig, BenchReport, Row, machine_info
 from labcore.device import MemoryMonitor, resolve_device, seed_everything
 
 LLAMA_7B = {"hidden": 4096, "mlp": 11008, "heads": 32}
@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         solver_s = time_solver(method, shape, tokens, device)
         report.add(Row(f"{method}-solver", params, "random block", args.seed, {}, solver_s))
         print(f"{method} solver (7 layers): {solver_s:.2f} s", file=sys.stderr)
+    report.stamp(
+        BenchConfig(quick=args.small, seeds=(args.seed,), device=str(device), out=args.out)
+    )
     report.write(args.out)
     print(report.to_markdown())
     print(machine_info())

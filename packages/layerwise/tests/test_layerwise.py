@@ -204,3 +204,79 @@ def test_gptq_on_cuda_matches_cpu():
     q_gpu, _ = gptq_quantize(W.cuda(), H.cuda(), spec)
     agree = (q_cpu.codes == q_gpu.codes.cpu()).float().mean().item()
     assert agree > 0.99  # float reductions differ between devices; codes must not drift
+
+
+# -- bench ---------------------------------------------------------------------------------
+
+
+def _tiny_checkpoint(tmp_path):
+    model, tok = tiny_causal_lm("llama")
+    path = tmp_path / "tiny"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def small_bbc(monkeypatch):
+    """The bench reads BBC through ``labcore.data.load_corpus``: a slice of it keeps the
+    tokenization (most of a tiny bench's time) short."""
+    import labcore.data
+
+    bbc = labcore.data.load_corpus("bbc")
+    small = labcore.data.Corpus("bbc", bbc.train[:20], bbc.test[:20], disjoint=True)
+    monkeypatch.setattr(labcore.data, "load_corpus", lambda name="bbc", **_: small)
+    return small
+
+
+def _tiny_options(path, only):
+    return {"model": str(path), "calib_windows": 2, "eval_windows": 2, "seqlen": 32, "only": only}
+
+
+def test_bench_help_offers_exactly_the_flags_it_reads(capsys):
+    from layerwise.bench import BENCH
+    from layerwise.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    out = capsys.readouterr().out
+    assert BENCH.uses == {"seeds", "device"}
+    assert "--seeds" in out and "--device" in out and "--data-root" not in out
+    for own in ("--model", "--only", "--calib-windows", "--eval-windows", "--seqlen"):
+        assert own in out
+    assert "--llmcompressor-python" in out
+
+
+def test_bench_json_on_a_tiny_model(tmp_path, capsys, small_bbc):
+    """`layerwise bench --json`: one JSON document on stdout, every row once per seed, the
+    files in --out; seed 0 as the second seed gives the numbers of a seed-0-only run."""
+    import json
+
+    from layerwise.bench import run_bench
+    from layerwise.cli import main
+
+    from labcore.bench import BenchConfig, load_results
+
+    path = _tiny_checkpoint(tmp_path)
+    out = tmp_path / "out"
+    argv = ["bench", "--quick", "--out", str(out), "--model", str(path), "--seqlen", "32"]
+    argv += ["--calib-windows", "2", "--eval-windows", "2", "--only", "dense,rtn"]
+    assert main([*argv, "--seeds", "1,0", "--device", "cpu", "--json", "-q"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    rows = payload["rows"]
+    assert [(r["method"], r["seed"]) for r in rows] == [
+        ("dense", 1),
+        ("rtn", 1),
+        ("dense", 0),
+        ("rtn", 0),
+    ]
+    assert payload["provenance"]["seeds"] == [1, 0] and payload["config"]["quick"] is True
+    assert load_results(out)["rows"] == rows
+    assert (out / "results.md").is_file()
+
+    config = BenchConfig(
+        quick=True, device="cpu", out=tmp_path / "one", options=_tiny_options(path, "dense")
+    )
+    (one,) = run_bench(config).rows
+    assert one.seed == 0 and one.metrics["perplexity"] == rows[2]["metrics"]["perplexity"]
+    assert not (tmp_path / "one" / "results.json").exists()  # the CLI writes, not run_bench

@@ -10,19 +10,21 @@ Run it through ``bench/gpu.sh``.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 from layerwise.bench import (
     LLAMA_7B_LAYERS,
     SMALL_LAYERS,
+    solver_report,
     time_layer_solvers,
-    write_solver_report,
 )
 from layerwise.methods.gptq import gptq_quantize
 from quantease import QuantEaseConfig, __version__, quantease_quantize
 from quantease.core import layer_objective
 
+from labcore.bench import BenchConfig, machine_info
 from labcore.device import resolve_device
 
 
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         device=device,
         objective=layer_objective,
     )
-    write_solver_report(
+    report = solver_report(
         package="quantease",
         version=__version__,
         config={
@@ -62,8 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         },
         rows=rows,
         block=block,
-        out=args.out,
+        command="bench/gpu.sh " + " ".join(sys.argv[1:]),
     )
+    report.stamp(BenchConfig(quick=args.small, device=str(device), out=args.out))
+    report.write(args.out)
+    print(report.to_markdown())
+    print(machine_info())
     return 0
 
 

@@ -1,4 +1,6 @@
 import itertools
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +12,8 @@ from quantease.core import layer_objective, numba_available
 
 from labcore import LabcoreError
 from labcore.models import tiny_causal_lm
+
+DATA = Path(__file__).parent / "data"
 
 BACKENDS = ["torch"] + (["numba"] if numba_available() else [])
 
@@ -274,3 +278,68 @@ def test_clear_errors():
         quantease_quantize(W, torch.eye(7), QuantEaseConfig())
     with pytest.raises(LabcoreError, match="NaN"):
         quantease_quantize(W, torch.full((8, 8), float("nan")), QuantEaseConfig())
+
+
+# -- bench ---------------------------------------------------------------------------------
+
+
+def test_bench_help_offers_exactly_the_flags_it_reads(capsys):
+    from quantease.bench import BENCH
+    from quantease.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    out = capsys.readouterr().out
+    assert BENCH.uses == {"seeds", "device"}
+    assert "--seeds" in out and "--device" in out and "--data-root" not in out
+    for own in ("--model", "--only", "--calib-windows", "--eval-windows", "--seqlen"):
+        assert own in out
+
+
+def test_bench_on_a_tiny_model(tmp_path, monkeypatch):
+    """run_bench on a tiny Llama and a slice of BBC: QuantEase rows compared with GPTQ's."""
+    from quantease.bench import run_bench
+
+    import labcore.data
+    from labcore.bench import BenchConfig, load_results
+
+    bbc = labcore.data.load_corpus("bbc")
+    small = labcore.data.Corpus("bbc", bbc.train[:20], bbc.test[:20], disjoint=True)
+    monkeypatch.setattr(labcore.data, "load_corpus", lambda name="bbc", **_: small)
+    options = {"model": str(DATA / "tiny-llama"), "calib_windows": 2, "eval_windows": 2}
+    config = BenchConfig(
+        quick=True,
+        device="cpu",
+        out=tmp_path / "out",
+        options={**options, "seqlen": 32, "only": "gptq,quantease"},
+    )
+    report = run_bench(config)
+    assert [(r.method, r.seed) for r in report.rows] == [("gptq", 0)] + [("quantease", 0)] * 2
+    for row in report.rows[1:]:
+        assert 0 <= row.metrics["beats_gptq"] <= 1 and row.metrics["time_vs_gptq"] > 0
+    report.stamp(config, argv=["quantease", "bench", "--quick"])
+    json_path, _ = report.write(config.out)
+    assert load_results(json_path)["rows"][0]["seed"] == 0
+
+
+def test_run_json_on_the_tiny_checkpoint(tmp_path, capsys):
+    """`quantease run ... --json` on tests/data: one JSON document on stdout, the model saved."""
+    from quantease.cli import main
+
+    argv = ["run", "--model", str(DATA / "tiny-llama"), "--calib-corpus", str(DATA / "calib.txt")]
+    argv += [
+        "--calib-windows",
+        "2",
+        "--seqlen",
+        "16",
+        "--eval-windows",
+        "0",
+        "--bits",
+        "3",
+        "--sweeps",
+        "2",
+    ]
+    assert main([*argv, "--device", "cpu", "--out", str(tmp_path / "out"), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["method"] == "quantease" and payload["out"] == str(tmp_path / "out")
+    assert (tmp_path / "out" / "layerwise.json").is_file()

@@ -4,18 +4,28 @@ Every row prunes a fresh copy of the same dense model with the same BBC calibrat
 and is evaluated on the same BBC test windows (the layerwise bench runner). Granularity of
 each sparsity: ALPS and magnitude one threshold per layer, Wanda per output row, SparseGPT the
 same share in every 128-column block; N:M per row for all. ``time_vs_sparsegpt`` is ALPS's
-compression time over SparseGPT's at the same sparsity. With matplotlib installed, also
-``results_sparsity.png``: perplexity against sparsity for the four methods.
+compression time over SparseGPT's at the same sparsity and seed. With matplotlib installed,
+also ``results.png`` (perplexity per row) and ``results_sparsity.png``: perplexity against
+sparsity for the four methods (mean over seeds).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 from pathlib import Path
 from typing import Any
 
-from layerwise.bench import FULL, QUICK, finish, run_rows
+from layerwise.bench import (
+    FULL,
+    QUICK,
+    add_bench_options,
+    plot_perplexity,
+    run_rows,
+    save_figure,
+)
+
+from alps import __version__
+from labcore.bench import BenchConfig, BenchReport, BenchSpec, aggregate_rows, mean_std
 
 GRANULARITY = {
     "magnitude": "layer",
@@ -52,13 +62,14 @@ def bench_rows(quick: bool) -> list[tuple[str, dict[str, Any], Any]]:
 
 
 def add_sparsegpt_ratio(report: Any) -> None:
+    """``time_vs_sparsegpt`` on the ALPS rows: against SparseGPT at the same sparsity and seed."""
     ref = {
-        str(r.params.get("sparsity")): r.time_s
+        (str(r.params.get("sparsity")), r.seed): r.time_s
         for r in report.rows
         if r.method == "sparsegpt" and r.status == "ok"
     }
     for r in report.rows:
-        t = ref.get(str(r.params.get("sparsity")))
+        t = ref.get((str(r.params.get("sparsity")), r.seed))
         if r.method == "alps" and r.status == "ok" and t:
             r.metrics["time_vs_sparsegpt"] = round(r.time_s / t, 2)
 
@@ -74,22 +85,28 @@ def add_iteration_summary(report: Any, compressions: dict[int, Any]) -> None:
         row.metrics["restarts"] = sum(layer.info.get("restarts", 0) for layer in comp.layers)
 
 
-def plot_sparsity(report: Any, out: Path) -> None:
-    """Perplexity against unstructured sparsity, one line per method (needs matplotlib)."""
+def plot_sparsity(report: Any, out: Path) -> Path | None:
+    """Perplexity (mean over seeds) against unstructured sparsity, one line per method, in
+    ``out/results_sparsity.png`` (needs matplotlib)."""
     if importlib.util.find_spec("matplotlib") is None:
-        return
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    groups = [g for g in aggregate_rows(report.rows) if g["status"] == "ok"]
+
+    def ppl(g: dict[str, Any]) -> float | None:
+        return mean_std(g["metrics"].get("perplexity", []))[0]
+
     fig, ax = plt.subplots(figsize=(6, 4))
-    dense = next((r.metrics["perplexity"] for r in report.rows if r.method == "dense"), None)
+    dense = next((ppl(g) for g in groups if g["method"] == "dense"), None)
     for method in ("magnitude", "wanda", "sparsegpt", "alps"):
         pts = sorted(
-            (float(r.params["sparsity"]), r.metrics["perplexity"])
-            for r in report.rows
-            if r.method == method and r.status == "ok" and ":" not in str(r.params["sparsity"])
+            (float(g["params"]["sparsity"]), ppl(g))
+            for g in groups
+            if g["method"] == method and ":" not in str(g["params"]["sparsity"])
         )
         if pts:
             ax.plot(*zip(*pts, strict=True), marker="o", label=method)
@@ -101,19 +118,18 @@ def plot_sparsity(report: Any, out: Path) -> None:
     ax.set_title(f"{report.config.get('model')}: one-shot pruning")
     ax.legend()
     fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".results_sparsity.tmp.png"
-    fig.savefig(tmp, dpi=120)
+    path = save_figure(fig, Path(out) / "results_sparsity.png")
     plt.close(fig)
-    tmp.replace(out / "results_sparsity.png")
+    return path
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from alps import __version__
-
+def run_bench(config: BenchConfig) -> BenchReport:
+    """Dense, magnitude, Wanda, SparseGPT and ALPS on the same windows, once per seed; writes
+    ``results.png`` and ``results_sparsity.png`` into ``config.out`` when matplotlib is
+    installed."""
     report, compressions = run_rows(
-        args,
-        bench_rows(args.quick),
+        config,
+        bench_rows(config.quick),
         package="alps",
         version=__version__,
         quick_preset=QUICK,
@@ -121,6 +137,16 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     add_sparsegpt_ratio(report)
     add_iteration_summary(report, compressions)
-    finish(args, report)
-    plot_sparsity(report, args.out or Path("results") / "alps")
-    return 0
+    plot_perplexity(report, config.out)
+    plot_sparsity(report, config.out)
+    return report
+
+
+BENCH = BenchSpec(
+    package="alps",
+    version=__version__,
+    run=run_bench,
+    help="ALPS against SparseGPT, Wanda and magnitude on SmolLM2-135M",
+    uses=frozenset({"seeds", "device"}),
+    add_arguments=add_bench_options,
+)

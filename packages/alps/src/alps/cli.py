@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from alps.bench import BENCH
 from labcore.cli import run
 
 
@@ -31,12 +32,6 @@ def add_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--cg-iters", type=int, default=10, help="CG refit iterations (0: none)")
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from alps.bench import run_bench
-
-    return run_bench(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from layerwise.cli import build_method_parser
 
@@ -48,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         __version__,
         add_options=add_options,
         build_config=build_config,
-        run_bench=_bench,
+        bench=BENCH,
         what="prune",
     )
 

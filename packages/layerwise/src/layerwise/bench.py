@@ -2,7 +2,8 @@
 
 Every row starts from a fresh copy of the same dense model and uses the same calibration
 windows (BBC train split) and the same evaluation windows (BBC test split). ``time_s`` is the
-compression time; perplexity evaluation is not included.
+compression time; perplexity evaluation is not included. With several seeds every row runs once
+per seed (the seed draws the calibration and evaluation windows).
 
 The SmolLM2 weights come from a Q4_1 GGUF file (4-bit grid per block of 32 weights), so the
 table uses per-channel quantization (no groups) at 3 and 4 bits, where that grid does not line
@@ -13,18 +14,20 @@ llmcompressor pins its own torch and transformers, so it lives in a separate env
 its interpreter with ``--llmcompressor-python`` (or ``$LAYERWISE_LLMCOMPRESSOR_PYTHON``). It
 quantizes the same checkpoint on the same calibration windows, and we evaluate its weights with
 our own code. Without it the rows are reported as skipped.
+
+Method packages (quantease, alps) build their benches on :func:`run_rows` and
+:func:`add_bench_options`.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib.util
+import io
 import json
 import logging
 import os
 import resource
-import shlex
 import shutil
 import subprocess
 import sys
@@ -34,9 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from labcore import LabcoreError
-from labcore.bench import BenchReport, Row
+from labcore.bench import BenchConfig, BenchReport, BenchSpec, Row, aggregate_rows, mean_std
+from labcore.progress import status
+from layerwise import __version__
 
 log = logging.getLogger(__name__)
+
+#: The model every bench built on :func:`run_rows` uses without ``--model``.
+DEFAULT_MODEL = "smollm2-135m"
 
 
 @dataclass(frozen=True)
@@ -89,9 +97,29 @@ def bench_rows(quick: bool) -> list[tuple[str, dict[str, Any], Any]]:
     return rows
 
 
-def _llmcompressor_python(args: argparse.Namespace) -> str | None:
+def add_bench_options(p: Any) -> None:
+    """The own options of every ``bench`` built on :func:`run_rows` (``BenchSpec.add_arguments``);
+    :func:`run_rows` reads them through ``config.option``."""
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"offline name, local checkpoint or hub id (default {DEFAULT_MODEL})",
+    )
+    p.add_argument("--calib-windows", type=int, default=None, help="override the preset")
+    p.add_argument("--eval-windows", type=int, default=None, help="override the preset")
+    p.add_argument("--seqlen", type=int, default=None, help="override the preset")
+    p.add_argument("--only", default=None, help="comma-separated method names to run")
+    p.add_argument(
+        "--llmcompressor-python",
+        default=None,
+        help="a Python that has llmcompressor installed, for the GPTQ cross-check row "
+        "(default: $LAYERWISE_LLMCOMPRESSOR_PYTHON, else this Python if it has llmcompressor)",
+    )
+
+
+def _llmcompressor_python(explicit: str | None) -> str | None:
     """The interpreter for the llmcompressor cross-check, or ``None`` when there is none."""
-    explicit = args.llmcompressor_python or os.environ.get("LAYERWISE_LLMCOMPRESSOR_PYTHON")
+    explicit = explicit or os.environ.get("LAYERWISE_LLMCOMPRESSOR_PYTHON")
     if explicit:
         if shutil.which(explicit) is None and not Path(explicit).is_file():
             raise LabcoreError(f"--llmcompressor-python: no such interpreter {explicit!r}")
@@ -144,16 +172,17 @@ def _llmcompressor_gptq(
     return load_file(str(out_path)), info
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from layerwise import __version__
-
-    report, _ = run_rows(args, bench_rows(args.quick), package="layerwise", version=__version__)
-    finish(args, report)
-    return 0
+def run_bench(config: BenchConfig) -> BenchReport:
+    """Dense, RTN, GPTQ (and the llmcompressor cross-check), magnitude, Wanda and SparseGPT on
+    the same windows, once per seed; writes ``results.png`` into ``config.out`` when matplotlib
+    is installed."""
+    report, _ = run_rows(config, bench_rows(config.quick), package="layerwise", version=__version__)
+    plot_perplexity(report, config.out)
+    return report
 
 
 def run_rows(
-    args: argparse.Namespace,
+    config: BenchConfig,
     rows: list[tuple[str, dict[str, Any], Any]],
     *,
     package: str,
@@ -161,11 +190,17 @@ def run_rows(
     quick_preset: Preset = QUICK,
     full_preset: Preset = FULL,
 ) -> tuple[BenchReport, dict[int, Any]]:
-    """Run bench rows in one process on the same calibration and evaluation windows.
+    """Run bench rows in one process on the same calibration and evaluation windows, once per
+    seed of ``config.seeds``.
 
     ``rows`` holds (method, params, config): a method config, ``None`` for the dense model, or
-    :class:`ExternalGPTQ`. Method packages (quantease, alps, ...) call this with their own rows
-    and the baselines. Returns the report and, per row index, the CompressionReport (for
+    :class:`ExternalGPTQ`. Method packages (quantease, alps, ...) call this from their
+    ``run_bench(config)`` with their own rows and the baselines. The options of
+    :func:`add_bench_options` are read through ``config.option``: ``model``, ``calib_windows``,
+    ``eval_windows``, ``seqlen`` (each overriding the quick or full preset), ``only`` and
+    ``llmcompressor_python``. Work runs on ``config.device``.
+
+    Returns the report and, per row index in ``report.rows``, the CompressionReport (for
     per-layer comparisons).
     """
     import torch
@@ -177,122 +212,127 @@ def run_rows(
     from layerwise.engine import compress
     from layerwise.evaluate import evaluate_perplexity
 
-    preset = quick_preset if args.quick else full_preset
-    calib_n = args.calib_windows or preset.calib_windows
-    eval_n = args.eval_windows or preset.eval_windows
-    seqlen = args.seqlen or preset.seqlen
-    device = resolve_device(args.device)
-    only = set(args.only.split(",")) if args.only else None
-    seed_everything(args.seed)
+    preset = quick_preset if config.quick else full_preset
+    model_name = str(config.option("model", DEFAULT_MODEL))
+    calib_n = config.option("calib_windows") or preset.calib_windows
+    eval_n = config.option("eval_windows") or preset.eval_windows
+    seqlen = config.option("seqlen") or preset.seqlen
+    device = resolve_device(config.device)
+    only_text = config.option("only")
+    only = set(only_text.split(",")) if only_text else None
 
-    corpus = load_corpus("bbc")
-    _, tok = load_causal_lm(args.model, device="cpu")
-    cal = Calibration.from_corpus(tok, corpus, n=calib_n, seqlen=seqlen, seed=args.seed)
-    config = {
-        "model": args.model,
-        "quick": bool(args.quick),
-        "calibration": f"bbc train, {calib_n} x {seqlen} tokens",
-        "evaluation": f"bbc test, {eval_n} x {seqlen} tokens",
-        "device": str(device),
-        "propagate": "compressed",
-        "note": "time_s is compression only",
-    }
     report = BenchReport(
         package=package,
         version=version,
-        command=f"{package} bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
-        config=config,
+        config={
+            "model": model_name,
+            "quick": config.quick,
+            "calibration": f"bbc train, {calib_n} x {seqlen} tokens",
+            "evaluation": f"bbc test, {eval_n} x {seqlen} tokens",
+            "device": str(device),
+            "propagate": "compressed",
+            "note": "time_s is compression only",
+        },
     )
     layer_reports: dict[int, Any] = {}
-    llmc_python = _llmcompressor_python(args)
+    llmc_python = _llmcompressor_python(config.option("llmcompressor_python"))
     workdir = Path(tempfile.mkdtemp(prefix=f"{package}-bench-"))
     try:
-        for method, params, cfg in rows:
-            if only and method not in only:
-                continue
-            if isinstance(cfg, ExternalGPTQ) and llmc_python is None:
-                report.add(
-                    Row.skipped(
-                        method,
-                        params,
-                        "bbc",
-                        "llmcompressor not installed here (pass --llmcompressor-python)",
-                    )
-                )
-                continue
-            model, _ = load_causal_lm(args.model, device="cpu")
-            metrics: dict[str, Any] = {}
-            time_s = 0.0
-            if isinstance(cfg, ExternalGPTQ):
-                try:
-                    state, info = _llmcompressor_gptq(
-                        llmc_python, args.model, cal, cfg.bits, workdir
-                    )
-                except LabcoreError as exc:  # a broken cross-check must not sink the table
-                    log.error("%s", exc)
-                    report.add(Row.skipped(method, params, "bbc", str(exc).splitlines()[0]))
+        for seed in config.seeds:
+            # Per seed, the same order as a one-seed run: seed, corpus, tokenizer, windows.
+            seed_everything(seed)
+            corpus = load_corpus("bbc")
+            _, tok = load_causal_lm(model_name, device="cpu")
+            cal = Calibration.from_corpus(tok, corpus, n=calib_n, seqlen=seqlen, seed=seed)
+            for method, params, cfg in rows:
+                if only and method not in only:
                     continue
-                missing = set(state) - set(model.state_dict())
-                if missing or len(state) == 0:
-                    raise LabcoreError(f"llmcompressor returned unknown weights: {sorted(missing)}")
-                model.load_state_dict(state, strict=False)
-                time_s = info["time_s"]
-                report.config["llmcompressor"] = f"{info['llmcompressor']} (torch {info['torch']})"
-                metrics.update(
-                    peak_rss_gib=info["peak_rss_gib"], levels_per_row=info["max_levels_per_row"]
-                )
-            elif cfg is not None:
-                with MemoryMonitor() as mem:
-                    rep, _ = compress(
-                        model, cfg, cal, device=device, batch_size=8, progress=not args.quiet
+                if isinstance(cfg, ExternalGPTQ) and llmc_python is None:
+                    report.add(
+                        Row.skipped(
+                            method,
+                            params,
+                            "bbc",
+                            "llmcompressor not installed here (pass --llmcompressor-python)",
+                            seed=seed,
+                        )
                     )
-                time_s = rep.time_s
-                errors = sorted(x.rel_error for x in rep.layers if x.rel_error is not None)
-                metrics.update(
-                    mean_rel_error=rep.mean_rel_error,
-                    median_rel_error=errors[len(errors) // 2] if errors else None,
-                    sparsity=round(rep.sparsity, 4),
-                    damping_increases=rep.damping_increases,
-                    peak_rss_gib=mem.peak_rss_gib,
+                    continue
+                model, _ = load_causal_lm(model_name, device="cpu")
+                metrics: dict[str, Any] = {}
+                time_s = 0.0
+                if isinstance(cfg, ExternalGPTQ):
+                    try:
+                        state, info = _llmcompressor_gptq(
+                            llmc_python, model_name, cal, cfg.bits, workdir
+                        )
+                    except LabcoreError as exc:  # a broken cross-check must not sink the table
+                        log.error("%s", exc)
+                        report.add(
+                            Row.skipped(method, params, "bbc", str(exc).splitlines()[0], seed=seed)
+                        )
+                        continue
+                    missing = set(state) - set(model.state_dict())
+                    if missing or len(state) == 0:
+                        raise LabcoreError(
+                            f"llmcompressor returned unknown weights: {sorted(missing)}"
+                        )
+                    model.load_state_dict(state, strict=False)
+                    time_s = info["time_s"]
+                    report.config["llmcompressor"] = (
+                        f"{info['llmcompressor']} (torch {info['torch']})"
+                    )
+                    metrics.update(
+                        peak_rss_gib=info["peak_rss_gib"],
+                        levels_per_row=info["max_levels_per_row"],
+                    )
+                elif cfg is not None:
+                    with MemoryMonitor() as mem:
+                        rep, _ = compress(model, cfg, cal, device=device, batch_size=8)
+                    time_s = rep.time_s
+                    errors = sorted(x.rel_error for x in rep.layers if x.rel_error is not None)
+                    metrics.update(
+                        mean_rel_error=rep.mean_rel_error,
+                        median_rel_error=errors[len(errors) // 2] if errors else None,
+                        sparsity=round(rep.sparsity, 4),
+                        damping_increases=rep.damping_increases,
+                        peak_rss_gib=mem.peak_rss_gib,
+                    )
+                    if mem.peak_cuda_gib is not None:
+                        metrics["peak_cuda_gib"] = mem.peak_cuda_gib
+                    layer_reports[len(report.rows)] = rep
+                model.to(device)
+                ppl = evaluate_perplexity(
+                    model,
+                    tok,
+                    corpus,
+                    seqlen=seqlen,
+                    windows=eval_n,
+                    seed=seed,
+                    progress=True,
                 )
-                if mem.peak_cuda_gib is not None:
-                    metrics["peak_cuda_gib"] = mem.peak_cuda_gib
-                layer_reports[len(report.rows)] = rep
-            model.to(device)
-            ppl = evaluate_perplexity(
-                model,
-                tok,
-                corpus,
-                seqlen=seqlen,
-                windows=eval_n,
-                seed=args.seed,
-                progress=not args.quiet,
-            )
-            metrics = {"perplexity": ppl.perplexity, **metrics}
-            report.add(Row(method, params, "bbc", args.seed, metrics, round(time_s, 2)))
-            log.info("%s %s: %s", method, params, metrics)
-            if not args.quiet:
-                print(
-                    f"{method:10s} {params}: ppl {ppl.perplexity:.3f}, {time_s:.1f} s",
-                    file=sys.stderr,
+                metrics = {"perplexity": ppl.perplexity, **metrics}
+                report.add(Row(method, params, "bbc", seed, metrics, round(time_s, 2)))
+                log.info("%s %s seed %d: %s", method, params, seed, metrics)
+                status(
+                    f"{method:10s} {params} seed {seed}: ppl {ppl.perplexity:.3f}, {time_s:.1f} s"
                 )
-            del model
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+                del model
+                gc.collect()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return report, layer_reports
 
 
-def finish(args: argparse.Namespace, report: BenchReport) -> None:
-    """Write results.json / results.md (and a plot) under ``--out`` and print the table."""
-    from labcore.cli import emit
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write a matplotlib figure as a PNG atomically (parent folders made as needed)."""
+    from labcore.io import atomic_write_bytes
 
-    out = args.out or Path("results") / report.package
-    json_path, md_path = report.write(out)
-    _plot(report, out)
-    emit(args, report.to_dict(), report.to_markdown() + f"\nwritten: {json_path}, {md_path}")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def random_hessian(d: int, tokens: int, device: Any, *, seed: int = 0) -> Any:
@@ -364,66 +404,65 @@ def time_layer_solvers(
                     round(elapsed, 3),
                 )
             )
-            print(f"{name} {n_out}x{n_in}: {elapsed:.2f} s", file=sys.stderr)
+            status(f"{name} {n_out}x{n_in}: {elapsed:.2f} s")
         del H, W
     return rows, block
 
 
-def write_solver_report(
+def solver_report(
     *,
     package: str,
     version: str,
     config: dict[str, Any],
     rows: list[Row],
     block: dict[str, float],
-    out: Path,
+    command: str,
     blocks: int = 32,
 ) -> BenchReport:
-    """Write and print the table of :func:`time_layer_solvers`, with a whole-model estimate
-    (``blocks`` Llama blocks, 32 for Llama-7B) per solver."""
-    from labcore.bench import machine_info
-
-    report = BenchReport(
-        package=package,
-        version=version,
-        command="bench/gpu.sh " + " ".join(sys.argv[1:]),
-        config=config,
-    )
-    for row in rows:
-        report.add(row)
+    """The report of :func:`time_layer_solvers`, with a whole-model estimate (``blocks`` Llama
+    blocks, 32 for Llama-7B) per solver. The GPU script that calls it writes and prints it."""
+    report = BenchReport(package=package, version=version, command=command, config=config)
+    report.extend(rows)
     for name, t in block.items():
         report.add(
             Row(f"{name}-model-estimate", {"blocks": blocks}, "random layer", 0, {}, blocks * t)
         )
-    report.write(out)
-    print(report.to_markdown())
-    print(machine_info())
     return report
 
 
-def _plot(report: BenchReport, out: Path) -> None:
-    """Perplexity per row as a bar chart (only when matplotlib is installed)."""
+def plot_perplexity(report: BenchReport, out: Path) -> Path | None:
+    """Perplexity per row (mean over seeds) as a bar chart in ``out/results.png``; only when
+    matplotlib is installed."""
     if importlib.util.find_spec("matplotlib") is None:
-        return
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in report.rows if r.status == "ok"]
+    groups = [g for g in aggregate_rows(report.rows) if g["status"] == "ok"]
     labels = [
-        f"{r.method}\n" + ",".join(str(v) for k, v in r.params.items() if k != "granularity")
-        for r in rows
+        f"{g['method']}\n" + ",".join(str(v) for k, v in g["params"].items() if k != "granularity")
+        for g in groups
     ]
-    values = [r.metrics.get("perplexity") or 0 for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.9), 4))
-    ax.bar(range(len(rows)), values, color="tab:blue")
-    ax.set_xticks(range(len(rows)), labels, fontsize=7)
+    values = [mean_std(g["metrics"].get("perplexity", []))[0] or 0 for g in groups]
+    fig, ax = plt.subplots(figsize=(max(6, len(groups) * 0.9), 4))
+    ax.bar(range(len(groups)), values, color="tab:blue")
+    ax.set_xticks(range(len(groups)), labels, fontsize=7)
     ax.set_yscale("log")
     ax.set_ylabel("perplexity (BBC test, log scale)")
-    ax.set_title(f"layerwise bench: {report.config.get('model')}")
+    ax.set_title(f"{report.package} bench: {report.config.get('model')}")
     fig.tight_layout()
-    tmp = out / ".results.png.tmp.png"
-    fig.savefig(tmp, dpi=120)
+    path = save_figure(fig, Path(out) / "results.png")
     plt.close(fig)
-    tmp.replace(out / "results.png")
+    return path
+
+
+BENCH = BenchSpec(
+    package="layerwise",
+    version=__version__,
+    run=run_bench,
+    help="RTN, GPTQ, magnitude, Wanda and SparseGPT side by side on SmolLM2-135M",
+    uses=frozenset({"seeds", "device"}),
+    add_arguments=add_bench_options,
+)

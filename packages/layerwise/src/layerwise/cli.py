@@ -7,10 +7,14 @@ import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labcore import LabcoreError
-from labcore.cli import add_bench_arguments, add_command, emit, make_parser, run
+from labcore.cli import add_bench_command, add_command, emit, make_parser, run
+from layerwise.bench import BENCH
+
+if TYPE_CHECKING:
+    from labcore.bench import BenchSpec
 
 # Flags that map onto fields of method configs; a method takes those its config has.
 _METHOD_FLAGS = (
@@ -208,12 +212,6 @@ def _methods_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_command(args: argparse.Namespace) -> int:
-    from layerwise.bench import run_bench
-
-    return run_bench(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from layerwise import __version__
 
@@ -222,7 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = add_command(sub, "run", _run_command, help="compress a model with one method and save it")
+    p = add_command(
+        sub,
+        "run",
+        _run_command,
+        help="compress a model with one method and save it",
+        uses=("device", "seed", "out"),
+    )
     p.add_argument(
         "--method",
         default="gptq",
@@ -243,17 +247,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other config field")
     add_run_arguments(p)
 
-    p = add_command(sub, "eval", eval_command, help="perplexity and layer report of a saved output")
+    p = add_command(
+        sub,
+        "eval",
+        eval_command,
+        help="perplexity and layer report of a saved output",
+        uses=("device", "seed"),
+    )
     add_eval_arguments(p)
 
     add_command(
-        sub, "methods", _methods_command, help="list the registered methods and their options"
+        sub,
+        "methods",
+        _methods_command,
+        help="list the registered methods and their options",
+        uses=(),
     )
 
-    p = add_command(
-        sub, "bench", _bench_command, help="methods and baselines side by side on SmolLM2-135M"
-    )
-    add_layerwise_bench_arguments(p)
+    add_bench_command(sub, BENCH)
     return parser
 
 
@@ -264,13 +275,15 @@ def build_method_parser(
     *,
     add_options: Callable[[argparse._ArgumentGroup], None],
     build_config: Callable[[argparse.Namespace], Any],
-    run_bench: Callable[[argparse.Namespace], int],
+    bench: BenchSpec,
     what: str,
 ) -> argparse.ArgumentParser:
     """The ``run`` / ``eval`` / ``bench`` command line of a method package on this engine.
 
     ``add_options`` adds the method's flags, ``build_config(args)`` turns them into its config,
-    ``run_bench(args)`` is the bench; ``what`` completes "… a model and save it" in the help.
+    ``bench`` is the package's :class:`labcore.bench.BenchSpec` (its ``run_bench`` built on
+    :func:`layerwise.bench.run_rows`, its options :func:`layerwise.bench.add_bench_options`);
+    ``what`` completes "… a model and save it" in the help.
     """
     parser = make_parser(name, description, version=version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -279,30 +292,20 @@ def build_method_parser(
         "run",
         lambda args: run_compression(args, build_config(args), name),
         help=f"{what} a model and save it",
+        uses=("device", "seed", "out"),
     )
     add_options(p.add_argument_group(f"{name} options"))
     add_run_arguments(p)
-    p = add_command(sub, "eval", eval_command, help="perplexity and layer report of a saved output")
-    add_eval_arguments(p)
-    p = add_command(sub, "bench", run_bench, help="the method and its baselines on SmolLM2-135M")
-    add_layerwise_bench_arguments(p)
-    return parser
-
-
-def add_layerwise_bench_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of every ``bench`` command built on :func:`layerwise.bench.run_rows`."""
-    add_bench_arguments(p)
-    p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--calib-windows", type=int, default=None, help="override the preset")
-    p.add_argument("--eval-windows", type=int, default=None, help="override the preset")
-    p.add_argument("--seqlen", type=int, default=None, help="override the preset")
-    p.add_argument("--only", default=None, help="comma-separated method names to run")
-    p.add_argument(
-        "--llmcompressor-python",
-        default=None,
-        help="a Python that has llmcompressor installed, for the GPTQ cross-check row "
-        "(default: $LAYERWISE_LLMCOMPRESSOR_PYTHON, else this Python if it has llmcompressor)",
+    p = add_command(
+        sub,
+        "eval",
+        eval_command,
+        help="perplexity and layer report of a saved output",
+        uses=("device", "seed"),
     )
+    add_eval_arguments(p)
+    add_bench_command(sub, bench)
+    return parser
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:

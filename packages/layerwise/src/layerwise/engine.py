@@ -366,7 +366,7 @@ class LayerwiseEngine:
 
     # -- run --------------------------------------------------------------------------------
     def run(self, method: Method) -> CompressionReport:
-        from labcore.cli import progress_bar
+        from labcore.progress import progress_bar
 
         with Timer(self.device) as timer:
             batches = self.capture()

@@ -8,15 +8,17 @@ grouped 4-bit numbers on this model would prove nothing.
 Extra columns: ``beats_gptq`` is the share of layers whose relative reconstruction error is
 below the GPTQ row's at the same bits (each run propagates its own compressed inputs, so
 layers after the first block see slightly different data); ``time_vs_gptq`` is the
-compression time over the GPTQ row's at the same bits.
+compression time over the GPTQ row's at the same bits (both at the same seed).
 """
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
-from layerwise.bench import FULL, QUICK, finish, run_rows
+from layerwise.bench import FULL, QUICK, add_bench_options, plot_perplexity, run_rows
+
+from labcore.bench import BenchConfig, BenchReport, BenchSpec
+from quantease import __version__
 
 
 def bench_rows(quick: bool) -> list[tuple[str, dict[str, Any], Any]]:
@@ -57,16 +59,17 @@ def bench_rows(quick: bool) -> list[tuple[str, dict[str, Any], Any]]:
 
 
 def add_gptq_comparison(report: Any, layer_reports: dict[int, Any]) -> None:
-    """Add ``beats_gptq`` and ``time_vs_gptq`` to the QuantEase rows."""
+    """Add ``beats_gptq`` and ``time_vs_gptq`` to the QuantEase rows (against the GPTQ row at
+    the same bits and seed)."""
     gptq = {
-        row.params["bits"]: i
+        (row.params["bits"], row.seed): i
         for i, row in enumerate(report.rows)
         if row.method == "gptq" and row.status == "ok"
     }
     for i, row in enumerate(report.rows):
         if "quantease" not in row.method or row.status != "ok":
             continue
-        j = gptq.get(row.params.get("bits"))
+        j = gptq.get((row.params.get("bits"), row.seed))
         if j is None or i not in layer_reports or j not in layer_reports:
             continue
         ref = {x.name: x.rel_error for x in layer_reports[j].layers}
@@ -80,17 +83,27 @@ def add_gptq_comparison(report: Any, layer_reports: dict[int, Any]) -> None:
             row.metrics["time_vs_gptq"] = round(row.time_s / gptq_time, 2)
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from quantease import __version__
-
+def run_bench(config: BenchConfig) -> BenchReport:
+    """Dense, RTN, GPTQ and QuantEase (with the outlier variants) on the same windows, once per
+    seed; writes ``results.png`` into ``config.out`` when matplotlib is installed."""
     report, layer_reports = run_rows(
-        args,
-        bench_rows(args.quick),
+        config,
+        bench_rows(config.quick),
         package="quantease",
         version=__version__,
         quick_preset=QUICK,
         full_preset=FULL,
     )
     add_gptq_comparison(report, layer_reports)
-    finish(args, report)
-    return 0
+    plot_perplexity(report, config.out)
+    return report
+
+
+BENCH = BenchSpec(
+    package="quantease",
+    version=__version__,
+    run=run_bench,
+    help="QuantEase against RTN and GPTQ on SmolLM2-135M",
+    uses=frozenset({"seeds", "device"}),
+    add_arguments=add_bench_options,
+)

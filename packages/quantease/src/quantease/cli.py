@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from labcore.cli import run
+from quantease.bench import BENCH
 
 
 def build_config(args: argparse.Namespace):
@@ -52,12 +53,6 @@ def add_options(g: argparse._ArgumentGroup) -> None:
     )
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from quantease.bench import run_bench
-
-    return run_bench(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from layerwise.cli import build_method_parser
 
@@ -69,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         __version__,
         add_options=add_options,
         build_config=build_config,
-        run_bench=_bench,
+        bench=BENCH,
         what="quantize",
     )
 
