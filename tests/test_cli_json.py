@@ -113,6 +113,23 @@ CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
             "0.05",
         ],
     ),
+    ("obtain", ["track"], _shipped("packages/obtain/tests/data/click120.flac")),
+    (
+        "smcdecode",
+        ["generate"],
+        lambda tmp: [
+            "--model",
+            str(ROOT / "packages/smcdecode/tests/data/tiny-lm"),
+            "--prompt",
+            "write a word",
+            "--reward",
+            "keywords:a",
+            "--particles",
+            "4",
+            "--max-new-tokens",
+            "8",
+        ],
+    ),
     (
         "bpseg",
         ["segment"],

@@ -63,6 +63,13 @@ def test_bench_rejects_an_undeclared_flag(capsys):
     assert "unrecognized arguments: --seeds" in capsys.readouterr().err
 
 
+def test_bench_does_not_take_seed_as_an_abbreviation_of_seeds(capsys):
+    with pytest.raises(SystemExit) as exc:
+        run(_parser(), ["bench", "--seed", "0"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --seed" in capsys.readouterr().err
+
+
 def test_bench_json_is_one_document_and_writes_the_results(tmp_path, capsys):
     out = tmp_path / "r"
     rc = run(_parser(), ["bench", "--quick", "--seeds", "0,1", "--out", str(out), "--json"])

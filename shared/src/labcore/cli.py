@@ -57,7 +57,7 @@ def _add_common_options(parser: argparse.ArgumentParser, uses: Iterable[str]) ->
 
 
 def make_parser(prog: str, description: str, *, version: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"{prog} {version}")
     return parser
 
@@ -75,7 +75,8 @@ def add_command(
     ``uses`` names the common options the handler reads, among ``device``, ``seed`` and
     ``out``; ``--json``, ``-v`` and ``-q`` are always there.
     """
-    p = subparsers.add_parser(name, help=help, description=help)
+    # No abbreviations: `--seed` must not silently mean `--seeds` (or `--out` `--outdir`).
+    p = subparsers.add_parser(name, help=help, description=help, allow_abbrev=False)
     _add_common_options(p, uses)
     p.set_defaults(handler=handler)
     return p
@@ -90,7 +91,7 @@ def add_bench_command(subparsers: Any, spec: Any) -> argparse.ArgumentParser:
     """
     from labcore.bench import BenchConfig, default_out_dir
 
-    p = subparsers.add_parser("bench", help=spec.help, description=spec.help)
+    p = subparsers.add_parser("bench", help=spec.help, description=spec.help, allow_abbrev=False)
     p.add_argument(
         "--quick", action="store_true", help="the small run (under 10 minutes on 2 CPU cores)"
     )

