@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from labcore import LabcoreError
@@ -116,7 +117,15 @@ def test_format_mean_std_ignores_missing_values():
 
 
 @pytest.mark.parametrize(
-    ("text", "seeds"), [("0", (0,)), ("0,1,2", (0, 1, 2)), (" 3 , 1", (3, 1)), ((4, 5), (4, 5))]
+    ("text", "seeds"),
+    [
+        ("0", (0,)),
+        ("0,1,2", (0, 1, 2)),
+        (" 3 , 1", (3, 1)),
+        ((4, 5), (4, 5)),
+        (7, (7,)),
+        (np.arange(2), (0, 1)),
+    ],
 )
 def test_parse_seeds(text, seeds):
     assert parse_seeds(text) == seeds
@@ -218,3 +227,9 @@ def test_partial_results_are_kept_until_the_final_write(tmp_path):
     assert saved["partial"] is True and len(saved["rows"]) == len(report.rows)
     report.write(tmp_path)
     assert not partial.exists() and (tmp_path / "results.json").is_file()
+
+
+def test_command_names_the_package_also_under_python_m():
+    report = BenchReport(package="toy", version="0.1.0", config={})
+    report.stamp(BenchConfig(), argv=["/x/toy/__main__.py", "bench", "--seeds", "0,1"])
+    assert report.command == "toy bench --seeds 0,1"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ALPS and SparseGPT time per Llama-7B-shaped layer (4096 x 4096, 11008 x 4096, 4096 x 11008;
 # 128 x 2048 calibration tokens) on CUDA. Extra arguments go to gpu_layer.py, e.g.
-#   packages/alps/bench/gpu.sh --out results/alps-gpu
+#   packages/alps/bench/gpu.sh --out DIR      # default packages/alps/bench/results-gpu
 #   packages/alps/bench/gpu.sh --small --device cpu      # a quick check without a GPU
 # Uses the workspace environment when uv is available, else the current Python with the
 # sources on PYTHONPATH (needs torch and transformers).

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seqlen", type=int, default=2048)
     p.add_argument("--sparsity", type=float, default=0.7)
     p.add_argument("--small", action="store_true", help="tiny shapes, for a CPU check")
-    p.add_argument("--out", type=Path, default=Path("results") / "alps-gpu")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results-gpu")
     args = p.parse_args(argv)
 
     device = resolve_device(args.device)

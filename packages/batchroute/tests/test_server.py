@@ -418,6 +418,28 @@ def test_serve_checks_the_port():
         serve(port=70000, batcher=make_batcher())
 
 
+def test_serve_reports_the_bound_port_and_prints_nothing(capsys):
+    import socket
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def ready(url):
+        seen["url"] = url
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10):
+            pass  # something listens there
+        raise Stop  # end the blocking server from inside
+
+    with pytest.raises(Stop):
+        serve(port=0, batcher=make_batcher(window_s=0.0), on_ready=ready)
+    host, port = seen["url"].removeprefix("http://").rsplit(":", 1)
+    assert host == "127.0.0.1" and int(port) > 0  # the bound port, not 0
+    assert capsys.readouterr().out == ""  # no aiohttp banner on stdout (--json stays one document)
+
+
 def test_a_batcher_can_serve_successive_event_loops():
     b = make_batcher(window_s=0.0)
 

@@ -44,8 +44,12 @@ def test_bench_cli_json_on_two_tiny_documents(monkeypatch, tmp_path, capsys):
         ]
     assert ("encoder", "all", None) in ok and ("bpseg", "speed-500", 0) in ok
     # Without --data-root the Choi rows are kept as skipped, not dropped.
-    skipped = [(r["method"], r["dataset"], r["status"]) for r in rows if r["status"] != "ok"]
-    assert skipped == [(m, "choi", "skipped: no --data-root") for m in keep]
+    skipped = [
+        (r["method"], r["dataset"], r["seed"], r["status"]) for r in rows if r["status"] != "ok"
+    ]
+    assert skipped == [
+        (m, "choi", seed, "skipped: no --data-root") for seed in (0, 1) for m in keep
+    ]
     assert payload["provenance"]["seeds"] == [0, 1] and payload["provenance"]["quick"]
     assert "bbc-interleaved: ARI" in (tmp_path / "summary.md").read_text()
     assert (tmp_path / "results.md").is_file() and (tmp_path / "results.json").is_file()

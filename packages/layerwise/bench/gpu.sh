@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPTQ and SparseGPT timings on one Llama-7B-shaped random block (hidden 4096, MLP 11008,
 # 128 x 2048 calibration tokens) on CUDA. Extra arguments go to gpu_block.py, e.g.
-#   packages/layerwise/bench/gpu.sh --out results/layerwise-gpu
+#   packages/layerwise/bench/gpu.sh --out DIR      # default packages/layerwise/bench/results-gpu
 #   packages/layerwise/bench/gpu.sh --small --device cpu      # a quick check without a GPU
 # Uses the workspace environment when uv is available, else the current Python with the
 # sources on PYTHONPATH (needs torch and transformers).

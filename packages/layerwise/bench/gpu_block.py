@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sequences", type=int, default=128)
     p.add_argument("--seqlen", type=int, default=2048)
     p.add_argument("--small", action="store_true", help="tiny shapes, for a CPU check")
-    p.add_argument("--out", type=Path, default=Path("results") / "layerwise-gpu")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results-gpu")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 

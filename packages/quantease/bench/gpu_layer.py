@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bits", type=int, default=3)
     p.add_argument("--sweeps", type=int, default=30)
     p.add_argument("--small", action="store_true", help="tiny shapes, for a CPU check")
-    p.add_argument("--out", type=Path, default=Path("results") / "quantease-gpu")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results-gpu")
     args = p.parse_args(argv)
 
     device = resolve_device(args.device)

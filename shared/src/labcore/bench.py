@@ -32,8 +32,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -118,23 +120,30 @@ def default_out_dir(quick: bool) -> Path:
     return Path("bench") / ("results-quick" if quick else "results")
 
 
-def parse_seeds(text: str | Iterable[int]) -> tuple[int, ...]:
-    """``"0,1,2"`` (or an iterable of ints) as a tuple of distinct non-negative seeds.
+def parse_seeds(text: str | int | Iterable[int]) -> tuple[int, ...]:
+    """``"0,1,2"``, one integer or an iterable of integers, as a tuple of distinct non-negative
+    seeds.
 
-    >>> parse_seeds("0,1, 2")
-    (0, 1, 2)
+    >>> parse_seeds("0,1, 2"), parse_seeds(3)
+    ((0, 1, 2), (3,))
     """
     if isinstance(text, str):
         parts = [t.strip() for t in text.split(",")]
-        if not text.strip() or any(not t.lstrip("-").isdigit() for t in parts):
+        if not text.strip() or not all(re.fullmatch(r"-?[0-9]+", t) for t in parts):
             raise LabcoreError(
                 f"seeds must be integers separated by commas (e.g. 0,1,2), got {text!r}"
             )
         seeds = tuple(int(t) for t in parts)
     else:
-        seeds = tuple(text)
-        if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-            raise LabcoreError(f"seeds must be integers, got {seeds!r}")
+        if isinstance(text, numbers.Integral) and not isinstance(text, bool):
+            text = (text,)
+        try:
+            items = tuple(text)
+        except TypeError:
+            raise LabcoreError(f"seeds must be integers, got {text!r}") from None
+        if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in items):
+            raise LabcoreError(f"seeds must be integers, got {items!r}")
+        seeds = tuple(int(s) for s in items)
     if not seeds:
         raise LabcoreError("at least one seed is needed")
     if any(s < 0 for s in seeds):
@@ -564,11 +573,9 @@ class BenchReport:
         """Record the command line and the provenance of this run."""
         argv = list(sys.argv if argv is None else argv)
         if not self.command:
-            self.command = (
-                " ".join(shlex.quote(a) for a in [Path(argv[0]).name, *argv[1:]])
-                if argv
-                else self.package
-            )
+            # The console script's name, also under `python -m <name>` (argv[0] is then a path
+            # to __main__.py).
+            self.command = " ".join(shlex.quote(a) for a in [self.package, *argv[1:]])
         self.provenance = provenance(self.package, config, argv=argv)
         if total_s is not None:
             self.provenance["total_s"] = round(total_s, 3)

@@ -192,14 +192,16 @@ def _serve(args: argparse.Namespace) -> int:
         window_s=args.window_ms / 1000.0,
         max_batch=args.max_batch,
     )
-    url = f"http://{args.host}:{args.port}"
-    emit(
-        args,
-        {"url": url, "models": list(names)},
-        f"batchroute: serving {', '.join(names)} on {url}",
-    )
-    sys.stdout.flush()  # the server runs until interrupted: say where it listens now
-    serve(host=args.host, port=args.port, batcher=batcher)
+
+    def ready(url: str) -> None:
+        emit(
+            args,
+            {"url": url, "models": list(names)},
+            f"batchroute: serving {', '.join(names)} on {url}",
+        )
+        sys.stdout.flush()  # the server runs until interrupted: say where it listens now
+
+    serve(host=args.host, port=args.port, batcher=batcher, on_ready=ready)
     return 0
 
 

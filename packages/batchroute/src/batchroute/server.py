@@ -594,7 +594,13 @@ def make_app(batcher: Batcher) -> web.Application:
     return app
 
 
-def serve(*, host: str = "127.0.0.1", port: int = 8080, batcher: Batcher) -> None:
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    batcher: Batcher,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
     """Run the router until interrupted (blocking).
 
     Parameters
@@ -607,7 +613,28 @@ def serve(*, host: str = "127.0.0.1", port: int = 8080, batcher: Batcher) -> Non
         TCP port (0: any free port).
     batcher : Batcher
         The routing core.
+    on_ready : callable, optional
+        Called once with the URL the server listens on (the bound port when ``port`` is 0).
+        Nothing is printed on stdout (aiohttp's banner is off), so a caller's ``--json``
+        output stays one document.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise LabcoreError(f"port must be an integer in [0, 65535], got {port!r}")
-    web.run_app(make_app(batcher), host=host, port=port)
+    asyncio.run(_serve_forever(make_app(batcher), host, port, on_ready))
+
+
+async def _serve_forever(
+    app: web.Application, host: str, port: int, on_ready: Callable[[str], None] | None
+) -> None:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_port = runner.addresses[0][1] if runner.addresses else port
+        log.info("serving on http://%s:%s", host, bound_port)
+        if on_ready is not None:
+            on_ready(f"http://{host}:{bound_port}")
+        await asyncio.Event().wait()  # until cancelled (Ctrl+C)
+    finally:
+        await runner.cleanup()

@@ -208,8 +208,9 @@ def run_bench(config: BenchConfig) -> BenchReport:
     )
     if not any(name.startswith("choi/") for name in sets):
         reason = notes[-1].removeprefix("Choi skipped: ") if notes else "no Choi documents"
-        for name, (_, params, _) in METHODS.items():
-            report.add(Row.skipped(name, dict(params), "choi", reason))
+        for seed in seeds:
+            for name, (_, params, _) in METHODS.items():
+                report.add(Row.skipped(name, dict(params), "choi", reason, seed=seed))
 
     encode_time = 0.0
     n_encoded = 0

@@ -109,6 +109,12 @@ def add_bench_options(p: Any) -> None:
     p.add_argument("--eval-windows", type=int, default=None, help="override the preset")
     p.add_argument("--seqlen", type=int, default=None, help="override the preset")
     p.add_argument("--only", default=None, help="comma-separated method names to run")
+
+
+def add_cross_check_options(p: Any) -> None:
+    """:func:`add_bench_options` plus ``--llmcompressor-python``, for a bench whose rows hold
+    the llmcompressor GPTQ cross-check (:class:`ExternalGPTQ`)."""
+    add_bench_options(p)
     p.add_argument(
         "--llmcompressor-python",
         default=None,
@@ -197,8 +203,9 @@ def run_rows(
     :class:`ExternalGPTQ`. Method packages (quantease, alps, ...) call this from their
     ``run_bench(config)`` with their own rows and the baselines. The options of
     :func:`add_bench_options` are read through ``config.option``: ``model``, ``calib_windows``,
-    ``eval_windows``, ``seqlen`` (each overriding the quick or full preset), ``only`` and
-    ``llmcompressor_python``. Work runs on ``config.device``.
+    ``eval_windows``, ``seqlen`` (each overriding the quick or full preset), ``only``, and
+    ``llmcompressor_python`` (:func:`add_cross_check_options`) when a row is
+    :class:`ExternalGPTQ`. Work runs on ``config.device``.
 
     Returns the report and, per row index in ``report.rows``, the CompressionReport (for
     per-layer comparisons).
@@ -235,7 +242,11 @@ def run_rows(
         },
     )
     layer_reports: dict[int, Any] = {}
-    llmc_python = _llmcompressor_python(config.option("llmcompressor_python"))
+    # Only a bench with the cross-check rows looks for an interpreter (and offers the flag).
+    has_cross_check = any(isinstance(cfg, ExternalGPTQ) for _, _, cfg in rows)
+    llmc_python = (
+        _llmcompressor_python(config.option("llmcompressor_python")) if has_cross_check else None
+    )
     workdir = Path(tempfile.mkdtemp(prefix=f"{package}-bench-"))
     try:
         for seed in config.seeds:
@@ -464,5 +475,5 @@ BENCH = BenchSpec(
     run=run_bench,
     help="RTN, GPTQ, magnitude, Wanda and SparseGPT side by side on SmolLM2-135M",
     uses=frozenset({"seeds", "device"}),
-    add_arguments=add_bench_options,
+    add_arguments=add_cross_check_options,
 )

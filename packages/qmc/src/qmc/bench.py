@@ -322,7 +322,7 @@ def movielens_rows(*, quick: bool, seed: int) -> list[Row]:
             },
         )
     else:
-        rows.append(Row.skipped("prox-grad", params, dataset, "full run only"))
+        rows.append(Row.skipped("prox-grad", params, dataset, "full run only", seed=seed))
     si = tuned_soft_impute(data, values, seed, n_lambdas=6, max_iter=100)
     z = np.clip(si.Z[ti, tj], values[0], values[-1])
     record("soft-impute", z, _predict_levels(z, values), si.time_s)
