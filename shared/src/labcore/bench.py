@@ -569,14 +569,19 @@ class BenchReport:
         *,
         argv: Sequence[str] | None = None,
         total_s: float | None = None,
+        before: dict[str, Any] | None = None,
     ) -> None:
-        """Record the command line and the provenance of this run."""
+        """Record the command line and the provenance of this run; ``before`` is a
+        :func:`provenance` taken when the run started (the code that ran is the code of the
+        start: edits made while a long run goes on do not mark it modified)."""
         argv = list(sys.argv if argv is None else argv)
         if not self.command:
             # The console script's name, also under `python -m <name>` (argv[0] is then a path
             # to __main__.py).
             self.command = " ".join(shlex.quote(a) for a in [self.package, *argv[1:]])
-        self.provenance = provenance(self.package, config, argv=argv)
+        self.provenance = (
+            dict(before) if before is not None else provenance(self.package, config, argv=argv)
+        )
         if total_s is not None:
             self.provenance["total_s"] = round(total_s, 3)
 

@@ -138,10 +138,13 @@ def add_bench_command(subparsers: Any, spec: Any) -> argparse.ArgumentParser:
             out=args.out,
             options={dest: getattr(args, dest) for dest in own},
         )
+        from labcore.bench import provenance
+
+        before = provenance(spec.package, config)  # the code as it is when the run starts
         started = time.perf_counter()
         report = spec.run(config)
         total_s = time.perf_counter() - started
-        report.stamp(config, total_s=total_s)
+        report.stamp(config, total_s=total_s, before=before)
         json_path, _ = report.write(config.out)
         text = (report.summary or report.to_markdown()) + (
             f"\nTotal {total_s:.0f} s; results in {config.out}/"
