@@ -342,3 +342,11 @@ def test_vmap_training_drops_an_uneven_last_batch():
     )
     assert train(config).steps == 4
     assert train(replace(config, mode="sequential")).steps == 5
+
+
+def test_bench_data_root_with_the_quick_preset_is_an_error(tmp_path, capsys):
+    from msam.cli import main
+
+    rc = main(["bench", "--quick", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "reads no external data" in capsys.readouterr().err

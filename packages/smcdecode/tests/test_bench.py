@@ -105,3 +105,11 @@ def test_bench_refuses_flags_it_would_ignore(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--render-dir", "x"])  # parse only: never runs
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", [["--humaneval-n", "3"], ["--gsm8k-n", "3"], ["--data-root", "."]])
+def test_quick_rejects_options_of_the_full_run(flag, tmp_path, capsys):
+    from smcdecode.cli import main
+
+    assert main(["bench", "--quick", *flag, "--out", str(tmp_path)]) == 2
+    assert "the quick run has no HumanEval or GSM8K rows" in capsys.readouterr().err

@@ -31,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labcore import LabcoreError
 from labcore.bench import BenchConfig, BenchReport, BenchSpec, Row
 from msam import __version__
 
@@ -530,7 +531,12 @@ def run_bench(config: BenchConfig) -> BenchReport:
         config={"preset": preset_name, **{k: v for k, v in preset.items() if v is not None}},
     )
     image = dict(preset["image"])
-    if config.data_root is not None and image["config"]["data"] == "fashion-mnist":
+    if config.data_root is not None and image["config"]["data"] != "fashion-mnist":
+        raise LabcoreError(
+            f"--data-root: the {preset_name} preset reads no external data "
+            "(only the full preset's Fashion-MNIST does)"
+        )
+    if config.data_root is not None:
         # --data-root is a folder of data sets (holding fashion-mnist/) or the folder itself.
         root = Path(config.data_root)
         if (root / "fashion-mnist").is_dir():

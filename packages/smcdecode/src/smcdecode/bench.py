@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from labcore.bench import BenchConfig, BenchReport, BenchSpec, Row
+from labcore.errors import LabcoreError
 from labcore.io import atomic_write_json
 from labcore.progress import progress_bar
 from smcdecode import __version__
@@ -255,6 +256,7 @@ def throughput(dec, tok, prompt: str, *, n=16, max_new_tokens=64, seed=0) -> dic
 #: The package options of ``smcdecode bench`` and their defaults.
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_KEYWORDS_N = 12
+QUICK_KEYWORDS_N = 8
 DEFAULT_HUMANEVAL_N = 8
 DEFAULT_GSM8K_N = 8
 
@@ -266,7 +268,7 @@ def _run_seed(dec, tok, config: BenchConfig, seed: int, budgets, report: BenchRe
     quick = config.quick
     per: dict = {}
     kw_probs = tasks.keyword_problems(
-        tok, 8 if quick else config.option("keywords_n", DEFAULT_KEYWORDS_N)
+        tok, config.option("keywords_n", QUICK_KEYWORDS_N if quick else DEFAULT_KEYWORDS_N)
     )
     rows, recs = run_task(
         dec,
@@ -365,6 +367,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
     from labcore import load_causal_lm
     from smcdecode.smc import SMCDecoder
 
+    _check_options(config)
     quick = config.quick
     model_name = config.option("model", DEFAULT_MODEL)
     torch.manual_seed(config.seed)
@@ -395,13 +398,41 @@ def _add_arguments(parser) -> None:
     parser.add_argument(
         "--keywords-n",
         type=int,
-        default=DEFAULT_KEYWORDS_N,
-        help="keyword prompts (12 of 20; the quick run uses 8)",
+        default=None,
+        help=f"keyword prompts (default {DEFAULT_KEYWORDS_N} of 20; {QUICK_KEYWORDS_N} with --quick)",
     )
     parser.add_argument(
-        "--humaneval-n", type=int, default=DEFAULT_HUMANEVAL_N, help="HumanEval problems (8)"
+        "--humaneval-n",
+        type=int,
+        default=None,
+        help=f"HumanEval problems (default {DEFAULT_HUMANEVAL_N}; full run only)",
     )
-    parser.add_argument("--gsm8k-n", type=int, default=DEFAULT_GSM8K_N, help="GSM8K problems (8)")
+    parser.add_argument(
+        "--gsm8k-n",
+        type=int,
+        default=None,
+        help=f"GSM8K problems (default {DEFAULT_GSM8K_N}; full run only)",
+    )
+
+
+def _check_options(config: BenchConfig) -> None:
+    """The quick run has no HumanEval or GSM8K rows: options for them are errors there, not
+    silently ignored."""
+    if not config.quick:
+        return
+    given = [
+        flag
+        for flag, value in (
+            ("--humaneval-n", config.options.get("humaneval_n")),
+            ("--gsm8k-n", config.options.get("gsm8k_n")),
+            ("--data-root", config.data_root),
+        )
+        if value is not None
+    ]
+    if given:
+        raise LabcoreError(
+            f"{', '.join(given)}: the quick run has no HumanEval or GSM8K rows; drop --quick"
+        )
 
 
 BENCH = BenchSpec(
