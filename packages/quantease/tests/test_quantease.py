@@ -294,6 +294,7 @@ def test_bench_help_offers_exactly_the_flags_it_reads(capsys):
     assert "--seeds" in out and "--device" in out and "--data-root" not in out
     for own in ("--model", "--only", "--calib-windows", "--eval-windows", "--seqlen"):
         assert own in out
+    assert "--llmcompressor-python" not in out  # no cross-check rows in this bench
 
 
 def test_bench_on_a_tiny_model(tmp_path, monkeypatch):
