@@ -100,3 +100,82 @@ def test_classification_scores_wrap_sklearn():
     s = classification_scores([0, 0, 1, 1], [0, 1, 1, 1])
     assert s["accuracy"] == 0.75
     assert s["balanced_accuracy"] == 0.75
+
+
+# -- ranking ---------------------------------------------------------------------------------
+
+
+def test_ndcg_equals_hand_computation():
+    from labcore.metrics import ndcg_at_k
+
+    rel = [[3, 2, 3, 0, 1, 2]]
+    scores = [[6, 5, 4, 3, 2, 1]]  # ranks the items in their listed order
+    dcg = 3 + 2 / math.log2(3) + 3 / 2 + 0 + 1 / math.log2(6) + 2 / math.log2(7)
+    ideal = 3 + 3 / math.log2(3) + 2 / 2 + 2 / math.log2(5) + 1 / math.log2(6)
+    assert ndcg_at_k(rel, scores, k=None) == pytest.approx(dcg / ideal)
+    # k = 3: only the top three count, against the ideal top three.
+    assert ndcg_at_k(rel, scores, k=3) == pytest.approx(
+        (3 + 2 / math.log2(3) + 3 / 2) / (3 + 3 / math.log2(3) + 2 / 2)
+    )
+    assert ndcg_at_k(rel, [[1, 2, 3, 4, 5, 6]], k=None) < dcg / ideal  # reversed is worse
+    assert ndcg_at_k(rel, [[3, 2, 3, 0, 1, 2]], k=None) == pytest.approx(1.0)
+
+
+def test_ndcg_leaves_out_queries_without_relevant_items():
+    from labcore.metrics import ndcg_at_k
+
+    one = ndcg_at_k([[1, 0, 0]], [[0.1, 0.9, 0.5]], k=None)
+    assert one == pytest.approx(1 / math.log2(4))
+    assert ndcg_at_k([[1, 0, 0], [0, 0, 0]], [[0.1, 0.9, 0.5], [1, 2, 3]], k=None) == one
+
+
+def test_mrr_equals_hand_computation_and_counts_ties_exactly():
+    from labcore.metrics import mean_reciprocal_rank
+
+    rel = [[0, 0, 1], [1, 0, 0], [0, 1, 1]]
+    scores = [[3, 2, 1], [3, 2, 1], [3, 2, 1]]
+    assert mean_reciprocal_rank(rel, scores) == pytest.approx((1 / 3 + 1 + 1 / 2) / 3)
+    # One relevant and one not, tied: first with probability 1/2, second otherwise.
+    assert mean_reciprocal_rank([[1, 0]], [[5, 5]]) == pytest.approx(0.5 * 1 + 0.5 * 0.5)
+    # Brute force over every order of a tie group of 4 with 2 relevant, below one better item.
+    import itertools
+
+    tie = [1, 1, 0, 0]
+    expected = np.mean(
+        [1 / (1 + 1 + next(i for i, r in enumerate(p) if r)) for p in itertools.permutations(tie)]
+    )
+    got = mean_reciprocal_rank([[0, 1, 1, 0, 0]], [[9, 4, 4, 4, 4]])
+    assert got == pytest.approx(expected)
+
+
+def test_roc_auc_equals_pair_counting():
+    from labcore.metrics import roc_auc
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 40)
+    s = rng.integers(0, 5, 40).astype(float)  # many ties
+    pos, neg = s[y == 1], s[y == 0]
+    pairs = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    assert roc_auc(y, s) == pytest.approx(pairs / (len(pos) * len(neg)))
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda m: m.ndcg_at_k([[1, 0]], [[1, 0, 2]]), "one shape"),
+        (lambda m: m.ndcg_at_k([[1]], [[1]]), "at least 2 items"),
+        (lambda m: m.ndcg_at_k([[1, np.nan]], [[1, 0]]), "finite"),
+        (lambda m: m.ndcg_at_k([[1, -1]], [[1, 0]]), "non-negative"),
+        (lambda m: m.ndcg_at_k([[1, 0]], [[1, 0]], k=0), "positive integer"),
+        (lambda m: m.ndcg_at_k([[0, 0]], [[1, 0]]), "no query has a relevant item"),
+        (lambda m: m.mean_reciprocal_rank([[0, 0]], [[1, 0]]), "no query has a relevant item"),
+        (lambda m: m.roc_auc([1, 1, 1], [0.1, 0.2, 0.3]), "two classes"),
+        (lambda m: m.roc_auc([0, 1], [0.1, np.inf]), "finite"),
+        (lambda m: m.roc_auc([0, 1], [0.1]), "one length"),
+    ],
+)
+def test_ranking_metrics_reject_bad_input(call, match):
+    import labcore.metrics
+
+    with pytest.raises(LabcoreError, match=match):
+        call(labcore.metrics)
