@@ -213,7 +213,7 @@ def test_cli_fit_writes_edges_and_certificate(tmp_path, capsys, banded_data):
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["fit", str(tmp_path / "missing.csv")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "file not found" in capsys.readouterr().err
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n3,NA\n")
     assert main(["fit", str(bad)]) == 2
@@ -224,7 +224,7 @@ def test_cli_rejects_ambiguous_or_malformed_input(tmp_path, capsys):
     data = tmp_path / "d.csv"
     data.write_text("a,b,c\n1,2\n3,4\n")
     assert main(["fit", str(data)]) == 2
-    assert "header has 3 names" in capsys.readouterr().err
+    assert "line 2 has 2 cells, expected 3" in capsys.readouterr().err
     data.write_text("1,2\n3,4\n5,7\n")
     assert main(["fit", str(data), "--l0", "0.1", "--select", "bic"]) == 2
     assert "not both" in capsys.readouterr().err

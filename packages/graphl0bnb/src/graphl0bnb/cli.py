@@ -14,40 +14,14 @@ import numpy as np
 from graphl0bnb.bench import BENCH
 from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
+from labcore.io import read_numeric_csv
 
 
 def read_csv(path: Path) -> tuple[np.ndarray, list[str]]:
-    """A numeric CSV with an optional header row; returns (X, column names)."""
-    path = Path(path)
-    if not path.is_file():
-        raise LabcoreError(f"no such file: {path}")
-    with path.open(newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
-    if not rows:
-        raise LabcoreError(f"{path} is empty")
-
-    missing = {"", "na", "nan"}
-
-    def is_data(row):
-        try:
-            [float(v) for v in row if v.strip().lower() not in missing]
-            return True
-        except ValueError:
-            return False
-
-    names = [f"x{k}" for k in range(len(rows[0]))]
-    if not is_data(rows[0]):
-        names, rows = [v.strip() for v in rows[0]], rows[1:]
-    if not rows:
-        raise LabcoreError(f"{path} has a header but no data rows")
-    widths = {len(r) for r in rows}
-    if len(widths) > 1:
-        raise LabcoreError(f"{path}: rows have different numbers of columns {sorted(widths)}")
-    if len(names) != len(rows[0]):
-        raise LabcoreError(
-            f"{path}: the header has {len(names)} names but rows have {len(rows[0])} values"
-        )
-    X = np.array([[np.nan if v.strip().lower() in missing else float(v) for v in r] for r in rows])
+    """A numeric CSV with an optional header row (``labcore.io.read_numeric_csv``); returns
+    (X, column names). A graph needs every value: missing cells are an error here."""
+    X, header = read_numeric_csv(path)
+    names = header if header is not None else [f"x{k}" for k in range(X.shape[1])]
     if np.isnan(X).any():
         bad = int(np.isnan(X).any(axis=1).sum())
         raise LabcoreError(f"{path}: {bad} row(s) have missing values; drop or impute them first")
