@@ -24,6 +24,7 @@ from smcdecode.potentials import (
 )
 from smcdecode.smc import SMCConfig, SMCDecoder
 
+from labcore import tasks as labcore_tasks
 from labcore.errors import LabcoreError
 
 V, EOS = 12, 11
@@ -181,7 +182,8 @@ def test_math_helpers(tmp_path):
     f = tmp_path / "gsm.jsonl"
     f.write_text(json.dumps({"question": "1+1?", "answer": "so\n#### 2"}) + "\n")
     (p,) = tasks.gsm8k_problems(f, 5)
-    assert p.data["answer"] == "2"
+    assert (p.id, p.answer, p.source, p.potential) == ("gsm0", "2", "gsm8k", None)
+    assert isinstance(p, labcore_tasks.Problem) and p.data is p.metadata
     assert tasks.math_score(p, "The answer is 2.")["score"] == 1.0
     assert tasks.math_score(p, "The answer is 3.")["score"] == 0.0
     with pytest.raises(LabcoreError, match="no such GSM8K"):

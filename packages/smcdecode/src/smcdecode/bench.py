@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -314,9 +315,10 @@ def _run_seed(dec, tok, config: BenchConfig, seed: int, budgets, report: BenchRe
             else None
         )
         if gsm is not None and gsm.is_file():
-            probs = tasks.gsm8k_problems(gsm, config.option("gsm8k_n", DEFAULT_GSM8K_N))
-            for p in probs:
-                p.prompt = tasks.chat_prompt(tok, tasks.MATH_INSTRUCTION + p.prompt)
+            probs = [
+                replace(p, prompt=tasks.chat_prompt(tok, tasks.MATH_INSTRUCTION + p.prompt))
+                for p in tasks.gsm8k_problems(gsm, config.option("gsm8k_n", DEFAULT_GSM8K_N))
+            ]
             rows, recs = run_task(
                 dec,
                 tok,

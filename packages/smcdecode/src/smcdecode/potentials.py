@@ -20,6 +20,22 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from labcore.errors import LabcoreError
+from labcore.tasks import answers_match, boxed_answer, last_number, normalize_answer
+
+__all__ = [
+    "CallablePotential",
+    "ExactAnswerPotential",
+    "KeywordPotential",
+    "LengthPotential",
+    "Potential",
+    "RegexPotential",
+    "SumPotential",
+    "TokenPotential",
+    "boxed_answer",  # re-exported from labcore.tasks
+    "last_number",  # re-exported from labcore.tasks
+    "normalize_answer",  # re-exported from labcore.tasks
+    "parse_reward",
+]
 
 
 class Potential:
@@ -163,60 +179,21 @@ class TokenPotential(Potential):
         return np.array([float(self._final(list(s))) for s in ids])
 
 
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def last_number(text: str) -> str | None:
-    """The last number in ``text`` (commas removed, trailing ``.0`` dropped), or None."""
-    found = _NUMBER.findall(text)
-    if not found:
-        return None
-    s = found[-1].replace(",", "")
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
-    return s
-
-
-def boxed_answer(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (balanced braces), or None."""
-    i = text.rfind("\\boxed{")
-    if i < 0:
-        return None
-    depth, j = 0, i + len("\\boxed{")
-    start = j
-    while j < len(text):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            if depth == 0:
-                return text[start:j].strip()
-            depth -= 1
-        j += 1
-    return None
-
-
-def normalize_answer(s: str | None) -> str | None:
-    if s is None:
-        return None
-    s = s.strip().strip("$").replace(" ", "").replace("\\!", "").replace("dfrac", "frac")
-    s = s.replace("\\left", "").replace("\\right", "").rstrip(".")
-    if re.fullmatch(r"-?\d[\d,]*(\.\d+)?", s):
-        s = s.replace(",", "")
-        if "." in s:
-            s = s.rstrip("0").rstrip(".")
-    return s
-
-
 class ExactAnswerPotential(Potential):
-    """1 if the extracted final answer equals ``answer`` (after normalisation), else 0."""
+    """1 if the extracted final answer matches ``answer``, else 0.
+
+    Matching is :func:`labcore.tasks.answers_match` (normalised strings, or equal rational
+    values); ``extract`` takes the answer out of a completion (default: the last number).
+    """
 
     def __init__(self, answer: str, *, extract: Callable[[str], str | None] = last_number):
-        self.answer = normalize_answer(str(answer))
+        self.reference = str(answer)
+        self.answer = normalize_answer(self.reference)
         self.extract = extract
 
     def final(self, texts, ids):
         return np.array(
-            [1.0 if normalize_answer(self.extract(t)) == self.answer else 0.0 for t in texts]
+            [1.0 if answers_match(self.extract(t), self.reference) else 0.0 for t in texts]
         )
 
 

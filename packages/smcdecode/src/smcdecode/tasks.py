@@ -15,21 +15,14 @@ Each task gives prompts, a guidance potential (what the decoder may optimise) an
 from __future__ import annotations
 
 import doctest
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from labcore import tasks as _core
 from labcore.errors import LabcoreError
-from smcdecode.potentials import (
-    KeywordPotential,
-    Potential,
-    boxed_answer,
-    last_number,
-    normalize_answer,
-)
+from smcdecode.potentials import KeywordPotential, Potential
 
 KEYWORD_SETS = (
     ("dog", "park", "ball"),
@@ -55,14 +48,22 @@ KEYWORD_SETS = (
 )
 
 
-@dataclass
-class Problem:
-    """One prompt with its guidance potential and scorer."""
+@dataclass(frozen=True)
+class Problem(_core.Problem):
+    """A :class:`labcore.tasks.Problem` with the guidance potential a decoder may optimise.
 
-    id: str
-    prompt: str
-    potential: Potential | None
-    data: dict = field(default_factory=dict)
+    Attributes
+    ----------
+    potential : Potential or None
+        The reward used for guidance (keyword only; None: no reward, as for GSM8K).
+    """
+
+    potential: Potential | None = field(default=None, kw_only=True)
+
+    @property
+    def data(self) -> dict:
+        """The problem's metadata (the name this package used before ``metadata``)."""
+        return self.metadata
 
 
 def chat_prompt(tokenizer, text: str) -> str:
@@ -81,7 +82,11 @@ def keyword_problems(tokenizer, n: int | None = None) -> list[Problem]:
         text = f"Write one short sentence that uses all of these words: {', '.join(words)}."
         out.append(
             Problem(
-                f"kw{k}", chat_prompt(tokenizer, text), KeywordPotential(words), {"words": words}
+                f"kw{k}",
+                chat_prompt(tokenizer, text),
+                source="keywords",
+                metadata={"words": words},
+                potential=KeywordPotential(words),
             )
         )
     return out
@@ -189,7 +194,13 @@ def humaneval_problems(n: int = 40, *, start: int = 0, limits=None) -> list[Prob
         if not docstring_examples(p["prompt"]):
             continue
         out.append(
-            Problem(p["task_id"], p["prompt"], DocstringExamplesPotential(p["prompt"], limits), p)
+            Problem(
+                p["task_id"],
+                p["prompt"],
+                source="humaneval",
+                metadata=p,
+                potential=DocstringExamplesPotential(p["prompt"], limits),
+            )
         )
         if len(out) == n:
             break
@@ -210,21 +221,21 @@ def humaneval_score(problem: Problem, text: str, limits=None) -> dict[str, float
 MATH_INSTRUCTION = "Solve the problem. End with 'The answer is N.'\n\n"
 
 
-def gsm8k_problems(path, n: int = 30) -> list[Problem]:
-    path = Path(path)
-    if not path.is_file():
-        raise LabcoreError(f"no such GSM8K file: {path}")
-    out = []
-    for k, line in enumerate(path.read_text().splitlines()[:n]):
-        row = json.loads(line)
-        answer = row["answer"].split("####")[-1].strip()
-        out.append(Problem(f"gsm{k}", row["question"], None, {"answer": answer}))
-    return out
+def gsm8k_problems(path, n: int | None = 30) -> list[Problem]:
+    """The first ``n`` GSM8K problems of a JSON Lines file (:func:`labcore.tasks.read_gsm8k`),
+    with no guidance potential (the answer is what is scored)."""
+    return [Problem(**_fields(p)) for p in _core.read_gsm8k(path, n)]
+
+
+def _fields(p: _core.Problem) -> dict:
+    return {f.name: getattr(p, f.name) for f in fields(p)}
 
 
 def math_answer(text: str) -> str | None:
-    return normalize_answer(boxed_answer(text) or last_number(text))
+    """The normalised final answer of a completion (the key of the weighted vote)."""
+    return _core.normalize_answer(_core.extract_answer(text))
 
 
 def math_score(problem: Problem, text: str) -> dict[str, float]:
-    return {"score": float(math_answer(text) == normalize_answer(problem.data["answer"]))}
+    """``{"score": 1.0}`` if the completion's final answer matches the reference, else 0."""
+    return {"score": float(_core.score_answer(text, problem.answer))}
