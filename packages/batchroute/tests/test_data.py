@@ -22,6 +22,7 @@ from batchroute.data import (
     synthetic,
 )
 
+import labcore.embed
 from labcore.errors import LabcoreError
 
 
@@ -402,8 +403,15 @@ def test_sentence_encoder_is_normalised(monkeypatch):
         def encode(self, texts, **kwargs):
             return np.array([[len(t), 1.0, 0.0] for t in texts], dtype=np.float32)
 
-    monkeypatch.setattr(data_module, "_sentence_encoder", lambda name: FakeEncoder())
+    calls = []
+
+    def fake_load(name, device):
+        calls.append((name, device))
+        return FakeEncoder()
+
+    monkeypatch.setattr(labcore.embed, "load_encoder", fake_load)
     e = embed_queries(["ab", "abcd"], encoder="fake")
+    assert calls == [("fake", "cpu")]
     assert e.dtype == np.float64
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0)
 
@@ -413,7 +421,7 @@ def test_embed_queries_errors():
         embed_queries("one string", encoder="tfidf")
     with pytest.raises(LabcoreError, match="sequence of strings"):
         embed_queries(5, encoder="tfidf")
-    with pytest.raises(LabcoreError, match="no queries"):
+    with pytest.raises(LabcoreError, match="no texts to embed"):
         embed_queries([], encoder="tfidf")
     with pytest.raises(LabcoreError, match="must be a string"):
         embed_queries(["a", 3], encoder="tfidf")

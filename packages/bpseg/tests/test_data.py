@@ -294,17 +294,17 @@ def test_bbc_other_split_and_sizes():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n_docs": 0}, "n_docs must be at least 1"),
+        ({"n_docs": 0}, "n_docs must be an integer >= 1"),
         ({"n_docs": 1.5}, "n_docs must be an integer"),
         ({"n_docs": 1, "n_articles": 6}, "exceeds the number of BBC topics"),
-        ({"n_docs": 1, "n_articles": 1}, "n_articles must be at least 2"),
+        ({"n_docs": 1, "n_articles": 1}, "n_articles must be an integer >= 2"),
         ({"n_docs": 1, "chunk_sizes": (4, 3)}, "low <= high"),
-        ({"n_docs": 1, "chunk_sizes": (0, 3)}, "at least 1"),
+        ({"n_docs": 1, "chunk_sizes": (0, 3)}, "chunk_sizes must be an integer >= 1"),
         ({"n_docs": 1, "chunk_sizes": 3}, "pair"),
         ({"n_docs": 1, "chunk_sizes": (1, 2, 3)}, "pair"),
         ({"n_docs": 1, "max_sentences": 5}, r"at least 2 \* chunk_sizes\[0\]"),
         ({"n_docs": 1, "split": "dev"}, "split must be"),
-        ({"n_docs": 1, "seed": -1}, "seed must be at least 0"),
+        ({"n_docs": 1, "seed": -1}, "seed must be an integer >= 0"),
     ],
 )
 def test_bbc_errors(kwargs, message):

@@ -4,8 +4,9 @@ Submodules
 ----------
 data      English text corpora (offline BBC News, local files), BBC topic labels and seeded
           token windows.
-metrics   Perplexity, thin scikit-learn wrappers and support-recovery metrics.
+metrics   Perplexity, thin scikit-learn wrappers, support-recovery and ranking metrics.
 models    Offline causal LMs and sentence encoders, and tiny random models for tests.
+embed     Sentence embeddings with unit rows: a cached sentence encoder or a TF-IDF fallback.
 device    Device resolution, seeding, a CUDA-synchronising timer and peak memory.
 bench     The benchmark contract: BenchConfig, BenchSpec, BenchReport, the results.json schema
           with provenance, mean ± std tables over seeds, and comparing two runs.
@@ -13,6 +14,8 @@ progress  Progress bars and status lines on stderr, for library code (scoped by 
 cli       The CLI conventions every package follows (only CLI modules import it).
 commands  The ``labcore`` command itself (ppl, models, info, bench compare).
 io        Atomic writes.
+tasks     Reasoning problems with exact answers (GSM8K, MATH500, seeded arithmetic word
+          problems), the Problem record and answer normalisation and scoring.
 
 ``import labcore`` is cheap: torch and transformers are imported only when a function that
 needs them runs. ``labcore.load_causal_lm`` and ``labcore.load_sentence_encoder`` resolve
@@ -36,15 +39,29 @@ __all__ = [
     "commands",
     "data",
     "device",
+    "embed",
     "io",
     "load_causal_lm",
     "load_sentence_encoder",
     "metrics",
     "models",
     "progress",
+    "tasks",
 ]
 
-_SUBMODULES = {"bench", "cli", "commands", "data", "device", "io", "metrics", "models", "progress"}
+_SUBMODULES = {
+    "bench",
+    "cli",
+    "commands",
+    "data",
+    "device",
+    "embed",
+    "io",
+    "metrics",
+    "models",
+    "progress",
+    "tasks",
+}
 _LAZY_FUNCTIONS = {
     "load_causal_lm": "labcore.models",
     "load_sentence_encoder": "labcore.models",

@@ -47,7 +47,7 @@ def finite_array(name: str, value: Any, *, ndim: int) -> np.ndarray:
     if arr.ndim != ndim:
         raise LabcoreError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if arr.size == 0:
-        raise LabcoreError(f"{name} is empty")
+        raise LabcoreError(f"{name} is empty (shape {arr.shape})")
     if not np.isfinite(arr).all():
         raise LabcoreError(f"{name} contains NaN or infinite values")
     return arr

@@ -44,11 +44,12 @@ import json
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
+from labcore.embed import TfidfOptions, embed_texts
 from labcore.errors import LabcoreError
 from labcore.io import atomic_write_bytes
 
@@ -287,10 +288,6 @@ def _row_index(rows, n: int) -> np.ndarray:
 # Synthetic data.
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def synthetic(
     *,
     n: int = 2000,
@@ -368,7 +365,7 @@ def synthetic(
     # Centre each model's offsets over the topics: the offsets then reshuffle which model
     # is best per topic without changing the size ordering of the models' average skill.
     offset -= offset.mean(axis=1, keepdims=True)
-    true_quality = _sigmoid(1.7 * (skill[None, :] + offset[:, topic].T - difficulty[:, None]))
+    true_quality = expit(1.7 * (skill[None, :] + offset[:, topic].T - difficulty[:, None]))
     correct = (rng.random((n, m)) < true_quality).astype(np.float64)
 
     verbosity = np.exp(rng.normal(0.0, 0.25, size=m))
@@ -751,21 +748,13 @@ def load_builtin() -> RoutingData:
 # Query embeddings.
 
 
-@lru_cache(maxsize=4)
-def _sentence_encoder(name: str):
-    from labcore import load_sentence_encoder
-
-    return load_sentence_encoder(name)
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    # Rows with no signal (an empty query under tf-idf) stay zero rather than become NaN.
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+#: batchroute's TF-IDF fallback: single characters count as words ("2 + 3"), no stop words,
+#: LSA-reduced to min(128, n) dimensions whenever the vocabulary is wider.
+TFIDF_OPTIONS = TfidfOptions(token_pattern=r"(?u)\b\w+\b", max_dims=128)
 
 
 def embed_queries(queries: Sequence[str], *, encoder: str = "minilm-l6") -> np.ndarray:
-    """Unit-normalised embeddings of query texts.
+    """Unit-normalised embeddings of query texts (:func:`labcore.embed.embed_texts`).
 
     Parameters
     ----------
@@ -773,7 +762,7 @@ def embed_queries(queries: Sequence[str], *, encoder: str = "minilm-l6") -> np.n
     encoder : str
         A sentence encoder name or path for :func:`labcore.load_sentence_encoder` (loaded
         once and cached), or ``"tfidf"``: a light fallback with no model download, tf-idf
-        reduced by a truncated SVD to at most 128 dimensions. The tf-idf vocabulary is fitted
+        reduced by a truncated SVD to at most 128 dimensions (:data:`TFIDF_OPTIONS`). The tf-idf vocabulary is fitted
         on ``queries`` themselves, so embed training and test queries in one call for their
         embeddings to be comparable.
 
@@ -788,32 +777,4 @@ def embed_queries(queries: Sequence[str], *, encoder: str = "minilm-l6") -> np.n
     >>> e.shape[0], bool(np.allclose(np.linalg.norm(e, axis=1), 1))
     (3, True)
     """
-    if isinstance(queries, str | bytes):
-        raise LabcoreError("queries must be a sequence of strings, not one string")
-    try:
-        queries = list(queries)
-    except TypeError:
-        raise LabcoreError(f"queries must be a sequence of strings, got {queries!r}") from None
-    if not queries:
-        raise LabcoreError("no queries to embed")
-    if not all(isinstance(q, str) for q in queries):
-        raise LabcoreError("every query must be a string")
-    if encoder == "tfidf":
-        from sklearn.decomposition import TruncatedSVD
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        try:
-            # Single characters count as words: digits and symbols carry meaning in queries.
-            vectorizer = TfidfVectorizer(sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
-            tfidf = vectorizer.fit_transform(queries)
-        except ValueError:  # an empty vocabulary: no query has a word
-            raise LabcoreError("tf-idf found no words in the queries") from None
-        k = min(128, tfidf.shape[0])
-        if tfidf.shape[1] <= k:
-            x = tfidf.toarray()
-        else:
-            x = TruncatedSVD(n_components=k, random_state=0).fit_transform(tfidf)
-        return _unit_rows(np.asarray(x, dtype=np.float64))
-    model = _sentence_encoder(encoder)
-    x = model.encode(queries, batch_size=64, show_progress_bar=False, convert_to_numpy=True)
-    return _unit_rows(np.asarray(x, dtype=np.float64))
+    return embed_texts(queries, encoder=encoder, batch_size=64, tfidf=TFIDF_OPTIONS)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from batchroute.data import RoutingData, _unit_rows, embed_queries
+from batchroute.data import TFIDF_OPTIONS, RoutingData, embed_queries
 from batchroute.predictors import KNNPredictor, LogisticPredictor
+from labcore.embed import unit_rows
 from labcore.errors import LabcoreError
 
 
@@ -56,7 +57,9 @@ class ScoreModel:
 
             # Single characters count as words ("2 + 3"), as in batchroute.data; the vectors
             # are reduced by LSA fitted on the training queries to keep memory small.
-            self._tfidf = TfidfVectorizer(sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
+            self._tfidf = TfidfVectorizer(
+                sublinear_tf=True, token_pattern=TFIDF_OPTIONS.token_pattern
+            )
             tf = self._tfidf.fit_transform(self._queries)
             dims = min(128, tf.shape[1] - 1, len(self._queries) - 1)
             self._svd = TruncatedSVD(dims, random_state=0).fit(tf) if dims >= 2 else None
@@ -72,7 +75,7 @@ class ScoreModel:
     def _embed(self, queries: list[str]) -> np.ndarray:
         if self.encoder == "tfidf":
             tf = self._tfidf.transform(queries)
-            return _unit_rows(self._svd.transform(tf) if self._svd is not None else tf.toarray())
+            return unit_rows(self._svd.transform(tf) if self._svd is not None else tf.toarray())
         return embed_queries(queries, encoder=self.encoder)
 
     def score(self, queries: list[str]) -> tuple[np.ndarray, np.ndarray]:

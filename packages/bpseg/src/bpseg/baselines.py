@@ -23,8 +23,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from bpseg._checks import check_embeddings as _check_embeddings
-from bpseg._checks import check_int as _check_int
+from labcore.checks import finite_array, positive_int
 from labcore.errors import LabcoreError
 
 __all__ = ["kmeans_labels", "similarity_boundaries", "spectral_labels", "texttiling"]
@@ -43,7 +42,7 @@ _AFFINITY_FLOOR = 1e-6
 
 
 def _check_k(k: object, n: int) -> int:
-    k = _check_int(k, "k", minimum=1)
+    k = positive_int("k", k)
     if k > n:
         raise LabcoreError(f"k={k} segments requested but the document has only n={n} sentences")
     return k
@@ -248,9 +247,9 @@ def texttiling(
     if k is not None:
         k = _check_k(k, n)
     stop = _check_stopwords(stopwords)
-    w = _check_int(w, "w", minimum=1)
-    block_size = _check_int(block_size, "block_size", minimum=1)
-    smoothing_width = _check_int(smoothing_width, "smoothing_width", minimum=0)
+    w = positive_int("w", w)
+    block_size = positive_int("block_size", block_size)
+    smoothing_width = positive_int("smoothing_width", smoothing_width, minimum=0)
     if n == 1 or k == 1:
         return np.zeros(n, dtype=np.int64)
 
@@ -329,10 +328,10 @@ def similarity_boundaries(embeddings: np.ndarray, *, k: int, window: int = 3) ->
     >>> similarity_boundaries(x, k=3).tolist()
     [0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2]
     """
-    x = _check_embeddings(embeddings)
+    x = finite_array("embeddings", embeddings, ndim=2)
     n = x.shape[0]
     k = _check_k(k, n)
-    window = _check_int(window, "window", minimum=1)
+    window = positive_int("window", window)
     if k == 1:
         return np.zeros(n, dtype=np.int64)
     sims = _gap_similarities(x, window)
@@ -369,11 +368,11 @@ def kmeans_labels(embeddings: np.ndarray, *, k: int, seed: int = 0, n_init: int 
     """
     from sklearn.cluster import KMeans
 
-    x = _check_embeddings(embeddings)
+    x = finite_array("embeddings", embeddings, ndim=2)
     n = x.shape[0]
     k = _check_k(k, n)
-    seed = _check_int(seed, "seed", minimum=0)
-    n_init = _check_int(n_init, "n_init", minimum=1)
+    seed = positive_int("seed", seed, minimum=0)
+    n_init = positive_int("n_init", n_init)
     if k == 1:
         return np.zeros(n, dtype=np.int64)
     model = KMeans(n_clusters=k, n_init=n_init, random_state=seed)
@@ -411,10 +410,10 @@ def spectral_labels(embeddings: np.ndarray, *, k: int, seed: int = 0) -> np.ndar
     """
     from sklearn.cluster import SpectralClustering
 
-    x = _check_embeddings(embeddings)
+    x = finite_array("embeddings", embeddings, ndim=2)
     n = x.shape[0]
     k = _check_k(k, n)
-    seed = _check_int(seed, "seed", minimum=0)
+    seed = positive_int("seed", seed, minimum=0)
     if k == 1:
         return np.zeros(n, dtype=np.int64)
     if k == n:

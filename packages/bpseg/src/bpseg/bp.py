@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
+from scipy.special import logsumexp, softmax
 
 from labcore.errors import LabcoreError
 
@@ -101,16 +102,6 @@ class BPResult:
     @property
     def labels(self) -> np.ndarray:
         return self.beliefs.argmax(axis=1)
-
-
-def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
-    top = a.max(axis=1, keepdims=True)
-    return top + np.log(np.exp(a - top).sum(axis=1, keepdims=True))
-
-
-def _softmax_rows(a: np.ndarray) -> np.ndarray:
-    e = np.exp(a - a.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _logsumexp_of_others(a: np.ndarray) -> np.ndarray:
@@ -198,7 +189,7 @@ def belief_propagation(
     n, k = theta.shape
     n_edges = graph.n_edges
     if n_edges == 0:
-        return BPResult(_softmax_rows(theta), True, 0, 0.0, method)
+        return BPResult(softmax(theta, axis=1), True, 0, 0.0, method)
 
     # Directed edges: e -> tail sends to head; the reverse of e is e ± n_edges.
     tail = np.concatenate([graph.src, graph.dst])
@@ -227,17 +218,17 @@ def belief_propagation(
             new = np.logaddexp(_logsumexp_of_others(cavity), w + cavity)
         else:
             new = np.maximum(_max_of_others(cavity), w + cavity)
-        new -= _logsumexp_rows(new)
+        new -= logsumexp(new, axis=1, keepdims=True)
         # The undamped residual: damping would shrink it by (1 - α) and stop BP early.
         delta = float(np.abs(new - log_m).max())
         if damping:
             new = (1.0 - damping) * new + damping * log_m
-            new -= _logsumexp_rows(new)
+            new -= logsumexp(new, axis=1, keepdims=True)
         log_m = new
         if delta < tol:
             converged = True
             break
-    beliefs = _softmax_rows(theta + inbox @ log_m)
+    beliefs = softmax(theta + inbox @ log_m, axis=1)
     return BPResult(beliefs, converged, it, delta, method)
 
 
@@ -267,12 +258,12 @@ def mean_field(
         ),
         shape=(graph.n, graph.n),
     )
-    q = _softmax_rows(theta)
+    q = softmax(theta, axis=1)
     converged = False
     delta = np.inf
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 - `it` is reported
-        target = _softmax_rows(theta + w @ q)
+        target = softmax(theta + w @ q, axis=1)
         delta = float(np.abs(target - q).max())  # undamped, as in belief_propagation
         q = (1.0 - damping) * target + damping * q
         if delta < tol:

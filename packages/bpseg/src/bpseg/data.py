@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bpseg.text import split_sentences
+from labcore.checks import positive_int
 from labcore.errors import LabcoreError
 
 __all__ = [
@@ -288,18 +289,6 @@ def _article_sentences(text: str) -> tuple[str, ...]:
     return tuple(split_sentences(body))
 
 
-def _check_int(value, name: str, low: int) -> int:
-    if isinstance(value, bool):
-        raise LabcoreError(f"{name} must be an integer, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise LabcoreError(f"{name} must be an integer, got {value!r}") from None
-    if value < low:
-        raise LabcoreError(f"{name} must be at least {low}, got {value}")
-    return value
-
-
 class _TopicPool:
     """Articles of one topic in a shuffled order, cycled, skipping too-short ones.
 
@@ -457,22 +446,22 @@ def bbc_documents(
     >>> any(doc.contiguous for doc in docs)
     False
     """
-    n_docs = _check_int(n_docs, "n_docs", 1)
-    n_articles = _check_int(n_articles, "n_articles", 2)
+    n_docs = positive_int("n_docs", n_docs)
+    n_articles = positive_int("n_articles", n_articles, minimum=2)
     if isinstance(chunk_sizes, str) or not hasattr(chunk_sizes, "__len__") or len(chunk_sizes) != 2:
         raise LabcoreError(
             f"chunk_sizes must be a pair (low, high) of positive integers, got {chunk_sizes!r}"
         )
-    lo, hi = (_check_int(c, "chunk_sizes", 1) for c in chunk_sizes)
+    lo, hi = (positive_int("chunk_sizes", c) for c in chunk_sizes)
     if lo > hi:
         raise LabcoreError(f"chunk_sizes must satisfy low <= high, got {chunk_sizes!r}")
-    max_sentences = _check_int(max_sentences, "max_sentences", 1)
+    max_sentences = positive_int("max_sentences", max_sentences)
     if max_sentences < 2 * lo:
         raise LabcoreError(
             f"max_sentences ({max_sentences}) must be at least 2 * chunk_sizes[0] ({2 * lo}) "
             "so that an article can be cut into two chunks"
         )
-    seed = _check_int(seed, "seed", 0)
+    seed = positive_int("seed", seed, minimum=0)
     if split not in ("train", "test"):
         raise LabcoreError(f"split must be 'train' or 'test', got {split!r}")
 

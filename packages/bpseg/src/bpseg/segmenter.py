@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from bpseg._checks import check_embeddings
 from bpseg.bp import INFERENCE_METHODS, MEAN_FIELD, SUM_PRODUCT, PottsGraph, belief_propagation
-from bpseg.embed import unit_rows
+from labcore.checks import finite_array
+from labcore.embed import unit_rows
 from labcore.errors import LabcoreError
 
 INIT_METHODS = ("kmeans", "random")
@@ -220,7 +220,7 @@ class Segmentation:
 
 def _check_embeddings(embeddings: np.ndarray) -> np.ndarray:
     """Checked embeddings with unit rows (a zero row stays zero)."""
-    return unit_rows(check_embeddings(embeddings))
+    return unit_rows(finite_array("embeddings", embeddings, ndim=2))
 
 
 def build_graph(embeddings: np.ndarray, config: BPSegConfig) -> PottsGraph:
