@@ -6,6 +6,8 @@ from archetypal_nmf import SparseArchetypalNMF
 from archetypal_nmf.cli import main, read_matrix
 from archetypal_nmf.data import planted
 from archetypal_nmf.metrics import strong_robustness, weak_robustness
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from labcore import LabcoreError
 
@@ -86,7 +88,7 @@ def test_transform_and_inverse_transform():
         (np.array([[1.0, np.nan], [1.0, 2.0]]), {"n_components": 1}, "mask="),
         (np.ones((3, 4)), {"init": "kmeans"}, "init must be"),
         (np.ones((3, 4)), {"n_nonzero": 100}, "exceeds"),
-        (np.ones(4), {}, "2-dimensional"),
+        (np.ones(4), {}, "Expected 2D array"),  # scikit-learn's message
     ],
 )
 def test_bad_input(X, kwargs, match):
@@ -98,7 +100,7 @@ def test_nan_at_an_observed_entry_is_refused():
     X = np.array([[1.0, np.nan], [1.0, 2.0], [0.5, 0.5]])
     with pytest.raises(LabcoreError, match="observed"):
         SparseArchetypalNMF(n_components=1).fit(X, mask=np.ones_like(X, dtype=bool))
-    with pytest.raises(LabcoreError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         SparseArchetypalNMF(n_components=1).transform(X)
 
 
@@ -196,3 +198,24 @@ def test_cli_n_nonzero(tmp_path, capsys):
     assert main(["fit", str(path), "-k", "2", "--n-nonzero", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_nonzero"] <= 3 and np.array(out["W"]).shape == (15, 2)
+
+
+def test_mask_is_a_fit_argument_and_transform_checks_the_feature_count():
+    data = planted(m=20, k=2, n=5, density=1.0, seed=0)
+    assert "mask" not in SparseArchetypalNMF().get_params()
+    model = SparseArchetypalNMF(n_components=2, random_state=0)
+    mask = np.ones(data.X.shape, dtype=bool)
+    mask[0, 0] = False
+    model.fit(data.X, mask=mask)
+    assert model.n_features_in_ == 5 and model.X_imputed_ is not None
+    with pytest.raises(LabcoreError, match="X has 4 features"):
+        model.transform(data.X[:, :4])
+    with pytest.raises(LabcoreError, match="transform needs complete rows"):
+        model.transform(np.where(mask, data.X, np.nan))
+
+
+@parametrize_with_checks(
+    [SparseArchetypalNMF(n_components=2, n_lams=2, max_iter=20, ls_iter=1, random_state=0)]
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)

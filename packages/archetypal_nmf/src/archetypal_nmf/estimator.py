@@ -14,38 +14,62 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from labcore.checks import finite_float, positive_int
+from labcore.checks import boolean_mask, finite_float, positive_int
 from labcore.errors import LabcoreError
 
 INITS = ("spa", "mip", "furthest", "random")
 
 
 def check_data(
-    X: Any, mask: Any = None, *, masks_allowed: bool = True
+    estimator: BaseEstimator,
+    X: Any,
+    mask: Any = None,
+    *,
+    reset: bool = True,
+    masks_allowed: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """X as a float array and the mask as booleans (True = observed), with clear errors for
-    NaN at observed entries, negative entries and wrong shapes."""
+    """Validate X (and its mask) for ``estimator``.
+
+    Parameters
+    ----------
+    estimator : BaseEstimator
+        The estimator the data is for: scikit-learn's ``validate_data`` records (``reset=True``)
+        or checks (``reset=False``) its ``n_features_in_``.
+    X : array-like of shape (n_samples, n_features)
+        The data, nonnegative at the observed entries.
+    mask : array-like of bool, optional
+        True where X is observed; other entries of X may hold anything (NaN included).
+    reset : bool, default=True
+        True in ``fit``, False in ``transform``.
+    masks_allowed : bool, default=True
+        Whether NaN could be allowed by a mask (only changes the error message).
+
+    Returns
+    -------
+    X : ndarray of float64
+        X with its unobserved entries set to 0.
+    mask : ndarray of bool or None
+        The mask, or None when every entry is observed.
+
+    Raises
+    ------
+    LabcoreError
+        Sparse, complex, non-2-D or empty input, a feature count that differs from the fit,
+        NaN or infinite values at observed entries, negative entries, or a bad mask.
+    """
     if hasattr(X, "tocsr") or hasattr(X, "toarray"):
         raise LabcoreError("sparse input is not supported: pass a dense array (X.toarray())")
-    if np.iscomplexobj(X):
-        raise LabcoreError("X must be real-valued, got complex numbers")
     try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise LabcoreError(f"X must be a numeric matrix: {exc}") from None
-    if X.ndim != 2:
-        raise LabcoreError(f"X must be 2-dimensional (points × features), got shape {X.shape}")
-    if X.shape[0] < 1 or X.shape[1] < 1:
-        raise LabcoreError(f"X is empty (shape {X.shape})")
+        X = validate_data(estimator, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
+    except LabcoreError:
+        raise
+    except ValueError as exc:  # scikit-learn's messages (shape, complex, feature count)
+        raise LabcoreError(str(exc)) from None
+    name = type(estimator).__name__
     if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != X.shape:
-            raise LabcoreError(f"mask has shape {mask.shape} but X has shape {X.shape}")
-        if mask.dtype != bool:
-            if not np.isin(mask, (0, 1)).all():
-                raise LabcoreError("mask must be boolean (True where X is observed)")
-            mask = mask.astype(bool)
+        mask = boolean_mask(mask, X.shape, of="X")
         if not mask.any():
             raise LabcoreError("mask hides every entry of X: nothing is observed")
         observed = X[mask]
@@ -53,7 +77,8 @@ def check_data(
             raise LabcoreError("X has NaN or infinite values at observed entries (mask True)")
         if (observed < 0).any():
             raise LabcoreError(
-                f"X has negative entries (min {observed.min():.4g}); NMF needs X >= 0"
+                f"Negative values in data passed to {name}: X has negative entries "
+                f"(min {observed.min():.4g}); NMF needs X >= 0"
             )
         if mask.all():
             mask = None
@@ -68,7 +93,10 @@ def check_data(
     if not np.isfinite(X).all():
         raise LabcoreError("X has infinite values")
     if (X < 0).any():
-        raise LabcoreError(f"X has negative entries (min {X.min():.4g}); NMF needs X >= 0")
+        raise LabcoreError(
+            f"Negative values in data passed to {name}: X has negative entries "
+            f"(min {X.min():.4g}); NMF needs X >= 0"
+        )
     return X, None
 
 
@@ -92,9 +120,6 @@ class SparseArchetypalNMF(TransformerMixin, BaseEstimator):
         ``"spa"`` (successive projection: k extreme data points; cheap), ``"mip"`` (the
         outer-approximation MILP on the archetypal term, solved by HiGHS; seconds to
         minutes), ``"furthest"`` (furthest-point sampling) or ``"random"``.
-    mask
-        Boolean matrix, True where X is observed; missing entries are estimated as a fourth
-        block (``X_imputed_``). May also be given to :meth:`fit`.
     lam_max, n_lams
         The continuation path: ``n_lams`` log-spaced values from ``lam_max`` to ``lam``.
     max_iter, tol
@@ -145,7 +170,6 @@ class SparseArchetypalNMF(TransformerMixin, BaseEstimator):
         n_nonzero: int | None = None,
         lam: float = 1.0,
         init: str = "spa",
-        mask: Any = None,
         lam_max: float = 30.0,
         n_lams: int = 8,
         max_iter: int = 150,
@@ -160,7 +184,6 @@ class SparseArchetypalNMF(TransformerMixin, BaseEstimator):
         self.n_nonzero = n_nonzero
         self.lam = lam
         self.init = init
-        self.mask = mask
         self.lam_max = lam_max
         self.n_lams = n_lams
         self.max_iter = max_iter
@@ -208,7 +231,7 @@ class SparseArchetypalNMF(TransformerMixin, BaseEstimator):
         from archetypal_nmf.init import initialize
         from archetypal_nmf.local_search import local_search
 
-        X, mask = check_data(X, self.mask if mask is None else mask)
+        X, mask = check_data(self, X, mask)
         k, ell = self._validate(X)
         seed = 0 if self.random_state is None else int(self.random_state)
         started = time.perf_counter()
@@ -253,7 +276,6 @@ class SparseArchetypalNMF(TransformerMixin, BaseEstimator):
         self.objective_ = history
         self.n_iter_ = n_iter
         self.init_info_ = dict(start.info)
-        self.n_features_in_ = X.shape[1]
         self.fit_time_ = time.perf_counter() - started
         W = result.W
         if mask is None:
@@ -270,11 +292,7 @@ class SparseArchetypalNMF(TransformerMixin, BaseEstimator):
         from archetypal_nmf.init import convex_hull_projection
 
         self._check_fitted()
-        X, _ = check_data(X, masks_allowed=False)
-        if X.shape[1] != self.n_features_in_:
-            raise LabcoreError(
-                f"X has {X.shape[1]} features but the model was fitted on {self.n_features_in_}"
-            )
+        X, _ = check_data(self, X, reset=False, masks_allowed=False)
         return convex_hull_projection(X, self.components_)
 
     def inverse_transform(self, W: Any) -> np.ndarray:
@@ -288,12 +306,14 @@ class SparseArchetypalNMF(TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = True
-        tags.input_tags.allow_nan = True  # with a mask
+        # Missing entries need an explicit ``mask`` passed to fit; NaN without one is refused.
+        tags.input_tags.allow_nan = False
         return tags
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "components_"):
-            raise LabcoreError("this SparseArchetypalNMF is not fitted yet: call fit(X) first")
+        check_is_fitted(
+            self, "components_", msg="this %(name)s is not fitted yet: call fit(X) first"
+        )
 
 
 def _fill_column_means(X: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ Lagrangian method.
 >>> from qmc import QuantizedMatrixCompletion
 >>> from qmc.data import synthetic
 >>> data = synthetic(m=40, n=30, rank=2, n_levels=5, observed=0.5, seed=0)
->>> model = QuantizedMatrixCompletion(rank=6, lam=1.0).fit(data.Y, data.mask)
+>>> model = QuantizedMatrixCompletion(rank=6, lam=1.0).fit(data.Y, mask=data.mask)
 >>> model.transform().shape
 (40, 30)
 """

@@ -225,12 +225,12 @@ def synthetic_rows(*, quick: bool, seeds: tuple[int, ...]) -> list[Row]:
 
                 model = QuantizedMatrixCompletion(
                     rank=RANK_CAP, lam="auto", scale=0.5, random_state=seed
-                ).fit(d.Y, d.mask)
+                ).fit(d.Y, mask=d.mask)
                 hi, hj = np.nonzero(hidden)
                 record(
                     "qmc-bif",
                     model.latent(hi, hj),
-                    model.predict(hi, hj),
+                    model.predict_entries(hi, hj),
                     model.fit_time_,
                     {"lam": model.lam_, "fitted_rank": float(model.rank_)},
                 )
@@ -297,12 +297,12 @@ def movielens_rows(*, quick: bool, seed: int) -> list[Row]:
         n_lambdas=8,
         max_iter=1000,
         random_state=seed,
-    ).fit(Y_train, train_mask)
-    expected = model.predict_expected(ti, tj)
+    ).fit(Y_train, mask=train_mask)
+    expected = model.predict_expected_entries(ti, tj)
     record(
         "qmc-bif",
         values[0] * expected,  # level l is l/2 stars: E[stars] = E[level]/2
-        model.predict(ti, tj),
+        model.predict_entries(ti, tj),
         model.fit_time_,
         {"lam": model.lam_, "fitted_rank": float(model.rank_)},
     )

@@ -96,7 +96,7 @@ def _fit(args: argparse.Namespace) -> int:
         thresholds="learn" if args.learn_thresholds else "uniform",
         n_levels=int(values.size),
         random_state=args.seed,
-    ).fit(Y, mask)
+    ).fit(Y, mask=mask)
     payload = {
         "n_users": int(user_ids.size),
         "n_items": int(item_ids.size),
@@ -114,7 +114,7 @@ def _fit(args: argparse.Namespace) -> int:
         "offset": model.offset_,
         "link": args.link,
         "scale": args.scale,
-        "train_loglik_per_rating": model.score(Y, mask),
+        "train_loglik_per_rating": model.score(Y, mask=mask),
         "time_s": model.fit_time_,
     }
     text = [
@@ -130,8 +130,8 @@ def _fit(args: argparse.Namespace) -> int:
         text.append(f"wrote {out}/user_factors.csv, item_factors.csv, model.json")
         if args.predict_missing:
             rr, cc = np.nonzero(~mask)
-            pred = model.predict(rr, cc)
-            expected_value = model.predict_proba(rr, cc) @ values  # E[rating], any spacing
+            pred = model.predict_entries(rr, cc)
+            expected_value = model.predict_proba_entries(rr, cc) @ values  # E[rating], any spacing
             buf = io.StringIO()
             writer = csv.writer(buf, lineterminator="\n")
             writer.writerow(["user", "item", "rating", "expected_rating"])

@@ -7,7 +7,8 @@ import warnings
 from dataclasses import replace
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from labcore.checks import choice, finite_float, positive_int
 from labcore.errors import LabcoreError
@@ -25,11 +26,20 @@ from qmc.likelihood import LINKS, OrdinalLikelihood
 from qmc.thresholds import fit_thresholds
 
 
-class QuantizedMatrixCompletion(BaseEstimator):
+# auto_wrap_output_keys=None: transform(X=None) keeps its optional X (set_output's wrapper
+# would require it); the output is always an ndarray.
+class QuantizedMatrixCompletion(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Complete a low-rank matrix observed only as ordered levels (QMC-BIF).
 
     Minimizes −Σ_Ω log P(Y_ij | X_ij) + λ‖X‖_* over X = UVᵀ by the augmented Lagrangian
     method (see :mod:`qmc.alm`).
+
+    The scikit-learn API treats the level matrix as the data: rows are samples (e.g. users),
+    columns are features (items), NaN marks a missing entry (or pass ``mask`` to
+    :meth:`fit`). It is transductive: :meth:`transform` and :meth:`predict` answer for rows
+    of the fitted matrix (matched by value; ``None`` means all of them). Entrywise answers
+    at coordinates (i, j) are :meth:`latent`, :meth:`predict_entries`,
+    :meth:`predict_proba_entries` and :meth:`predict_expected_entries`.
 
     Parameters
     ----------
@@ -70,12 +80,20 @@ class QuantizedMatrixCompletion(BaseEstimator):
     >>> from qmc import QuantizedMatrixCompletion
     >>> from qmc.data import synthetic
     >>> data = synthetic(m=40, n=30, rank=2, n_levels=5, observed=0.5, seed=0)
-    >>> model = QuantizedMatrixCompletion(rank=6, lam=1.0).fit(data.Y, data.mask)
-    >>> model.predict([0, 1], [2, 3]).shape
+    >>> model = QuantizedMatrixCompletion(rank=6, lam=1.0).fit(data.Y, mask=data.mask)
+    >>> model.predict_entries([0, 1], [2, 3]).shape
     (2,)
+    >>> model.transform().shape, model.predict(data.Y[:5]).shape
+    ((40, 30), (5, 30))
     >>> bool(model.converged_)
     True
     """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN marks a missing level
+        tags.input_tags.positive_only = True  # levels are 1..L
+        return tags
 
     def __init__(
         self,
@@ -145,15 +163,36 @@ class QuantizedMatrixCompletion(BaseEstimator):
         model.check_levels(data.levels)
         return model
 
-    def fit(self, Y, mask=None):
-        """Fit to the levels ``Y`` (integers 1..L) at the entries where ``mask`` is true.
+    def fit(self, X, y=None, *, mask=None):
+        """Fit to the levels of ``X`` (integers 1..L) at the entries where ``mask`` is true.
 
-        ``mask=None`` takes the non-NaN entries of Y as observed."""
+        Parameters
+        ----------
+        X : array-like of shape (m, n)
+            The level matrix; NaN marks a missing entry.
+        y : None
+            Ignored (scikit-learn's signature).
+        mask : array-like of bool of shape (m, n), optional
+            True where X is observed; other entries may hold anything. None takes the
+            non-NaN entries of X as observed.
+
+        Returns
+        -------
+        self : QuantizedMatrixCompletion
+        """
         self._validate()
+        _refuse_positional_mask(y, X)
         t0 = time.perf_counter()
+        Y = self._check_X(X, reset=True)
         if mask is None:
-            mask = ~np.isnan(_numeric(Y))
+            mask = ~np.isnan(Y)
+            if (Y[mask] < 0).any():
+                raise LabcoreError(
+                    f"Negative values in data passed to {type(self).__name__}: levels must be "
+                    f"integers 1..L, found {Y[mask].min():g}"
+                )
         data = ObservedLevels.from_matrix(Y, mask)
+        self._X_fit = Y
         scale_model = self._likelihood(data)
         # The trace norm would also shrink the mean level (a rank-one matrix with a large
         # nuclear norm), so the latent matrix is centred at the mean observed level first,
@@ -260,9 +299,49 @@ class QuantizedMatrixCompletion(BaseEstimator):
             )
 
     # -- prediction ----------------------------------------------------------------------
+    def _check_X(self, X, *, reset: bool) -> np.ndarray:
+        """X as floats through scikit-learn's ``validate_data`` (its errors as LabcoreError);
+        the levels themselves are checked by :meth:`ObservedLevels.from_matrix`."""
+        if hasattr(X, "toarray"):
+            raise LabcoreError(
+                "sparse input is not supported: pass a dense matrix with NaN for missing levels"
+            )
+        try:
+            return validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
+        except LabcoreError:
+            raise
+        except ValueError as exc:
+            if "convert" in str(exc):
+                raise LabcoreError(f"X must be a numeric matrix of levels: {exc}") from None
+            raise LabcoreError(str(exc)) from None
+        except TypeError as exc:
+            raise TypeError(
+                f"X must be a numeric matrix of levels (NaN = missing): {exc}"
+            ) from None
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "U_"):
-            raise LabcoreError("this QuantizedMatrixCompletion is not fitted yet; call fit")
+        check_is_fitted(self, "U_", msg="this %(name)s is not fitted yet; call fit")
+
+    def _rows(self, X) -> np.ndarray:
+        """Indices of the fitted rows that the rows of X are (all of them for X=None)."""
+        self._check_fitted()
+        if X is None:
+            return np.arange(self.shape_[0])
+        X = self._check_X(X, reset=False)
+        if X.shape == self._X_fit.shape and np.array_equal(X, self._X_fit, equal_nan=True):
+            return np.arange(X.shape[0])
+        index: dict[bytes, int] = {}
+        for i, key in enumerate(_row_keys(self._X_fit)):
+            index.setdefault(key, i)
+        rows = []
+        for i, key in enumerate(_row_keys(X)):
+            if key not in index:
+                raise LabcoreError(
+                    f"row {i} of X is not a row of the fitted matrix: the completion is "
+                    "transductive, so refit with the new rows included"
+                )
+            rows.append(index[key])
+        return np.asarray(rows, dtype=int)
 
     def _coords(self, i, j) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()
@@ -283,30 +362,78 @@ class QuantizedMatrixCompletion(BaseEstimator):
         return self.offset_ + entries(self.U_, self.V_, i.ravel(), j.ravel()).reshape(i.shape)
 
     def transform(self, X=None) -> np.ndarray:
-        """The completed latent matrix X̂ = UVᵀ (m × n). ``X`` is ignored (the matrix fitted)."""
-        self._check_fitted()
-        return self.offset_ + self.U_ @ self.V_.T
+        """Rows of the completed latent matrix X̂ = offset + UVᵀ.
 
-    def predict_proba(self, i, j) -> np.ndarray:
-        """P(level = l | X̂_ij), shape ``i.shape + (L,)``."""
+        Parameters
+        ----------
+        X : array-like of shape (k, n), optional
+            Rows of the matrix passed to :meth:`fit` (matched by value, NaN matching NaN; a
+            row equal to several fitted rows gets the first). None means the whole matrix.
+
+        Returns
+        -------
+        ndarray of shape (k, n), or (m, n) for X=None
+
+        Raises
+        ------
+        LabcoreError
+            A row of X is not a fitted row (transductive: refit with it).
+        """
+        rows = self._rows(X)
+        return self.offset_ + self.U_[rows] @ self.V_.T
+
+    def predict(self, X=None) -> np.ndarray:
+        """The most likely level (1..L) at every entry of rows of the fitted matrix.
+
+        Parameters
+        ----------
+        X : array-like of shape (k, n), optional
+            Rows of the fitted matrix, as in :meth:`transform`; None means all of them.
+
+        Returns
+        -------
+        ndarray of int, shape (k, n)
+        """
+        Z = self.transform(X)
+        return self.likelihood_.log_prob_all(Z).argmax(axis=-1) + 1
+
+    def predict_proba_entries(self, i, j) -> np.ndarray:
+        """P(level = l | X̂_ij) at the coordinates (i, j), shape ``i.shape + (L,)``."""
         self._check_fitted()
         return np.exp(self.likelihood_.log_prob_all(self.latent(i, j)))
 
-    def predict(self, i, j) -> np.ndarray:
-        """The most likely level (1..L) at each coordinate."""
+    def predict_entries(self, i, j) -> np.ndarray:
+        """The most likely level (1..L) at each coordinate (i, j)."""
         self._check_fitted()
         return self.likelihood_.log_prob_all(self.latent(i, j)).argmax(axis=-1) + 1
 
-    def predict_expected(self, i, j) -> np.ndarray:
-        """The expected level E[Y_ij | X̂_ij] (minimizes the squared error on levels)."""
-        p = self.predict_proba(i, j)
+    def predict_expected_entries(self, i, j) -> np.ndarray:
+        """The expected level E[Y_ij | X̂_ij] at each coordinate (i, j) (minimizes the squared
+        error on levels)."""
+        p = self.predict_proba_entries(i, j)
         return p @ np.arange(1, self.n_levels_ + 1)
 
-    def score(self, Y, mask=None) -> float:
-        """Mean log-likelihood of the levels ``Y`` at ``mask`` (higher is better)."""
+    def score(self, X, y=None, *, mask=None) -> float:
+        """Mean log-likelihood of the levels of ``X`` at ``mask`` (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (m, n)
+            Levels on the fitted matrix's shape (NaN = missing).
+        y : None
+            Ignored.
+        mask : array-like of bool, optional
+            True at the entries to score; None takes the non-NaN entries of X.
+
+        Returns
+        -------
+        float
+        """
         self._check_fitted()
+        _refuse_positional_mask(y, X)
+        Y = _numeric(X)
         if mask is None:
-            mask = ~np.isnan(_numeric(Y))
+            mask = ~np.isnan(Y)
         data = ObservedLevels.from_matrix(Y, mask)
         if data.shape != self.shape_:
             raise LabcoreError(f"Y has shape {data.shape}, the model was fitted on {self.shape_}")
@@ -320,6 +447,21 @@ def _numeric(Y) -> np.ndarray:
         return np.asarray(Y, dtype=np.float64)
     except (TypeError, ValueError):
         raise LabcoreError("Y must be a numeric matrix of levels (NaN = missing)") from None
+
+
+def _refuse_positional_mask(y, X) -> None:
+    """y is ignored, but a y shaped like X is the old positional mask: say so."""
+    if y is not None and np.ndim(y) == 2 and np.shape(y) == np.shape(X):
+        raise LabcoreError(
+            "the mask is a keyword argument: call fit(X, mask=mask) / score(X, mask=mask) "
+            "(the second positional argument is scikit-learn's ignored y)"
+        )
+
+
+def _row_keys(X: np.ndarray) -> list[bytes]:
+    """One hashable key per row: its bytes, with every NaN (and -0.0) made canonical."""
+    Xc = np.where(np.isnan(X), np.nan, X + 0.0)
+    return [row.tobytes() for row in np.ascontiguousarray(Xc)]
 
 
 def _argmax_path(path: list[dict]) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from labcore.checks import choice, finite_float, positive_int
 from labcore.errors import LabcoreError
@@ -23,6 +24,28 @@ from srf.transduction import (
 
 class _SRFParams(BaseEstimator):
     """The solver settings shared by the estimators (see :func:`srf.solver.srf_solve`)."""
+
+    def _check_X(self, X, *, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+        """X as floats (NaN = missing) and its observed mask.
+
+        scikit-learn's ``validate_data`` checks the type, shape, dtype and (``reset=False``)
+        the feature count and records ``n_features_in_``; its errors are re-raised as
+        :class:`LabcoreError` with the same message. Infinite values and a matrix with no
+        observed entry are refused by :func:`srf.transduction.check_features`.
+        """
+        try:
+            X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite="allow-nan")
+        except LabcoreError:
+            raise
+        except ValueError as exc:
+            hint = " (use NaN for missing values)" if "infinity" in str(exc) else ""
+            raise LabcoreError(f"{exc}{hint}") from None
+        return check_features(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN marks a missing feature value
+        return tags
 
     def _solver_kwargs(self) -> dict:
         finite_float("mu", self.mu, minimum=0.0, strict=True)
@@ -105,7 +128,7 @@ class SRFCompletion(_SRFParams):
     def fit_transform(self, X, y=None) -> np.ndarray:
         """The completed matrix; NaN entries of X are the missing ones."""
         t0 = time.perf_counter()
-        X, observed = check_features(X)
+        X, observed = self._check_X(X, reset=True)
         if self.standardize:
             mean, std = standardize(X, observed)
         else:
@@ -126,6 +149,35 @@ class SRFCompletion(_SRFParams):
 
 
 class _Transductive(_SRFParams):
+    """Transductive estimators: ``predict`` returns the completion of the fitted items."""
+
+    def _rows(self, X) -> np.ndarray:
+        """Indices of the fitted items that the rows of X are (all of them for X=None).
+
+        A row is matched by its values (NaN matching NaN); a row equal to several fitted
+        items is given the first of them. A row that is not a fitted item is refused: a
+        transductive model has nothing to say about new items without a refit.
+        """
+        check_is_fitted(self, "transduction_", msg="this %(name)s is not fitted yet; call fit")
+        if X is None:
+            return np.arange(self.transduction_.shape[0])
+        X, _ = self._check_X(X, reset=False)
+        if X.shape == self._X_fit.shape and np.array_equal(X, self._X_fit, equal_nan=True):
+            return np.arange(X.shape[0])
+        index: dict[bytes, int] = {}
+        for i, row in enumerate(_row_keys(self._X_fit)):
+            index.setdefault(row, i)
+        rows = []
+        for i, row in enumerate(_row_keys(X)):
+            if row not in index:
+                raise LabcoreError(
+                    f"transductive model: row {i} of X is not one of the fitted items; "
+                    "predict covers the fitted items only, so refit with the new items "
+                    "stacked in"
+                )
+            rows.append(index[row])
+        return np.asarray(rows, dtype=int)
+
     def _fit_stacked(self, problem: StackedProblem, t0: float, algorithm: str) -> np.ndarray:
         choice("algorithm", algorithm, ALGORITHMS)
         project = projection(problem, algorithm)
@@ -136,7 +188,7 @@ class _Transductive(_SRFParams):
         return X_imputed
 
 
-class SRFTransductiveClassifier(_Transductive):
+class SRFTransductiveClassifier(ClassifierMixin, _Transductive):
     """Predict the missing labels of a data set and impute its missing features at once.
 
     The features (NaN = missing) and one-vs-rest ±1 label columns (two classes: one column)
@@ -207,7 +259,7 @@ class SRFTransductiveClassifier(_Transductive):
         self.random_state = random_state
 
     def _labels(self, y, n: int) -> tuple[np.ndarray, np.ndarray]:
-        y = np.asarray(y)
+        y = _target(y, type(self).__name__)
         if y.ndim != 1:
             raise LabcoreError(f"y must be 1-D (one label per item), got shape {y.shape}")
         if y.shape[0] != n:
@@ -221,7 +273,8 @@ class SRFTransductiveClassifier(_Transductive):
             known = y[~missing]
             if np.any(known != np.round(known)):
                 raise LabcoreError(
-                    "y has non-integer labels: class codes must be whole numbers "
+                    "Unknown label type: continuous; y has non-integer labels: class codes "
+                    "must be whole numbers "
                     "(for a real-valued target use SRFTransductiveRegressor)"
                 )
         elif y.dtype.kind == "U" and self.unlabeled != "nan" and np.any(y == "nan"):
@@ -244,7 +297,8 @@ class SRFTransductiveClassifier(_Transductive):
 
     def fit(self, X, y):
         t0 = time.perf_counter()
-        X, observed = check_features(X)
+        X, observed = self._check_X(X, reset=True)
+        self._X_fit = X
         y, labelled = self._labels(y, X.shape[0])
         classes, T = one_vs_rest(y, labelled)
         T_observed = np.repeat(labelled[:, None], T.shape[1], axis=1)
@@ -264,27 +318,36 @@ class SRFTransductiveClassifier(_Transductive):
         self.fit_time_ = time.perf_counter() - t0
         return self
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "transduction_"):
-            raise LabcoreError(f"this {type(self).__name__} is not fitted yet; call fit")
-
     def predict(self, X=None) -> np.ndarray:
-        """Labels of the fitted items. Transductive: new items need a refit with them."""
-        self._check_fitted()
-        if X is not None and np.shape(X)[0] != self.transduction_.shape[0]:
-            raise LabcoreError(
-                "transductive model: predict covers the fitted items only; refit with the new "
-                "items stacked in"
-            )
-        return self.transduction_
+        """Labels of fitted items.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_items, n_features), optional
+            Rows of the fitted X (matched by value, NaN matching NaN); None means all the
+            fitted items, in order.
+
+        Returns
+        -------
+        ndarray of shape (n_items,)
+            The transduced labels (observed labels unchanged).
+
+        Raises
+        ------
+        LabcoreError
+            A row of X is not a fitted item: transductive, new items need a refit with them.
+        """
+        rows = self._rows(X)
+        return self.transduction_[rows]
 
     def decision_function(self, X=None) -> np.ndarray:
-        """Label-block scores of the fitted items (the ranking used for average precision)."""
-        self.predict(X)
-        return self.label_scores_
+        """Label-block scores of fitted items (the ranking used for average precision);
+        rows of X are matched as in :meth:`predict`."""
+        rows = self._rows(X)
+        return self.label_scores_[rows]
 
 
-class SRFTransductiveRegressor(_Transductive):
+class SRFTransductiveRegressor(RegressorMixin, _Transductive):
     """Transductive regression: a real target (NaN = missing) stacked with the features.
 
     The target is standardized by its observed mean and deviation, weighted by
@@ -319,7 +382,9 @@ class SRFTransductiveRegressor(_Transductive):
 
     def fit(self, X, y):
         t0 = time.perf_counter()
-        X, observed = check_features(X)
+        X, observed = self._check_X(X, reset=True)
+        self._X_fit = X
+        y = _target(y, type(self).__name__)
         try:
             y = np.asarray(y, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
@@ -352,8 +417,25 @@ class SRFTransductiveRegressor(_Transductive):
         return self
 
     def predict(self, X=None) -> np.ndarray:
-        if not hasattr(self, "transduction_"):
-            raise LabcoreError("this SRFTransductiveRegressor is not fitted yet; call fit")
-        if X is not None and np.shape(X)[0] != self.transduction_.shape[0]:
-            raise LabcoreError("transductive model: predict covers the fitted items only")
-        return self.transduction_
+        """Targets of fitted items; rows of X are matched as in
+        :meth:`SRFTransductiveClassifier.predict` (None: all fitted items, in order)."""
+        rows = self._rows(X)
+        return self.transduction_[rows]
+
+
+def _target(y, name: str) -> np.ndarray:
+    """y as an array; a column vector is flattened with scikit-learn's warning."""
+    if y is None:
+        raise LabcoreError(
+            f"{name} requires y to be passed, but the target y is None (NaN marks a missing label)"
+        )
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
+    return y
+
+
+def _row_keys(X: np.ndarray) -> list[bytes]:
+    """One hashable key per row: its bytes, with every NaN (and -0.0) made canonical."""
+    Xc = np.where(np.isnan(X), np.nan, X + 0.0)
+    return [row.tobytes() for row in np.ascontiguousarray(Xc)]
