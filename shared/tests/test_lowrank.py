@@ -396,3 +396,50 @@ def test_init_is_not_modified(problem):
     soft_impute(Y, mask, lam=0.1, init=init, max_iter=3)
     hard_impute(Y, mask, rank=1, init=init, max_iter=3)
     assert np.array_equal(init, np.ones(Y.shape))
+
+
+def test_svt_is_the_nuclear_norm_prox():
+    from labcore.lowrank import svt
+
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((30, 20))
+    tau = 2.0
+    Z, shrunk = svt(A, tau)
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    expected = (U * np.maximum(s - tau, 0)) @ Vt
+    np.testing.assert_allclose(Z, expected, atol=1e-12)
+    np.testing.assert_allclose(shrunk, (s - tau)[s > tau])
+
+    # Optimality: Z minimizes ½‖Z − A‖² + τ‖Z‖_*, so no nearby point does better.
+    def objective(M):
+        return 0.5 * np.sum((M - A) ** 2) + tau * np.linalg.svd(M, compute_uv=False).sum()
+
+    for _ in range(20):
+        assert objective(Z) <= objective(Z + 1e-3 * rng.standard_normal(Z.shape)) + 1e-12
+
+
+def test_svt_rank_cap_and_cutoff():
+    from labcore.lowrank import svt
+
+    A = np.diag([5.0, 4.0, 3.0, 1.0 + 1e-15])
+    Z, shrunk = svt(A, 1.0, rank=2)
+    assert shrunk.tolist() == [4.0, 3.0] and np.linalg.matrix_rank(Z) == 2
+    _, kept = svt(A, 1.0)
+    assert len(kept) == 4  # 1e-15 above the threshold still counts with cutoff 0
+    _, kept = svt(A, 1.0, cutoff=8 * np.finfo(float).eps)
+    assert len(kept) == 3  # round-off is not rank
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"threshold": -1.0}, "threshold"),
+        ({"threshold": 1.0, "rank": 0}, "rank"),
+        ({"threshold": 1.0, "cutoff": -1.0}, "cutoff"),
+    ],
+)
+def test_svt_rejects_bad_arguments(kwargs, match):
+    from labcore.lowrank import svt
+
+    with pytest.raises(LabcoreError, match=match):
+        svt(np.eye(3), **kwargs)

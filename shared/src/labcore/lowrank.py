@@ -181,6 +181,60 @@ def truncated_svd(A: Any, rank: int, *, random_state: Any = None):
     return _svd(A, rank, _random_state(random_state))
 
 
+def svt(
+    A: Any,
+    threshold: float,
+    *,
+    rank: int | None = None,
+    random_state: Any = None,
+    cutoff: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Singular value soft-thresholding: the proximal operator of ``threshold · ‖·‖_*``.
+
+    D_τ(A) = U max(Σ − τ, 0) Vᵀ, computed from the top ``rank`` singular triplets
+    (:func:`truncated_svd`; ``rank=None``: the full SVD). Singular values whose shrunk value
+    is at most ``cutoff · σ_1`` are dropped (``cutoff=0`` keeps exactly those above τ; a few
+    machine epsilons keeps round-off out of the rank).
+
+    Parameters
+    ----------
+    A
+        A finite 2-D array.
+    threshold
+        τ ≥ 0.
+    rank
+        Number of singular triplets to compute; None for all. When the true number above τ
+        exceeds it, the result is the rank-capped operator.
+    random_state
+        Seed of the randomized SVD (see :func:`truncated_svd`).
+    cutoff
+        Relative floor (to σ_1) under which a shrunk singular value counts as zero.
+
+    Returns
+    -------
+    Z : ndarray
+        D_τ(A), of A's shape.
+    shrunk : ndarray
+        The kept shrunk singular values, descending (their sum is ‖Z‖_*).
+
+    Examples
+    --------
+    >>> Z, shrunk = svt(np.diag([3.0, 2.0, 0.5]), 1.0)
+    >>> shrunk.tolist(), np.round(np.diag(Z), 12).tolist()
+    ([2.0, 1.0], [2.0, 1.0, 0.0])
+    """
+    A = finite_array("A", A, ndim=2)
+    threshold = finite_float("threshold", threshold, minimum=0.0)
+    cutoff = finite_float("cutoff", cutoff, minimum=0.0)
+    if rank is not None:
+        rank = min(positive_int("rank", rank), min(A.shape))
+    U, s, Vt = _svd(A, rank, None if rank is None else _random_state(random_state))
+    shrunk = s - threshold
+    keep = shrunk > cutoff * (s[0] if s.size else 0.0)
+    shrunk = shrunk[keep]
+    return (U[:, keep] * shrunk) @ Vt[keep], shrunk
+
+
 # --------------------------------------------------------------------------------------------
 # Completion
 # --------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from labcore.checks import finite_float, positive_int
-from labcore.lowrank import soft_impute, truncated_svd
+from labcore.lowrank import soft_impute, svt
 from qmc.alm import ObservedLevels
 from qmc.likelihood import OrdinalLikelihood
 
@@ -35,14 +35,6 @@ class BaselineFit:
     objective_history: np.ndarray | None = None
     time_history: np.ndarray | None = None
     params: dict | None = None  # hyperparameters chosen by validation, if any
-
-
-def _svt(A: np.ndarray, threshold: float, rank: int, random_state) -> tuple[np.ndarray, float]:
-    """Singular value soft-thresholding of A, keeping at most ``rank`` values; also ‖result‖_*."""
-    U, s, Vt = truncated_svd(A, rank, random_state=random_state)
-    s = np.maximum(s - threshold, 0.0)
-    keep = s > 0
-    return (U[:, keep] * s[keep]) @ Vt[keep], float(s.sum())
 
 
 def prox_grad_mle(
@@ -78,7 +70,8 @@ def prox_grad_mle(
         _, g, _ = model.nll_derivatives(W[rows, cols], levels, value=False)
         A = W.copy()
         A[rows, cols] -= step * g
-        Z_new, nuclear = _svt(A, step * lam, rank, random_state)
+        Z_new, shrunk = svt(A, step * lam, rank=rank, random_state=random_state)
+        nuclear = float(shrunk.sum())
         value = model.nll(Z_new[rows, cols], levels) + lam * nuclear
         if value > previous:  # restart the momentum when the objective rises
             momentum = 1.0

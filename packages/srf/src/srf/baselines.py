@@ -43,7 +43,7 @@ from labcore.lowrank import (
     holdout_split,
     lambda_max,
     soft_impute,
-    truncated_svd,
+    svt,
 )
 
 __all__ = [
@@ -57,7 +57,8 @@ __all__ = [
     "two_step",
 ]
 
-_EPS = np.finfo(np.float64).eps
+# Shrunk singular values below 8 machine epsilons of σ_1 are round-off, not rank.
+_SVT_CUTOFF = 8 * np.finfo(np.float64).eps
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,22 +187,6 @@ def _observed(name: str, values: Any, mask: Any, mask_name: str):
 
 def _optional_rank(rank: Any) -> int | None:
     return None if rank is None else positive_int("rank", rank)
-
-
-def _svt(A: np.ndarray, threshold: float, rank: int | None, random_state: Any = 0):
-    """Singular value soft-thresholding ``D_threshold(A)``; returns ``(Z, shrunk singular values)``.
-
-    ``rank=None`` uses the full SVD; otherwise only the top ``rank`` triplets
-    (:func:`labcore.lowrank.truncated_svd`).
-    """
-    if rank is None or rank >= min(A.shape):
-        U, s, Vt = np.linalg.svd(A, full_matrices=False)
-    else:
-        U, s, Vt = truncated_svd(A, rank, random_state=random_state)
-    shrunk = s - threshold
-    keep = shrunk > 8 * _EPS * (s[0] if s.size else 0.0)
-    shrunk = shrunk[keep]
-    return (U[:, keep] * shrunk) @ Vt[keep], shrunk
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,12 +376,24 @@ def mc1(
         level_done = False
         while it < max_iter:
             it += 1
-            Z_new, s_new = _svt(W - step * grad(W), step * level_mu, rank, random_state)
+            Z_new, s_new = svt(
+                W - step * grad(W),
+                step * level_mu,
+                rank=rank,
+                random_state=random_state,
+                cutoff=_SVT_CUTOFF,
+            )
             f_new = smooth(Z_new) + level_mu * float(s_new.sum())
             if f_new > fz + 1e-12 * abs(fz) and W is not Z:
                 # Momentum made things worse: restart with a plain step from Z.
                 tk = 1.0
-                Z_new, s_new = _svt(Z - step * grad(Z), step * level_mu, rank, random_state)
+                Z_new, s_new = svt(
+                    Z - step * grad(Z),
+                    step * level_mu,
+                    rank=rank,
+                    random_state=random_state,
+                    cutoff=_SVT_CUTOFF,
+                )
                 f_new = smooth(Z_new) + level_mu * float(s_new.sum())
             if f_new > fz + 1e-12 * abs(fz):
                 # Only possible with a rank cap (inexact thresholding): keep Z, end the level.
@@ -518,7 +515,7 @@ def svt_complete(
     it = 0
     while it < max_iter:
         it += 1
-        Z, s = _svt(Yk, tau, rank)
+        Z, s = svt(Yk, tau, rank=rank, random_state=0, cutoff=_SVT_CUTOFF)
         R = np.where(m, Mo - Z, 0.0)
         residual = float(np.linalg.norm(R)) / norm_obs
         if residual < tol:
