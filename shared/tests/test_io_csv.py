@@ -22,3 +22,29 @@ def test_all_missing_first_row_is_data_and_text_is_an_error(tmp_path):
     bad.write_text("a,b\n1,x\n")
     with pytest.raises(LabcoreError, match="line 2, column 2"):
         read_numeric_csv(bad)
+
+
+def test_write_numeric_csv_round_trips_with_the_reader(tmp_path):
+    import numpy as np
+
+    from labcore.io import read_numeric_csv, write_numeric_csv
+
+    X = np.array([[1.0, np.nan, 1 / 3], [2.5e-12, -4.0, 1e9]])
+    path = write_numeric_csv(tmp_path / "x.csv", X, ["a", "b,c", "d"])
+    Y, header = read_numeric_csv(path)
+    assert header == ["a", "b,c", "d"]  # a name with a comma is quoted, not split
+    np.testing.assert_allclose(Y, X, rtol=1e-9, equal_nan=True)
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_write_numeric_csv_rejects_mismatched_names(tmp_path):
+    import numpy as np
+    import pytest
+
+    from labcore import LabcoreError
+    from labcore.io import write_numeric_csv
+
+    with pytest.raises(LabcoreError, match="2 column names for 3 columns"):
+        write_numeric_csv(tmp_path / "x.csv", np.zeros((2, 3)), ["a", "b"])
+    with pytest.raises(LabcoreError, match="2-D"):
+        write_numeric_csv(tmp_path / "x.csv", np.zeros(3), ["a", "b", "c"])

@@ -145,3 +145,34 @@ def read_numeric_csv(path: str | os.PathLike) -> tuple[Any, list[str] | None]:
                 )
             X[r, j] = value
     return X, header
+
+
+def write_numeric_csv(path: str | os.PathLike, matrix: Any, names: list[str]) -> Path:
+    """Write a numeric matrix as CSV atomically: a header row of ``names`` (quoted where a
+    name needs it), then one line per row with 10 significant digits; NaN is written ``nan``,
+    which :func:`read_numeric_csv` reads back as missing.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.csv"
+    >>> _ = write_numeric_csv(path, np.array([[1.0, 0.5]]), ["a", "b"])
+    >>> path.read_text()
+    'a,b\\n1,0.5\\n'
+    """
+    import csv
+    import io
+
+    import numpy as np
+
+    from labcore.errors import LabcoreError
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.ndim != 2:
+        raise LabcoreError(f"a CSV matrix must be 2-D, got shape {matrix.shape}")
+    if len(names) != matrix.shape[1]:
+        raise LabcoreError(f"{len(names)} column names for {matrix.shape[1]} columns")
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(names)
+    np.savetxt(buf, matrix, delimiter=",", fmt="%.10g")
+    return atomic_write_text(path, buf.getvalue())

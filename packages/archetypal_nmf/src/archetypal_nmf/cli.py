@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,11 @@ from archetypal_nmf.bench import BENCH
 from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
 from labcore.io import read_numeric_csv as read_matrix
+from labcore.io import write_numeric_csv
 
 
 def _fit(args: argparse.Namespace) -> int:
     from archetypal_nmf import SparseArchetypalNMF
-    from labcore.io import atomic_write_text
 
     X, header = read_matrix(args.data)
     missing = np.isnan(X)
@@ -58,21 +57,14 @@ def _fit(args: argparse.Namespace) -> int:
     if args.out is not None:
         out = Path(args.out)
         names = header or [f"x{j}" for j in range(X.shape[1])]
-        atomic_write_text(out / "archetypes.csv", _csv(H, names))
-        atomic_write_text(out / "weights.csv", _csv(W, [f"a{j}" for j in range(args.k)]))
+        write_numeric_csv(out / "archetypes.csv", H, names)
+        write_numeric_csv(out / "weights.csv", W, [f"a{j}" for j in range(args.k)])
         if model.X_imputed_ is not None:
-            atomic_write_text(out / "imputed.csv", _csv(model.X_imputed_, names))
+            write_numeric_csv(out / "imputed.csv", model.X_imputed_, names)
         text.append(f"wrote {out}/archetypes.csv (H), weights.csv (W)")
         payload["out"] = str(out)
     emit(args, payload, "\n".join(text))
     return 0
-
-
-def _csv(matrix: np.ndarray, names: list[str]) -> str:
-    buf = io.StringIO()
-    buf.write(",".join(names) + "\n")
-    np.savetxt(buf, matrix, delimiter=",", fmt="%.10g")
-    return buf.getvalue()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
 import numpy as np
 
 from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
-from labcore.io import read_numeric_csv
+from labcore.io import read_numeric_csv, write_numeric_csv
 from srf.bench import BENCH
 
 
-def _csv(matrix: np.ndarray, names: list[str]) -> str:
-    buf = io.StringIO()
-    buf.write(",".join(names) + "\n")
-    np.savetxt(buf, matrix, delimiter=",", fmt="%.10g")
-    return buf.getvalue()
-
-
 def _complete(args: argparse.Namespace) -> int:
-    from labcore.io import atomic_write_text
     from srf import SRFCompletion, SRFTransductiveClassifier
 
     X, header = read_numeric_csv(args.data)
@@ -68,7 +59,7 @@ def _complete(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out is not None else None
     if out is not None:
         target = out if out.suffix == ".csv" else out / "completed.csv"
-        atomic_write_text(target, _csv(completed, names))
+        write_numeric_csv(target, completed, names)
         payload["out"] = str(target)
         text.append(f"wrote {target}")
     elif not args.json:
