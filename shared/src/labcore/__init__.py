@@ -31,24 +31,6 @@ from labcore.errors import LabcoreError
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "LabcoreError",
-    "__version__",
-    "bench",
-    "cli",
-    "commands",
-    "data",
-    "device",
-    "embed",
-    "io",
-    "load_causal_lm",
-    "load_sentence_encoder",
-    "metrics",
-    "models",
-    "progress",
-    "tasks",
-]
-
 _SUBMODULES = {
     "bench",
     "cli",
@@ -66,6 +48,7 @@ _LAZY_FUNCTIONS = {
     "load_causal_lm": "labcore.models",
     "load_sentence_encoder": "labcore.models",
 }
+__all__ = ["LabcoreError", "__version__", *sorted(_SUBMODULES), *_LAZY_FUNCTIONS]
 
 
 def __getattr__(name: str) -> Any:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,20 +135,15 @@ def _read_local(path: Path, text_field: str) -> list[str]:
     if not path.is_file():
         raise LabcoreError(f"corpus path is not a file: {path}")
     if path.suffix == ".jsonl":
+        from labcore.io import iter_jsonl
+
         docs = []
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise LabcoreError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(record, dict) or text_field not in record:
-                    raise LabcoreError(
-                        f"{path}:{lineno}: no field {text_field!r} (set --text-field)"
-                    )
-                docs.append(str(record[text_field]).strip())
+        for lineno, record in iter_jsonl(path):
+            if not isinstance(record, dict) or text_field not in record:
+                raise LabcoreError(
+                    f"{path}, line {lineno}: no field {text_field!r} (set --text-field)"
+                )
+            docs.append(str(record[text_field]).strip())
     else:
         text = path.read_text(encoding="utf-8", errors="replace")
         docs = [d.strip() for d in re.split(r"\n\s*\n", text)]

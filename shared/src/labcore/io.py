@@ -176,3 +176,28 @@ def write_numeric_csv(path: str | os.PathLike, matrix: Any, names: list[str]) ->
     csv.writer(buf, lineterminator="\n").writerow(names)
     np.savetxt(buf, matrix, delimiter=",", fmt="%.10g")
     return atomic_write_text(path, buf.getvalue())
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """The records of a JSON Lines file as ``(line number, value)``, blank lines skipped and
+    read lazily; a line that is not JSON is an error naming the file and line.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "r.jsonl"
+    >>> _ = path.write_text('{"a": 1}\n\n[2]\n')
+    >>> list(iter_jsonl(path))
+    [(1, {'a': 1}), (3, [2])]
+    """
+    from labcore.errors import LabcoreError
+
+    path = Path(path)
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise LabcoreError(f"{path}, line {lineno}: not valid JSON ({exc.msg})") from None

@@ -27,7 +27,6 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from labcore.errors import LabcoreError
+from labcore.io import iter_jsonl
 
 __all__ = [
     "REASONING_SETS",
@@ -121,24 +121,19 @@ def _read_jsonl(path: Path, what: str, fields: tuple[str, ...], n: int | None) -
         raise LabcoreError(f"n must be a non-negative integer or None, got {n!r}")
     if not path.is_file():
         raise LabcoreError(f"no such {what} file: {path}")
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if n is not None and len(rows) >= n:
-                break
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise LabcoreError(f"{path}, line {lineno}: not valid JSON ({e.msg})") from None
-            missing = [f for f in fields if not isinstance(row, dict) or f not in row]
-            if missing:
-                raise LabcoreError(
-                    f"{path}, line {lineno}: missing field(s) {', '.join(missing)} "
-                    f"(a {what} row needs {', '.join(fields)})"
-                )
-            rows.append(row)
+    rows: list[dict] = []
+    if n == 0:
+        return rows
+    for lineno, row in iter_jsonl(path):
+        missing = [f for f in fields if not isinstance(row, dict) or f not in row]
+        if missing:
+            raise LabcoreError(
+                f"{path}, line {lineno}: missing field(s) {', '.join(missing)} "
+                f"(a {what} row needs {', '.join(fields)})"
+            )
+        rows.append(row)
+        if n is not None and len(rows) >= n:
+            break  # before reading further lines: a bad line after the first n is not read
     return rows
 
 

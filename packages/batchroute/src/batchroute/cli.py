@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -12,23 +11,18 @@ import numpy as np
 from batchroute.bench import BENCH
 from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
+from labcore.io import iter_jsonl
 
 
 def _read_queries(path: Path) -> list[dict]:
     if not path.is_file():
         raise LabcoreError(f"file not found: {path}")
     queries = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LabcoreError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    for lineno, item in iter_jsonl(path):
         if isinstance(item, str):
             item = {"query": item}
         if not isinstance(item, dict) or not isinstance(item.get("query"), str):
-            raise LabcoreError(f"{path}:{lineno}: each line needs a 'query' string")
+            raise LabcoreError(f"{path}, line {lineno}: each line needs a 'query' string")
         item.setdefault("id", str(len(queries)))
         queries.append(item)
     if not queries:
