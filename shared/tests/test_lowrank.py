@@ -443,3 +443,77 @@ def test_svt_rejects_bad_arguments(kwargs, match):
 
     with pytest.raises(LabcoreError, match=match):
         svt(np.eye(3), **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# select_on_holdout and check_random_state
+# --------------------------------------------------------------------------------------------
+
+
+def test_select_on_holdout_matches_brute_force_lambda_path():
+    """The winner and errors equal a hand-written warm-started path with argmin."""
+    truth = low_rank(25, 18, 2, 0)
+    mask = observed(truth.shape, 0.6, 1)
+    train, test = holdout_split(mask, fraction=0.2, random_state=0, per_row=False)
+    grid = lambda_max(truth, train) * np.geomspace(0.5, 0.005, 6)
+
+    def fit(lam, init):
+        return soft_impute(truth, train, lam=float(lam), init=init, tol=1e-9).Z
+
+    def err(Z):
+        return relative_error(Z, truth, mask=test)
+
+    expected, Z = [], None
+    for lam in grid:
+        Z = fit(lam, Z)
+        expected.append(err(Z))
+    sel = lowrank.select_on_holdout(grid, fit, err, warm_start=True)
+    assert sel.errors.tolist() == expected
+    assert sel.best_index == int(np.argmin(expected))
+    assert sel.best == grid[sel.best_index]
+    assert np.array_equal(sel.last_fit, Z)
+    assert err(sel.best_fit) == min(expected)
+
+
+def test_select_on_holdout_warm_start_and_ties():
+    seen = []
+
+    def fit(c, init):
+        seen.append(init)
+        return c
+
+    sel = lowrank.select_on_holdout([4, 2, 7, 2], fit, lambda m: abs(m - 2.0))
+    assert seen == [None] * 4  # cold starts
+    assert sel.best_index == 1  # the first of two equal errors
+    seen.clear()
+    lowrank.select_on_holdout([4, 2, 7], fit, float, warm_start=True)
+    assert seen == [None, 4, 2]
+
+
+def test_select_on_holdout_skips_non_finite_and_refuses_all_bad():
+    sel = lowrank.select_on_holdout([0, 1, 2], lambda c, _: c, lambda m: [np.nan, 5.0, np.inf][m])
+    assert sel.best == 1 and np.isnan(sel.errors[0]) and np.isnan(sel.errors[2])
+    with pytest.raises(LabcoreError, match="no candidate had a finite held-out error"):
+        lowrank.select_on_holdout([0, 1], lambda c, _: c, lambda m: np.nan)
+    with pytest.raises(LabcoreError, match="at least one candidate"):
+        lowrank.select_on_holdout([], lambda c, _: c, float)
+
+
+def test_check_random_state():
+    rs = lowrank.check_random_state(3)
+    assert (
+        rs.randint(10**6, size=5).tolist()
+        == np.random.RandomState(3).randint(10**6, size=5).tolist()
+    )
+    existing = np.random.RandomState(1)
+    assert lowrank.check_random_state(existing) is existing
+    a = lowrank.check_random_state(np.random.default_rng(7)).rand(3)
+    b = lowrank.check_random_state(np.random.default_rng(7)).rand(3)
+    assert np.array_equal(a, b)
+    np.random.seed(0)
+    before = np.random.get_state()[1].copy()
+    lowrank.check_random_state(None).rand(10)  # a private stream: the global one does not move
+    assert np.array_equal(np.random.get_state()[1], before)
+    for bad in (-1, 2**40, 1.5, "seed", True):
+        with pytest.raises(LabcoreError, match="random_state"):
+            lowrank.check_random_state(bad)

@@ -10,6 +10,10 @@ ignored and may be NaN. ``P_Ω(Y)`` below is ``Y`` with the unobserved entries s
 * :func:`hard_impute`: iterative hard SVD (Hard-Impute) at a fixed rank.
 * :func:`lambda_max`: the smallest ``lam`` for which Soft-Impute returns the zero matrix.
 * :func:`holdout_split`: split the observed entries into disjoint train/test masks.
+* :func:`select_on_holdout`: fit a path of candidates (λ values, ranks) on the training
+  entries and keep the one with the smallest held-out error.
+* :func:`check_random_state`: scikit-learn's ``check_random_state``, also taking a numpy
+  ``Generator`` and giving a private ``RandomState`` for None.
 * :func:`relative_error`: ``‖estimate − truth‖_F / ‖truth‖_F``, optionally on a mask.
 
 Examples
@@ -43,12 +47,16 @@ from labcore.checks import boolean_mask, finite_array, finite_float, observed_ma
 from labcore.errors import LabcoreError
 
 __all__ = [
+    "HoldoutSelection",
     "SoftImputeResult",
+    "check_random_state",
     "hard_impute",
     "holdout_split",
     "lambda_max",
     "relative_error",
+    "select_on_holdout",
     "soft_impute",
+    "svt",
     "truncated_svd",
 ]
 
@@ -113,17 +121,35 @@ def _initial(init: Any, shape: tuple[int, int]) -> np.ndarray:
     return Z
 
 
-def _random_state(random_state: Any) -> np.random.RandomState:
-    """A legacy RandomState (what scikit-learn's randomized SVD accepts) from a seed."""
-    if isinstance(random_state, np.random.RandomState):
-        return random_state
+def check_random_state(random_state: Any) -> np.random.RandomState:
+    """A legacy ``RandomState`` (what scikit-learn's randomized SVD takes) from a seed.
+
+    An int or a ``RandomState`` goes through scikit-learn's
+    :func:`sklearn.utils.check_random_state`. Two cases differ from it on purpose: None gives
+    a fresh ``RandomState`` seeded from OS entropy rather than numpy's global one (so a
+    solver never draws from, or moves, the caller's global stream), and a numpy
+    ``Generator`` is accepted and seeds a ``RandomState`` with one draw from it.
+
+    Examples
+    --------
+    >>> check_random_state(0).randint(100) == np.random.RandomState(0).randint(100)
+    True
+    """
+    from sklearn.utils import check_random_state as sklearn_check_random_state
+
+    if random_state is None:
+        return np.random.RandomState()
     if isinstance(random_state, np.random.Generator):
         return np.random.RandomState(int(random_state.integers(2**32)))
-    if random_state is None or isinstance(random_state, int | np.integer):
-        return np.random.RandomState(random_state)
-    raise LabcoreError(
-        f"random_state must be None, an int, a numpy Generator or RandomState, got {random_state!r}"
-    )
+    if isinstance(random_state, bool):
+        raise LabcoreError(f"random_state must be None, an int or a RNG, got {random_state!r}")
+    try:
+        return sklearn_check_random_state(random_state)
+    except ValueError as exc:
+        raise LabcoreError(
+            "random_state must be None, an int in [0, 2**32), a numpy Generator or "
+            f"RandomState, got {random_state!r} ({exc})"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,7 +204,7 @@ def truncated_svd(A: Any, rank: int, *, random_state: Any = None):
     """
     A = finite_array("A", A, ndim=2)
     rank = min(positive_int("rank", rank), min(A.shape))
-    return _svd(A, rank, _random_state(random_state))
+    return _svd(A, rank, check_random_state(random_state))
 
 
 def svt(
@@ -228,7 +254,7 @@ def svt(
     cutoff = finite_float("cutoff", cutoff, minimum=0.0)
     if rank is not None:
         rank = min(positive_int("rank", rank), min(A.shape))
-    U, s, Vt = _svd(A, rank, None if rank is None else _random_state(random_state))
+    U, s, Vt = _svd(A, rank, None if rank is None else check_random_state(random_state))
     shrunk = s - threshold
     keep = shrunk > cutoff * (s[0] if s.size else 0.0)
     shrunk = shrunk[keep]
@@ -344,7 +370,7 @@ def soft_impute(
         rank = positive_int("rank", rank)
     max_iter, tol = _loop_args(max_iter, tol, callback)
     Z = _initial(init, Y0.shape)
-    rs = None if rank is None else _random_state(random_state)
+    rs = None if rank is None else check_random_state(random_state)
 
     def step(X):
         U, s, Vt = _svd(X, rank, rs)
@@ -405,7 +431,7 @@ def hard_impute(
     rank = min(positive_int("rank", rank), min(Y0.shape))
     max_iter, tol = _loop_args(max_iter, tol, callback)
     Z = _initial(init, Y0.shape)
-    rs = _random_state(random_state)
+    rs = check_random_state(random_state)
 
     def step(X):
         U, s, Vt = _svd(X, rank, rs)
@@ -501,6 +527,100 @@ def holdout_split(
     test = np.zeros_like(mask)
     test[rows[held], cols[held]] = True
     return mask & ~test, test
+
+
+@dataclass(frozen=True)
+class HoldoutSelection:
+    """Result of :func:`select_on_holdout`.
+
+    Attributes
+    ----------
+    candidates
+        The candidates, in the order they were fitted.
+    errors
+        Held-out error of each candidate (float array, NaN where a fit gave a non-finite
+        error).
+    best_index
+        Index of the winner: the first smallest finite error.
+    best
+        ``candidates[best_index]``.
+    best_fit
+        The winner's model, fitted on the training entries (a warm start for the refit on
+        all entries).
+    last_fit
+        The model of the last candidate.
+    """
+
+    candidates: list
+    errors: np.ndarray
+    best_index: int
+    best: Any
+    best_fit: Any
+    last_fit: Any
+
+
+def select_on_holdout(
+    candidates: Any,
+    fit: Callable[[Any, Any], Any],
+    error: Callable[[Any], float],
+    *,
+    warm_start: bool = False,
+) -> HoldoutSelection:
+    """Fit each candidate on training data; keep the one with the smallest held-out error.
+
+    The tuning loop of the completion baselines: a λ path (usually decreasing from
+    :func:`lambda_max`, warm-started) or a list of ranks (cold starts) is fitted on the
+    training entries of a :func:`holdout_split`, each fit is scored on the held-out entries,
+    and the caller refits the winner on all observed entries. Only the best and the last
+    models are kept, so a long path of large matrices costs two models of memory.
+
+    Parameters
+    ----------
+    candidates : iterable
+        The settings to try, in order (λ values, ranks, or tuples of several).
+    fit : callable ``fit(candidate, init) -> model``
+        Fits one candidate on the training entries. ``init`` is the previous candidate's
+        model when ``warm_start`` is true (None for the first), else always None.
+    error : callable ``error(model) -> float``
+        The held-out error of a fitted model (lower is better). A non-finite error never
+        wins.
+    warm_start : bool, default False
+        Pass each model on as ``init`` of the next fit.
+
+    Returns
+    -------
+    HoldoutSelection
+
+    Raises
+    ------
+    LabcoreError
+        If there are no candidates, or no candidate has a finite held-out error.
+
+    Examples
+    --------
+    >>> sel = select_on_holdout([3, 1, 2], lambda c, init: c * 10, lambda m: abs(m - 12))
+    >>> sel.best, sel.best_fit, sel.errors.tolist()
+    (1, 10, [18.0, 2.0, 8.0])
+    """
+    candidates = list(candidates)
+    if not candidates:
+        raise LabcoreError("select_on_holdout needs at least one candidate")
+    errors = np.full(len(candidates), np.nan)
+    best_index, best_fit, model = -1, None, None
+    for i, candidate in enumerate(candidates):
+        model = fit(candidate, model if warm_start else None)
+        value = float(error(model))
+        if not np.isfinite(value):
+            continue
+        errors[i] = value
+        if best_index < 0 or value < errors[best_index]:
+            best_index, best_fit = i, model
+    if best_index < 0:
+        raise LabcoreError(
+            f"no candidate had a finite held-out error (tried {len(candidates)}: "
+            f"{candidates[:5]}{' ...' if len(candidates) > 5 else ''})"
+        )
+    return HoldoutSelection(candidates, errors, best_index, candidates[best_index], best_fit, model)
 
 
 def relative_error(estimate: Any, truth: Any, *, mask: Any = None) -> float:

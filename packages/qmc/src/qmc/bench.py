@@ -16,6 +16,7 @@ and time.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +30,7 @@ from labcore.bench import (
     markdown_table,
     single_threaded_blas,
 )
-from labcore.lowrank import holdout_split
+from labcore.lowrank import holdout_split, lambda_max, select_on_holdout
 from labcore.progress import status
 from qmc import __version__
 from qmc.alm import ObservedLevels
@@ -55,12 +56,19 @@ def _predict_levels(Z_entries: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.abs(Z_entries[:, None] - values[None, :]).argmin(axis=1) + 1
 
 
+def _heldout_mse(valid: ObservedLevels, values: np.ndarray) -> Callable[[Any], float]:
+    """Mean squared error of a fit's ``Z`` against the level values of ``valid``."""
+    target = values[valid.levels - 1]
+    return lambda fit: float(np.mean((fit.Z[valid.rows, valid.cols] - target) ** 2))
+
+
 def tuned_soft_impute(
     data: ObservedLevels, values: np.ndarray, seed: int, n_lambdas: int = 10, max_iter: int = 300
 ) -> BaselineFit:
-    """Soft-Impute with λ picked on held-out entries along a warm-started path, then refit."""
-    from labcore.lowrank import lambda_max
+    """Soft-Impute with λ picked on held-out entries along a warm-started path, then refit.
 
+    The refit on all entries starts from the last (smallest-λ) fit of the path.
+    """
     train, valid = _validation_split(data, seed)
     y = values[train.levels - 1]
     Y = np.zeros(train.shape)
@@ -68,19 +76,22 @@ def tuned_soft_impute(
     mask = np.zeros(train.shape, dtype=bool)
     mask[train.rows, train.cols] = True
     top = lambda_max(Y, mask)
-    best = (np.inf, None)
-    init = None
     t0 = time.perf_counter()
-    for lam in top * np.geomspace(0.5, 0.005, n_lambdas):
-        fit = soft_impute_levels(
-            train, lam, rank=RANK_CAP, values=values, init=init, max_iter=max_iter
-        )
-        init = fit.Z
-        err = float(np.mean((fit.Z[valid.rows, valid.cols] - values[valid.levels - 1]) ** 2))
-        if err < best[0]:
-            best = (err, lam)
+    path = select_on_holdout(
+        top * np.geomspace(0.5, 0.005, n_lambdas),
+        lambda lam, previous: soft_impute_levels(
+            train,
+            lam,
+            rank=RANK_CAP,
+            values=values,
+            init=None if previous is None else previous.Z,
+            max_iter=max_iter,
+        ),
+        _heldout_mse(valid, values),
+        warm_start=True,
+    )
     final = soft_impute_levels(
-        data, best[1], rank=RANK_CAP, values=values, init=init, max_iter=max_iter
+        data, path.best, rank=RANK_CAP, values=values, init=path.last_fit.Z, max_iter=max_iter
     )
     return BaselineFit(
         Z=final.Z,
@@ -88,7 +99,7 @@ def tuned_soft_impute(
         converged=final.converged,
         objective=final.objective,
         time_s=time.perf_counter() - t0,
-        params={"lam": float(best[1])},
+        params={"lam": float(path.best)},
     )
 
 
@@ -103,26 +114,27 @@ def tuned_als(
     """ALS with squared loss, rank and ridge λ picked together on held-out entries."""
     train, valid = _validation_split(data, seed)
     t0 = time.perf_counter()
-    best = (np.inf, None, None)
-    for rank in ranks:
-        for lam in lams:
-            fit = als_squared(
-                train, lam, rank=rank, values=values, random_state=seed, max_iter=max_iter
-            )
-            z = fit.Z[valid.rows, valid.cols]
-            err = float(np.mean((z - values[valid.levels - 1]) ** 2))
-            if err < best[0]:
-                best = (err, lam, rank)
-    final = als_squared(
-        data, best[1], rank=best[2], values=values, random_state=seed, max_iter=max_iter
+    path = select_on_holdout(
+        [(rank, lam) for rank in ranks for lam in lams],
+        lambda setting, _: als_squared(
+            train,
+            setting[1],
+            rank=setting[0],
+            values=values,
+            random_state=seed,
+            max_iter=max_iter,
+        ),
+        _heldout_mse(valid, values),
     )
+    rank, lam = path.best
+    final = als_squared(data, lam, rank=rank, values=values, random_state=seed, max_iter=max_iter)
     return BaselineFit(
         Z=final.Z,
         n_iter=final.n_iter,
         converged=final.converged,
         objective=final.objective,
         time_s=time.perf_counter() - t0,
-        params={"lam": best[1], "rank": best[2]},
+        params={"lam": lam, "rank": rank},
     )
 
 

@@ -42,6 +42,7 @@ from labcore.lowrank import (
     hard_impute,
     holdout_split,
     lambda_max,
+    select_on_holdout,
     soft_impute,
     svt,
 )
@@ -600,26 +601,25 @@ def soft_impute_complete(
     init = None
     if lam is None:
         train, test = _split(m, validation_fraction, random_state)
-        lmax = lambda_max(Mo, train)
-        grid = lmax * np.geomspace(0.5, 0.005, 10)
-        errors, fits = [], []
-        Z = None
-        for value in grid:
-            Z = soft_impute(
-                Mo,
-                train,
-                lam=float(value),
-                rank=rank,
-                max_iter=max_iter,
-                tol=tol,
-                init=Z,
-                random_state=random_state,
-            ).Z
-            fits.append(Z)
-            errors.append(_heldout_error(Z, Mo, test))
-        best = int(np.argmin(errors))
-        lam, init = float(grid[best]), fits[best]
-        params.update(candidates=grid, validation_errors=np.asarray(errors))
+        path = select_on_holdout(
+            lambda_max(Mo, train) * np.geomspace(0.5, 0.005, 10),
+            lambda value, init: (
+                soft_impute(
+                    Mo,
+                    train,
+                    lam=float(value),
+                    rank=rank,
+                    max_iter=max_iter,
+                    tol=tol,
+                    init=init,
+                    random_state=random_state,
+                ).Z
+            ),
+            lambda Z: _heldout_error(Z, Mo, test),
+            warm_start=True,
+        )
+        lam, init = float(path.best), path.best_fit
+        params.update(candidates=np.asarray(path.candidates), validation_errors=path.errors)
     else:
         lam = finite_float("lam", lam, minimum=0.0)
     res = soft_impute(
@@ -685,17 +685,17 @@ def hard_svd_complete(
     init = None
     if rank is None:
         train, test = _split(m, validation_fraction, random_state)
-        ranks = np.arange(1, min(10, *Mo.shape) + 1)
-        errors, fits = [], []
-        for r in ranks:
-            Z = hard_impute(
-                Mo, train, rank=int(r), max_iter=max_iter, tol=tol, random_state=random_state
-            ).Z
-            fits.append(Z)
-            errors.append(_heldout_error(Z, Mo, test))
-        best = int(np.argmin(errors))
-        rank, init = int(ranks[best]), fits[best]
-        params.update(candidates=ranks, validation_errors=np.asarray(errors))
+        path = select_on_holdout(
+            np.arange(1, min(10, *Mo.shape) + 1),
+            lambda r, _: (
+                hard_impute(
+                    Mo, train, rank=int(r), max_iter=max_iter, tol=tol, random_state=random_state
+                ).Z
+            ),
+            lambda Z: _heldout_error(Z, Mo, test),
+        )
+        rank, init = int(path.best), path.best_fit
+        params.update(candidates=np.asarray(path.candidates), validation_errors=path.errors)
     else:
         rank = positive_int("rank", rank)
     res = hard_impute(

@@ -22,6 +22,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.preprocessing import label_binarize
 
 from labcore.bench import BenchConfig, BenchReport, BenchSpec, Row, single_threaded_blas
+from labcore.lowrank import relative_error
 from labcore.progress import status
 from srf import __version__
 from srf.baselines import hard_svd_complete, mc1, soft_impute_complete, svt_complete, two_step
@@ -35,7 +36,11 @@ TRANSDUCTION_METHODS = ("srf-equality", "srf-margin", "mc1", "two-step-softimput
 
 
 def _rel(estimate: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:
-    return float(np.linalg.norm(estimate[where] - truth[where]) / np.linalg.norm(truth[where]))
+    """:func:`labcore.lowrank.relative_error` on ``where``; NaN when a method diverged, so
+    that its row is still recorded (relative_error refuses non-finite estimates)."""
+    if not np.isfinite(estimate[where]).all():
+        return float("nan")
+    return relative_error(estimate, truth, mask=where)
 
 
 def completion_rows(*, quick: bool, seeds: tuple[int, ...] = (0,)) -> list[Row]:

@@ -50,6 +50,7 @@ from sklearn.utils.extmath import randomized_svd
 
 from labcore.checks import choice, finite_array, finite_float, observed_matrix, positive_int
 from labcore.errors import LabcoreError
+from labcore.lowrank import check_random_state
 
 __all__ = ["SRFResult", "observed_projection", "smoothed_rank", "srf_complete", "srf_solve"]
 
@@ -175,17 +176,6 @@ class SRFResult:
     effective_ranks: np.ndarray
     smoothed_ranks: np.ndarray
     changes: np.ndarray
-
-
-def _random_state(random_state: Any) -> np.random.RandomState:
-    """A private RandomState (never numpy's global one)."""
-    if random_state is None:
-        return np.random.RandomState()  # seeded from OS entropy
-    if isinstance(random_state, np.random.RandomState):
-        return random_state
-    if isinstance(random_state, np.random.Generator):
-        return np.random.RandomState(int(random_state.integers(2**32)))
-    return np.random.RandomState(positive_int("random_state", random_state, minimum=0))
 
 
 class _SVD:
@@ -328,7 +318,7 @@ def srf_solve(
 
     if svd == "auto":
         svd = "truncated" if min(shape) > _AUTO_TRUNCATED_ABOVE else "full"
-    decompose = _SVD(shape, svd, trunc_ratio, _random_state(random_state))
+    decompose = _SVD(shape, svd, trunc_ratio, check_random_state(random_state))
 
     Z = proj(Z0)
     U, s, Vt, exact = decompose(Z, delta0)
