@@ -48,3 +48,26 @@ def test_write_numeric_csv_rejects_mismatched_names(tmp_path):
         write_numeric_csv(tmp_path / "x.csv", np.zeros((2, 3)), ["a", "b"])
     with pytest.raises(LabcoreError, match="2-D"):
         write_numeric_csv(tmp_path / "x.csv", np.zeros(3), ["a", "b", "c"])
+
+
+def test_read_csv_rows_line_numbers_bom_and_blank_rows(tmp_path):
+    from labcore.io import read_csv_rows
+
+    path = tmp_path / "ratings.csv"
+    path.write_bytes("\ufeffuser,item,rating\n\n , \nalice,\"a, b\",4\n".encode())
+    assert read_csv_rows(path) == [(1, ["user", "item", "rating"]), (4, ["alice", "a, b", "4"])]
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda d: d / "missing.csv", "file not found"),
+        (lambda d: d, "is a folder"),
+        (lambda d: (d / "blank.csv").write_text("\n , \n") and d / "blank.csv", "is empty"),
+    ],
+)
+def test_read_csv_rows_bad_paths(tmp_path, make, match):
+    from labcore.io import read_csv_rows
+
+    with pytest.raises(LabcoreError, match=match):
+        read_csv_rows(make(tmp_path))

@@ -96,14 +96,15 @@ def _csv_cell(text: str) -> float | None:
         return None
 
 
-def read_numeric_csv(path: str | os.PathLike) -> tuple[Any, list[str] | None]:
-    """A numeric CSV (records as rows) and its header, or None. The first row is a header when
-    none of its cells is a number; a byte-order mark is ignored. Empty cells and NA/NaN/null are missing values; any other text is an error
-    naming its line and column."""
+def read_csv_rows(path: str | os.PathLike) -> list[tuple[int, list[str]]]:
+    """The non-blank rows of a CSV file as ``(line number, cells)``, cells unstripped.
+
+    The one place that opens a user's CSV: a missing file, a folder or a file without a
+    non-blank row is a :class:`~labcore.errors.LabcoreError` naming the path, and a
+    byte-order mark (spreadsheet exports) is dropped rather than becoming part of a cell.
+    """
     import csv
     import io
-
-    import numpy as np
 
     from labcore.errors import LabcoreError
 
@@ -112,13 +113,24 @@ def read_numeric_csv(path: str | os.PathLike) -> tuple[Any, list[str] | None]:
         raise LabcoreError(f"file not found: {path}")
     if path.is_dir():
         raise LabcoreError(f"{path} is a folder, not a CSV file")
-    # utf-8-sig: a byte-order mark (spreadsheet exports) must not become part of a cell.
     text = path.read_text(encoding="utf-8-sig", errors="replace")
     rows = [
         (i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text))) if any(c.strip() for c in r)
     ]
     if not rows:
         raise LabcoreError(f"{path} is empty")
+    return rows
+
+
+def read_numeric_csv(path: str | os.PathLike) -> tuple[Any, list[str] | None]:
+    """A numeric CSV (records as rows) and its header, or None. The first row is a header when
+    none of its cells is a number; a byte-order mark is ignored. Empty cells and NA/NaN/null
+    are missing values; any other text is an error naming its line and column."""
+    import numpy as np
+
+    from labcore.errors import LabcoreError
+
+    rows = read_csv_rows(path)
     header = None
     first = rows[0][1]
     # A header: no cell is a number, at least one is text (an empty first cell is common:

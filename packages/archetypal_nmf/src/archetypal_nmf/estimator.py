@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from labcore.checks import boolean_mask, finite_float, positive_int
+from labcore.checks import boolean_mask, choice, finite_float, positive_int
 from labcore.errors import LabcoreError
 
 INITS = ("spa", "mip", "furthest", "random")
@@ -210,8 +210,7 @@ class SparseArchetypalNMF(TransformerMixin, BaseEstimator):
         positive_int("n_lams", self.n_lams)
         positive_int("max_iter", self.max_iter)
         finite_float("tol", self.tol, minimum=0.0)
-        if self.init not in INITS:
-            raise LabcoreError(f"init must be one of {', '.join(INITS)}; got {self.init!r}")
+        choice("init", self.init, INITS)
         positive_int("ls_size", self.ls_size)
         positive_int("ls_iter", self.ls_iter, minimum=0)
         if self.mip_options is not None and not isinstance(self.mip_options, dict):

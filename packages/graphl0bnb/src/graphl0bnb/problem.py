@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from graphl0bnb import _kernels as K
+from labcore.checks import finite_array
 from labcore.errors import LabcoreError
 
 
@@ -19,18 +20,14 @@ class GraphL0BnBError(LabcoreError, ValueError):
 def check_data(X, *, min_samples: int = 2) -> np.ndarray:
     """Validate a data matrix: 2-D, finite, at least 2 samples and 2 variables, no constant column."""
     try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise GraphL0BnBError(f"X must be a numeric array: {exc}") from None
-    if X.ndim != 2:
-        raise GraphL0BnBError(f"X must be 2-D (samples × variables), got shape {X.shape}")
+        X = finite_array("X", X, ndim=2)
+    except LabcoreError as exc:  # the same message, as graphl0bnb's own (ValueError) type
+        raise GraphL0BnBError(str(exc)) from None
     n, p = X.shape
     if n < min_samples:
         raise GraphL0BnBError(f"X has {n} sample(s); at least {min_samples} are needed")
     if p < 2:
         raise GraphL0BnBError(f"X has {p} variable(s); a graph needs at least 2")
-    if not np.isfinite(X).all():
-        raise GraphL0BnBError("X contains NaN or infinite values")
     sd = X.std(axis=0)
     const = np.flatnonzero(sd <= 1e-12 * np.maximum(1.0, np.abs(X).max(axis=0)))
     if const.size:

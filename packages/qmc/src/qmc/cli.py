@@ -11,6 +11,7 @@ import numpy as np
 
 from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
+from labcore.io import read_csv_rows
 from qmc.bench import BENCH
 
 
@@ -25,14 +26,7 @@ def _is_number(text: str) -> bool:
 def read_ratings(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     """A long-format CSV ``user,item,rating`` (header optional: a first row whose rating cell is
     not a number). Users and items are any strings; ratings must be numbers."""
-    if not path.exists():
-        raise LabcoreError(f"file not found: {path}")
-    if path.is_dir():
-        raise LabcoreError(f"{path} is a folder, not a CSV file")
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
-    rows = [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text))) if any(r)]
-    if not rows:
-        raise LabcoreError(f"{path} is empty")
+    rows = read_csv_rows(path)
     if len(rows[0][1]) >= 3 and not _is_number(rows[0][1][2].strip()):
         rows = rows[1:]
     if not rows:
