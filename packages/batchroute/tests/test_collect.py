@@ -326,7 +326,9 @@ def test_collect_rejects_bad_input(tmp_path):
 
 
 def test_gemma_without_gguf_names_the_problem(monkeypatch):
-    monkeypatch.setattr(c, "_packaged_gemma_gguf", lambda: None)
+    import labcore.models
+
+    monkeypatch.setattr(labcore.models, "causal_lm_installed", lambda name: False)
     with pytest.raises(LabcoreError, match="--gemma-gguf"):
         c.load_model("gemma3-270m")
     with pytest.raises(LabcoreError, match="GGUF file not found"):

