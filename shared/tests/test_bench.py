@@ -233,3 +233,23 @@ def test_command_names_the_package_also_under_python_m():
     report = BenchReport(package="toy", version="0.1.0", config={})
     report.stamp(BenchConfig(), argv=["/x/toy/__main__.py", "bench", "--seeds", "0,1"])
     assert report.command == "toy bench --seeds 0,1"
+
+
+def test_wide_table_means_skips_failed_rows_and_missing_values():
+    from labcore.bench import wide_table
+
+    rows = [
+        Row("a", {}, "d2", 0, {"err": 1.0, "acc": None}, 1.0),
+        Row("a", {}, "d2", 1, {"err": 3.0, "acc": None}, 3.0),
+        Row("b", {}, "d1", 0, {"err": 0.5, "acc": 0.9}, None),
+        Row("b", {}, "d1", 1, {"err": 99.0, "acc": 0.0}, 5.0, status="failed"),
+    ]
+    table = wide_table(
+        rows, methods=["a", "b"], metrics={"err": ".1f", "acc": ".2f"}, header="{method}: {metrics}"
+    )
+    assert table.splitlines() == [
+        "| data | a: err / acc | b: err / acc |",
+        "|---|---|---|",
+        "| d2 | 2.0 / – / 2.00 | – |",
+        "| d1 | – | 0.5 / 0.90 / 0.00 |",
+    ]

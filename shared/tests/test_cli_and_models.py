@@ -13,7 +13,9 @@ from labcore.models import TINY_MODEL_TYPES, context_length, load_causal_lm, tin
 
 
 def test_unknown_model_lists_known_names():
-    with pytest.raises(LabcoreError, match=r"unknown model 'nosuch'; known names: gemma3-270m, smollm2-135m"):
+    with pytest.raises(
+        LabcoreError, match=r"unknown model 'nosuch'; known names: gemma3-270m, smollm2-135m"
+    ):
         load_causal_lm("nosuch")
 
 

@@ -54,7 +54,7 @@ def test_read_csv_rows_line_numbers_bom_and_blank_rows(tmp_path):
     from labcore.io import read_csv_rows
 
     path = tmp_path / "ratings.csv"
-    path.write_bytes("\ufeffuser,item,rating\n\n , \nalice,\"a, b\",4\n".encode())
+    path.write_bytes('\ufeffuser,item,rating\n\n , \nalice,"a, b",4\n'.encode())
     assert read_csv_rows(path) == [(1, ["user", "item", "rating"]), (4, ["alice", "a, b", "4"])]
 
 

@@ -13,7 +13,10 @@ bench     The benchmark contract: BenchConfig, BenchSpec, BenchReport, the resul
 progress  Progress bars and status lines on stderr, for library code (scoped by a context).
 cli       The CLI conventions every package follows (only CLI modules import it).
 commands  The ``labcore`` command itself (ppl, models, info, bench compare).
-io        Atomic writes.
+io        Atomic writes, the one CSV reader/writer of the CLIs and a JSON Lines reader.
+checks    Argument checks that raise one clear LabcoreError.
+lowrank   Masked low-rank tools: truncated SVD, SVT, Soft-/Hard-Impute, hold-out tuning.
+highs     One lock and quiet output for HiGHS (highspy) in every package.
 tasks     Reasoning problems with exact answers (GSM8K, MATH500, seeded arithmetic word
           problems), the Problem record and answer normalisation and scoring.
 
@@ -33,12 +36,15 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "bench",
+    "checks",
     "cli",
     "commands",
     "data",
     "device",
     "embed",
+    "highs",
     "io",
+    "lowrank",
     "metrics",
     "models",
     "progress",

@@ -532,6 +532,73 @@ def markdown_table(rows: list[Row] | list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def wide_table(
+    rows: Iterable[Row],
+    *,
+    methods: Sequence[str],
+    metrics: dict[str, str],
+    header: str = "{method} ({metrics} / s)",
+    time_format: str = ".2f",
+) -> str:
+    """A compact Markdown table: one line per dataset, one column per method, each cell the
+    means over seeds of ``metrics`` and of the time, joined by `` / ``.
+
+    Only rows with status ``ok`` count; a metric that is None is left out of its mean, and a
+    cell with no value shows ``–``. Datasets keep the order of their first row.
+
+    Parameters
+    ----------
+    rows
+        The benchmark rows.
+    methods
+        The columns, in order.
+    metrics
+        Metric name → format spec of its mean (e.g. ``{"rel_error": ".3g"}``).
+    header
+        Column title; ``{method}`` and ``{metrics}`` (the names joined by `` / ``) are filled.
+    time_format
+        Format spec of the mean time in seconds.
+
+    Examples
+    --------
+    >>> rows = [Row("a", {}, "d1", s, {"err": 0.1 * (s + 1)}, 2.0) for s in (0, 1)]
+    >>> print(wide_table(rows, methods=["a", "b"], metrics={"err": ".2f"}), end="")
+    | data | a (err / s) | b (err / s) |
+    |---|---|---|
+    | d1 | 0.15 / 2.00 | – |
+    """
+    import numpy as np
+
+    cells: dict[tuple[str, str], dict[str, list[float]]] = {}
+    datasets: list[str] = []
+    for r in rows:
+        if r.status != "ok":
+            continue
+        if r.dataset not in datasets:
+            datasets.append(r.dataset)
+        cell = cells.setdefault((r.dataset, r.method), {k: [] for k in [*metrics, "time"]})
+        for k in metrics:
+            if r.metrics.get(k) is not None:
+                cell[k].append(r.metrics[k])
+        cell["time"].append(r.time_s or 0.0)
+    names = " / ".join(metrics)
+    lines = [
+        "| data | " + " | ".join(header.format(method=m, metrics=names) for m in methods) + " |",
+        "|" + "---|" * (len(methods) + 1),
+    ]
+    for ds in datasets:
+        parts = []
+        for m in methods:
+            c = cells.get((ds, m))
+            if c is None:
+                parts.append("–")
+                continue
+            values = [format(np.mean(c[k]), f) if c[k] else "–" for k, f in metrics.items()]
+            parts.append(" / ".join([*values, format(np.mean(c["time"]), time_format)]))
+        lines.append(f"| {ds} | " + " | ".join(parts) + " |")
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class BenchReport:
     """All rows of one benchmark run, with what is needed to reproduce it.

@@ -191,7 +191,7 @@ def write_numeric_csv(path: str | os.PathLike, matrix: Any, names: list[str]) ->
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
-    """The records of a JSON Lines file as ``(line number, value)``, blank lines skipped and
+    r"""The records of a JSON Lines file as ``(line number, value)``, blank lines skipped and
     read lazily; a line that is not JSON is an error naming the file and line.
 
     Examples

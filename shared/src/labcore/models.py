@@ -398,26 +398,16 @@ def tiny_causal_lm(
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
     )
-    if model_type == "llama":
-        config = LlamaConfig(
+    if model_type in ("llama", "qwen2"):
+        config = (LlamaConfig if model_type == "llama" else Qwen2Config)(
             hidden_size=hidden_size,
             intermediate_size=2 * hidden_size,
             num_hidden_layers=num_layers,
             num_attention_heads=heads,
             num_key_value_heads=max(1, heads // 2),
             max_position_embeddings=512,
-            tie_word_embeddings=True,
-            **common,
-        )
-    elif model_type == "qwen2":
-        config = Qwen2Config(
-            hidden_size=hidden_size,
-            intermediate_size=2 * hidden_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=heads,
-            num_key_value_heads=max(1, heads // 2),
-            max_position_embeddings=512,
-            tie_word_embeddings=False,
+            # Both layouts occur in real checkpoints (SmolLM2 ties, Qwen2-7B does not).
+            tie_word_embeddings=model_type == "llama",
             **common,
         )
     elif model_type == "gpt2":

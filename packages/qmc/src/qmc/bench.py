@@ -29,6 +29,7 @@ from labcore.bench import (
     Row,
     markdown_table,
     single_threaded_blas,
+    wide_table,
 )
 from labcore.lowrank import holdout_split, lambda_max, select_on_holdout
 from labcore.progress import status
@@ -93,14 +94,7 @@ def tuned_soft_impute(
     final = soft_impute_levels(
         data, path.best, rank=RANK_CAP, values=values, init=path.last_fit.Z, max_iter=max_iter
     )
-    return BaselineFit(
-        Z=final.Z,
-        n_iter=final.n_iter,
-        converged=final.converged,
-        objective=final.objective,
-        time_s=time.perf_counter() - t0,
-        params={"lam": float(path.best)},
-    )
+    return replace(final, time_s=time.perf_counter() - t0, params={"lam": float(path.best)})
 
 
 def tuned_als(
@@ -128,14 +122,7 @@ def tuned_als(
     )
     rank, lam = path.best
     final = als_squared(data, lam, rank=rank, values=values, random_state=seed, max_iter=max_iter)
-    return BaselineFit(
-        Z=final.Z,
-        n_iter=final.n_iter,
-        converged=final.converged,
-        objective=final.objective,
-        time_s=time.perf_counter() - t0,
-        params={"lam": lam, "rank": rank},
-    )
+    return replace(final, time_s=time.perf_counter() - t0, params={"lam": lam, "rank": rank})
 
 
 def time_to_objective(fit_times: np.ndarray, fit_values: np.ndarray, target: float) -> float:
@@ -356,30 +343,14 @@ def movielens_rows(*, quick: bool, seed: int) -> list[Row]:
 
 def synthetic_table(rows: list[Row]) -> str:
     """Mean over seeds: relative error on X and level accuracy on the unobserved entries."""
-    cells: dict[tuple[str, str], dict[str, list[float]]] = {}
-    datasets: list[str] = []
-    for r in rows:
-        if r.status != "ok":
-            continue
-        if r.dataset not in datasets:
-            datasets.append(r.dataset)
-        cell = cells.setdefault((r.dataset, r.method), {"err": [], "acc": [], "t": []})
-        cell["err"].append(r.metrics["rel_error"])
-        cell["acc"].append(r.metrics["level_accuracy"])
-        cell["t"].append(r.time_s or 0.0)
-    head = "| data | " + " | ".join(f"{m} err / acc / s" for m in METHODS) + " |"
-    lines = [head, "|" + "---|" * (len(METHODS) + 1)]
-    for ds in datasets:
-        parts = []
-        for m in METHODS:
-            c = cells.get((ds, m))
-            if c is None:
-                parts.append("–")
-                continue
-            parts.append(
-                f"{np.mean(c['err']):.3f} / {np.mean(c['acc']):.3f} / {np.mean(c['t']):.1f}"
-            )
-        lines.append(f"| {ds} | " + " | ".join(parts) + " |")
+    table = wide_table(
+        rows,
+        methods=METHODS,
+        metrics={"rel_error": ".3f", "level_accuracy": ".3f"},
+        header="{method} err / acc / s",
+        time_format=".1f",
+    )
+    lines = [table.rstrip("\n")]
     ratios = [r.metrics["alm_over_pg_time"] for r in rows if r.method == "prox-grad"]
     gaps = [r.metrics["objective_gap_alm_minus_pg"] for r in rows if r.method == "prox-grad"]
     finite = [x for x in ratios if x is not None and np.isfinite(x)]

@@ -544,6 +544,43 @@ def _split(mask: np.ndarray, fraction: Any, random_state: Any):
     return train, test
 
 
+def _tuned_completion(
+    solve: Callable[[np.ndarray, Any, np.ndarray | None], Any],
+    Mo: np.ndarray,
+    m: np.ndarray,
+    *,
+    name: str,
+    cast: type,
+    value: Any,
+    candidates: Callable[[np.ndarray], Any],
+    warm_start: bool,
+    validation_fraction: Any,
+    random_state: Any,
+    t0: float,
+) -> CompletionResult:
+    """Fit ``solve(mask, value, init)`` on all observed entries at ``value``; with
+    ``value=None`` choose it first among ``candidates(train)`` on held-out entries
+    (:func:`labcore.lowrank.select_on_holdout`) and warm-start the final fit from the
+    winner's training solution."""
+    params: dict[str, Any] = {}
+    init = None
+    if value is None:
+        train, test = _split(m, validation_fraction, random_state)
+        path = select_on_holdout(
+            candidates(train),
+            lambda candidate, previous: solve(train, candidate, previous).Z,
+            lambda Z: _heldout_error(Z, Mo, test),
+            warm_start=warm_start,
+        )
+        value, init = cast(path.best), path.best_fit
+        params.update(candidates=np.asarray(path.candidates), validation_errors=path.errors)
+    res = solve(m, value, init)
+    params[name] = value
+    return CompletionResult(
+        res.Z, res.n_iter, res.converged, time.perf_counter() - t0, res.rank, params
+    )
+
+
 def soft_impute_complete(
     M: Any,
     mask: Any,
@@ -597,37 +634,27 @@ def soft_impute_complete(
     rank = _optional_rank(rank)
     max_iter = positive_int("max_iter", max_iter)
     tol = finite_float("tol", tol, minimum=0.0)
-    params: dict[str, Any] = {}
-    init = None
-    if lam is None:
-        train, test = _split(m, validation_fraction, random_state)
-        path = select_on_holdout(
-            lambda_max(Mo, train) * np.geomspace(0.5, 0.005, 10),
-            lambda value, init: (
-                soft_impute(
-                    Mo,
-                    train,
-                    lam=float(value),
-                    rank=rank,
-                    max_iter=max_iter,
-                    tol=tol,
-                    init=init,
-                    random_state=random_state,
-                ).Z
-            ),
-            lambda Z: _heldout_error(Z, Mo, test),
-            warm_start=True,
-        )
-        lam, init = float(path.best), path.best_fit
-        params.update(candidates=np.asarray(path.candidates), validation_errors=path.errors)
-    else:
-        lam = finite_float("lam", lam, minimum=0.0)
-    res = soft_impute(
-        Mo, m, lam=lam, rank=rank, max_iter=max_iter, tol=tol, init=init, random_state=random_state
-    )
-    params["lam"] = lam
-    return CompletionResult(
-        res.Z, res.n_iter, res.converged, time.perf_counter() - t0, res.rank, params
+    return _tuned_completion(
+        lambda on, value, init: soft_impute(
+            Mo,
+            on,
+            lam=float(value),
+            rank=rank,
+            max_iter=max_iter,
+            tol=tol,
+            init=init,
+            random_state=random_state,
+        ),
+        Mo,
+        m,
+        name="lam",
+        cast=float,
+        value=None if lam is None else finite_float("lam", lam, minimum=0.0),
+        candidates=lambda train: lambda_max(Mo, train) * np.geomspace(0.5, 0.005, 10),
+        warm_start=True,
+        validation_fraction=validation_fraction,
+        random_state=random_state,
+        t0=t0,
     )
 
 
@@ -681,29 +708,26 @@ def hard_svd_complete(
     Mo, m = _observed("M", M, mask, "mask")
     max_iter = positive_int("max_iter", max_iter)
     tol = finite_float("tol", tol, minimum=0.0)
-    params: dict[str, Any] = {}
-    init = None
-    if rank is None:
-        train, test = _split(m, validation_fraction, random_state)
-        path = select_on_holdout(
-            np.arange(1, min(10, *Mo.shape) + 1),
-            lambda r, _: (
-                hard_impute(
-                    Mo, train, rank=int(r), max_iter=max_iter, tol=tol, random_state=random_state
-                ).Z
-            ),
-            lambda Z: _heldout_error(Z, Mo, test),
-        )
-        rank, init = int(path.best), path.best_fit
-        params.update(candidates=np.asarray(path.candidates), validation_errors=path.errors)
-    else:
-        rank = positive_int("rank", rank)
-    res = hard_impute(
-        Mo, m, rank=rank, max_iter=max_iter, tol=tol, init=init, random_state=random_state
-    )
-    params["rank"] = rank
-    return CompletionResult(
-        res.Z, res.n_iter, res.converged, time.perf_counter() - t0, res.rank, params
+    return _tuned_completion(
+        lambda on, value, init: hard_impute(
+            Mo,
+            on,
+            rank=int(value),
+            max_iter=max_iter,
+            tol=tol,
+            init=init,
+            random_state=random_state,
+        ),
+        Mo,
+        m,
+        name="rank",
+        cast=int,
+        value=None if rank is None else positive_int("rank", rank),
+        candidates=lambda train: np.arange(1, min(10, *Mo.shape) + 1),
+        warm_start=False,
+        validation_fraction=validation_fraction,
+        random_state=random_state,
+        t0=t0,
     )
 
 

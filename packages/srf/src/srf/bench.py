@@ -21,7 +21,14 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 from sklearn.preprocessing import label_binarize
 
-from labcore.bench import BenchConfig, BenchReport, BenchSpec, Row, single_threaded_blas
+from labcore.bench import (
+    BenchConfig,
+    BenchReport,
+    BenchSpec,
+    Row,
+    single_threaded_blas,
+    wide_table,
+)
 from labcore.lowrank import relative_error
 from labcore.progress import status
 from srf import __version__
@@ -187,37 +194,6 @@ def transduction_rows(*, quick: bool, seeds: tuple[int, ...] = (0,)) -> list[Row
     return rows
 
 
-def _mean_table(rows: list[Row], methods: tuple[str, ...], metric_names: list[str]) -> str:
-    cells: dict[tuple[str, str], dict[str, list[float]]] = {}
-    datasets: list[str] = []
-    for r in rows:
-        if r.status != "ok":
-            continue
-        if r.dataset not in datasets:
-            datasets.append(r.dataset)
-        cell = cells.setdefault((r.dataset, r.method), {k: [] for k in [*metric_names, "time"]})
-        for k in metric_names:
-            if r.metrics.get(k) is not None:
-                cell[k].append(r.metrics[k])
-        cell["time"].append(r.time_s or 0.0)
-    label = " / ".join([*metric_names, "s"])
-    lines = [
-        "| data | " + " | ".join(f"{m} ({label})" for m in methods) + " |",
-        "|" + "---|" * (len(methods) + 1),
-    ]
-    for ds in datasets:
-        parts = []
-        for m in methods:
-            c = cells.get((ds, m))
-            if c is None:
-                parts.append("–")
-                continue
-            vals = [f"{np.mean(c[k]):.3g}" if c[k] else "–" for k in metric_names]
-            parts.append(" / ".join([*vals, f"{np.mean(c['time']):.2f}"]))
-        lines.append(f"| {ds} | " + " | ".join(parts) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def convergence_line(rows: list[Row], method: str) -> str:
     runs = [r for r in rows if r.method == method and r.status == "ok"]
     stopped = [r for r in runs if r.metrics.get("converged") == 0.0]
@@ -252,7 +228,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
     report.extend(completion + transduction)
     report.summary = (
         "Completion: relative error on missing entries / seconds\n\n"
-        + _mean_table(completion, COMPLETION_METHODS, ["rel_error"])
+        + wide_table(completion, methods=COMPLETION_METHODS, metrics={"rel_error": ".3g"})
         + "\n"
         + time_ratio_line(completion, "srf", "svt")
         + time_ratio_line(completion, "soft-impute", "svt")
@@ -260,10 +236,12 @@ def run_bench(config: BenchConfig) -> BenchReport:
         + convergence_line(completion, "srf")
         + "\nTransduction: accuracy / macro AP on unlabelled items / hidden-feature error (raw"
         " units, then unit-deviation columns) / s\n\n"
-        + _mean_table(
+        + wide_table(
             transduction,
-            TRANSDUCTION_METHODS,
-            ["accuracy", "average_precision", "feature_error", "feature_error_std"],
+            methods=TRANSDUCTION_METHODS,
+            metrics=dict.fromkeys(
+                ["accuracy", "average_precision", "feature_error", "feature_error_std"], ".3g"
+            ),
         )
         + "\n"
         + time_ratio_line(transduction, "srf-equality", "mc1")
