@@ -12,6 +12,14 @@
 
 Block inputs can stay on the CPU (``offload=True``) while each block computes on the GPU.
 Padding tokens (attention mask 0) and zero-weight tokens never enter the statistics.
+
+Before the first block the method receives the model's :class:`~layerwise.structure.ModelContext`;
+each group call carries its :class:`~layerwise.structure.Site` (block index, full names). A
+result may remove whole K/V head groups or MLP neurons (``keep_inputs``): the engine then
+shrinks every coupled projection of the block (``structured="shrink"``, the default) or zeroes
+the removed rows and columns (``structured="mask"``, same function, same shapes). A result with
+``lowrank_u``/``lowrank_v`` extras turns the layer into a
+:class:`~layerwise.structure.FactoredLinear` computing ``(S + U V) x``.
 """
 
 from __future__ import annotations
@@ -32,6 +40,14 @@ from layerwise.calibration import Calibration
 from layerwise.linalg import relative_error
 from layerwise.methods.base import LayerStats, Method, method_for_config
 from layerwise.quant import QuantizedWeight
+from layerwise.structure import (
+    LOWRANK_U,
+    LOWRANK_V,
+    Site,
+    install_factored,
+    model_context,
+    remove_structures,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +117,10 @@ class CompressionReport:
     time_s: float
     propagate: str
     calibration: dict[str, int]
+    #: per block index, what structured pruning removed (kept heads, K/V heads, neurons)
+    structure: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: per full layer name, the extra tensors of its result (on the CPU; not in to_dict)
+    extras: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @property
     def damping_increases(self) -> int:
@@ -128,6 +148,12 @@ class CompressionReport:
             "mean_rel_error": self.mean_rel_error,
             "sparsity": self.sparsity,
             "layers": [asdict(layer) for layer in self.layers],
+            **(
+                {"structure": {str(k): v for k, v in self.structure.items()}}
+                if self.structure
+                else {}
+            ),
+            **({"extras": {k: sorted(v) for k, v in self.extras.items()}} if self.extras else {}),
         }
 
 
@@ -188,6 +214,9 @@ class LayerwiseEngine:
     layer_errors
         Accumulate the full input Gram matrix for every layer so the report gives each layer's
         relative error ``||WX - ŴX||² / ||WX||²``, even for methods that need less.
+    structured
+        What removed heads and neurons become: ``"shrink"`` (smaller projections, a smaller
+        and faster model) or ``"mask"`` (zeroed rows and columns, the same function).
     """
 
     def __init__(
@@ -201,7 +230,10 @@ class LayerwiseEngine:
         propagate: str = "compressed",
         layer_errors: bool = True,
         progress: bool = True,
+        structured: str = "shrink",
     ) -> None:
+        if structured not in ("shrink", "mask"):
+            raise LabcoreError(f"structured must be 'shrink' or 'mask', got {structured!r}")
         if propagate not in ("compressed", "dense"):
             raise LabcoreError(f"propagate must be 'compressed' or 'dense', got {propagate!r}")
         if batch_size < 1:
@@ -220,7 +252,11 @@ class LayerwiseEngine:
         self.propagate = propagate
         self.layer_errors = layer_errors
         self.progress = progress
+        self.structured = structured
+        self.context = model_context(model, self.arch)
         self.quantized_: dict[str, QuantizedWeight] = {}
+        self.extras_: dict[str, dict[str, torch.Tensor]] = {}
+        self.structure_: dict[int, dict[str, Any]] = {}
         self.outputs_: list[torch.Tensor] | None = None
 
     # -- capture --------------------------------------------------------------------------
@@ -368,15 +404,14 @@ class LayerwiseEngine:
     def run(self, method: Method) -> CompressionReport:
         from labcore.progress import progress_bar
 
+        groups = self.arch.groups_for(method.grouping)
+        method.prepare(self.context)
         with Timer(self.device) as timer:
             batches = self.capture()
             hiddens = [b.hidden for b in batches]
             need_dense_stream = method.cross_statistic or self.propagate == "dense"
             dense_hiddens = list(hiddens) if need_dense_stream else None
             blocks = get_blocks(self.model, self.arch)
-            groups = (
-                self.arch.groups if method.grouping == "sequential" else (self.arch.linear_names,)
-            )
             reports: list[LayerReport] = []
             for b_idx in progress_bar(
                 range(len(blocks)), desc=f"{method.name} blocks", enabled=self.progress
@@ -393,9 +428,27 @@ class LayerwiseEngine:
                         n: (get_weight(block.get_submodule(n)).to(self.device), stats[n])
                         for n in group
                     }
-                    results = method.compress_group(layers)
+                    site = Site(b_idx, self.context.prefix(b_idx), tuple(group))
+                    results = method.compress_site(site, layers)
+                    missing = [n for n in group if n not in results]
+                    if missing:
+                        raise LabcoreError(
+                            f"{method.name} returned no result for {site.prefix}{missing[0]}"
+                        )
                     for n in group:
                         reports.append(self._apply(block, b_idx, n, layers[n], results[n]))
+                    for n in group:
+                        if results[n].keep_inputs is not None:
+                            summary = remove_structures(
+                                block,
+                                self.arch,
+                                n,
+                                results[n].keep_inputs,
+                                head_dim=self.context.head_dim,
+                                mask=self.structured == "mask",
+                                where=site.full_name(n),
+                            )
+                            self.structure_.setdefault(b_idx, {}).update(summary)
                 if dense_block is not None:
                     dense_hiddens = self._block_outputs(dense_block, batches, dense_hiddens)
                     del dense_block
@@ -420,24 +473,54 @@ class LayerwiseEngine:
                 "seqlen": int(cal.input_ids.shape[1]),
                 "tokens": int((cal.weights > 0).sum()),
             },
+            structure=dict(self.structure_),
+            extras=dict(self.extras_),
         )
 
     def _apply(self, block, b_idx, name, layer, result) -> LayerReport:
         W, stats = layer
+        full_name = f"{self.arch.blocks}.{b_idx}.{name}"
         new = result.weight
         if new.shape != W.shape:
             raise LabcoreError(
-                f"{b_idx}.{name}: method returned shape {tuple(new.shape)}, expected {tuple(W.shape)}"
+                f"{full_name}: method returned shape {tuple(new.shape)}, expected {tuple(W.shape)}"
             )
         if not torch.isfinite(new).all():
-            raise LabcoreError(f"{b_idx}.{name}: method returned non-finite weights")
-        set_weight(block.get_submodule(name), new)
-        full_name = f"{self.arch.blocks}.{b_idx}.{name}"
+            raise LabcoreError(f"{full_name}: method returned non-finite weights")
+        if result.keep_inputs is not None:
+            # The removed columns compute nothing once their producers are gone.
+            new = new.clone()
+            dropped = torch.ones(new.shape[1], dtype=torch.bool, device=new.device)
+            dropped[torch.as_tensor(result.keep_inputs, device=new.device).long()] = False
+            new[:, dropped] = 0
+        extras = {k: v.detach() for k, v in result.extras.items()}
+        effective = new
+        if LOWRANK_U in extras or LOWRANK_V in extras:
+            if LOWRANK_U not in extras or LOWRANK_V not in extras:
+                raise LabcoreError(f"{full_name}: lowrank_u and lowrank_v come together")
+            if result.keep_inputs is not None or result.quantized is not None:
+                raise LabcoreError(
+                    f"{full_name}: low-rank extras do not combine with keep_inputs or codes"
+                )
+            U = extras[LOWRANK_U].to(new.device, torch.float32)
+            V = extras[LOWRANK_V].to(new.device, torch.float32)
+            factored = install_factored(block, name, new, U, V)
+            effective = factored.dense_weight().float()
+            if not torch.isfinite(effective).all():
+                raise LabcoreError(f"{full_name}: method returned non-finite low-rank factors")
+        else:
+            set_weight(block.get_submodule(name), new)
+        if extras:
+            self.extras_[full_name] = {k: v.cpu() for k, v in extras.items()}
         if result.quantized is not None:
             self.quantized_[full_name] = _to_cpu(result.quantized)
-        err = relative_error(W, new, stats.H) if stats.H is not None else None
+        err = relative_error(W, effective, stats.H) if stats.H is not None else None
         sparsity = float((new == 0).sum()) / new.numel()
         info = {k: v for k, v in result.info.items() if v is not None}
+        if result.keep_inputs is not None:
+            info["kept_inputs"] = int(torch.as_tensor(result.keep_inputs).numel())
+        if LOWRANK_U in extras:
+            info["rank"] = int(extras[LOWRANK_U].shape[1])
         if err is not None and not math.isfinite(err):
             raise LabcoreError(f"{full_name}: non-finite reconstruction error")
         return LayerReport(full_name, b_idx, tuple(W.shape), err, sparsity, stats.tokens, info)
@@ -464,7 +547,9 @@ def compress(
 ) -> tuple[CompressionReport, dict[str, QuantizedWeight]]:
     """Compress ``model`` in place with the method whose config is ``config``.
 
-    Returns the report and, for quantization methods, the integer codes per layer.
+    Returns the report and, for quantization methods, the integer codes per layer. Structured
+    decisions are in ``report.structure``, extra tensors (low-rank factors) in
+    ``report.extras``; :func:`layerwise.save` writes both.
 
     Examples
     --------

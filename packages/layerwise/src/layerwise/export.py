@@ -28,14 +28,30 @@ A saved directory holds
   as ``scales[:, g_idx] * (codes - zeros[:, g_idx])`` plus the outliers at their positions;
   :func:`load` rebuilds the quantized layers from it exactly.
 
+* after structured pruning, per-block shapes: when every block kept the same number of heads,
+  K/V heads and neurons, ``config.json`` says so (``num_attention_heads``,
+  ``num_key_value_heads``, ``head_dim``, ``intermediate_size``) and plain
+  ``from_pretrained`` loads the smaller model; otherwise the config keeps the original
+  geometry, ``layerwise.json`` holds ``structure`` (``head_dim`` and per block
+  ``num_heads``, ``num_kv_heads``, ``intermediate_size``), plain ``from_pretrained`` refuses
+  the shapes and :func:`load` rebuilds the blocks;
+* ``extras.safetensors``: the named extra tensors of the layers' results, keys
+  ``<layer>.<extra>``. Sparse-plus-low-rank layers (:class:`~layerwise.structure.FactoredLinear`)
+  are saved in ``model.safetensors`` as their dense sum ``S + U V`` (any transformers code
+  computes the same function) and here as ``<layer>.sparse``, ``<layer>.lowrank_u``,
+  ``<layer>.lowrank_v``, from which :func:`load` rebuilds the factored layers exactly.
+
 Unstructured sparsity saves neither memory nor time in this dense format: that needs sparse
 kernels (e.g. torch's semi-structured 2:4 support on recent GPUs), which this package does not
-provide.
+provide. Structured pruning does: the saved model is smaller and faster everywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +59,77 @@ import torch
 
 from labcore import LabcoreError
 from labcore.io import atomic_directory
-from layerwise.architectures import set_weight
+from layerwise.architectures import ARCHITECTURES, get_blocks, set_weight
 from layerwise.engine import CompressionReport
 from layerwise.quant import QuantizedWeight, pack_codes, unpack_codes
+from layerwise.structure import (
+    LOWRANK_U,
+    LOWRANK_V,
+    BlockShape,
+    FactoredLinear,
+    block_shape,
+    install_factored,
+    model_context,
+    shrink_block_to,
+)
 
 FORMAT = "layerwise/1"
 SIDECAR = "layerwise.json"
 PACKED = "quantized.safetensors"
+EXTRAS = "extras.safetensors"
+SPARSE = "sparse"  # the S of a factored layer in EXTRAS
+
+
+def _record_structure(model: Any) -> dict[str, Any] | None:
+    """Per-block shapes of a structurally pruned llama-like model (None when unchanged).
+
+    A uniform result is written into the model's config (so plain ``from_pretrained`` loads
+    it); a non-uniform one is returned for the sidecar."""
+    arch = ARCHITECTURES.get(getattr(model.config, "model_type", None))
+    if arch is None or arch.structure is None:
+        return None
+    ctx = model_context(model, arch)
+    stock = BlockShape(ctx.num_heads, ctx.num_kv_heads, ctx.intermediate_size)
+    shapes = [block_shape(b, arch, ctx.head_dim) for b in get_blocks(model, arch)]
+    if all(shape == stock for shape in shapes):
+        return None
+    if len(set(shapes)) == 1:
+        cfg = model.config
+        cfg.num_attention_heads = shapes[0].num_heads
+        cfg.num_key_value_heads = shapes[0].num_kv_heads
+        cfg.intermediate_size = shapes[0].intermediate_size
+        cfg.head_dim = ctx.head_dim  # no longer hidden_size // num_attention_heads
+        return {"uniform": True, "head_dim": ctx.head_dim, "blocks": [asdict(shapes[0])]}
+    return {"uniform": False, "head_dim": ctx.head_dim, "blocks": [asdict(s) for s in shapes]}
+
+
+@contextlib.contextmanager
+def _dense_layers(model: Any) -> Iterator[dict[str, FactoredLinear]]:
+    """Swap every FactoredLinear for a plain Linear holding ``S + U V`` (restored after)."""
+    factored = {n: m for n, m in model.named_modules() if isinstance(m, FactoredLinear)}
+    for name, module in factored.items():
+        dense = torch.nn.Linear(
+            module.in_features,
+            module.out_features,
+            bias=module.bias is not None,
+            device=module.weight.device,
+            dtype=module.weight.dtype,
+        )
+        with torch.no_grad():
+            dense.weight.copy_(module.dense_weight())
+            if module.bias is not None:
+                dense.bias.copy_(module.bias)
+        _set_module(model, name, dense)
+    try:
+        yield factored
+    finally:
+        for name, module in factored.items():
+            _set_module(model, name, module)
+
+
+def _set_module(model: Any, name: str, module: torch.nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)
 
 
 def save(
@@ -69,7 +149,19 @@ def save(
 
     out = Path(out_dir)
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        model.save_pretrained(tmp)
+        structure = _record_structure(model)
+        extras: dict[str, torch.Tensor] = {}
+        for layer, tensors in (report.extras if report is not None else {}).items():
+            for key, value in tensors.items():
+                extras[f"{layer}.{key}"] = value.detach().float().cpu().contiguous()
+        with _dense_layers(model) as factored:
+            model.save_pretrained(tmp)
+        for layer, module in factored.items():
+            extras[f"{layer}.{SPARSE}"] = module.weight.detach().float().cpu().contiguous()
+            extras[f"{layer}.{LOWRANK_U}"] = module.lowrank_u.detach().float().cpu().contiguous()
+            extras[f"{layer}.{LOWRANK_V}"] = module.lowrank_v.detach().float().cpu().contiguous()
+        if extras:
+            save_file(extras, str(tmp / EXTRAS), metadata={"format": FORMAT})
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         sidecar = {
@@ -78,6 +170,8 @@ def save(
             "model_type": model.config.model_type,
             "quantized": bool(quantized),
             **(report.to_dict() if report is not None else {}),
+            **({"block_structure": structure} if structure is not None else {}),
+            **({"factored_layers": sorted(factored)} if factored else {}),
             **(extra or {}),
         }
         if quantized:
@@ -139,13 +233,69 @@ def read_quantized(path: str | Path) -> dict[str, QuantizedWeight]:
     return out
 
 
+def read_extras(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
+    """``extras.safetensors`` of a saved directory (or the file) as ``{layer: {name: tensor}}``."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / EXTRAS
+    if not path.is_file():
+        return {}
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in load_file(str(path)).items():
+        layer, _, name = key.rpartition(".")
+        out.setdefault(layer, {})[name] = value
+    return out
+
+
+def _load_restructured(path: Path, structure: dict[str, Any], dtype: Any, device: Any):
+    """Build the model from its config, give each block its saved shapes, load the weights."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from labcore.device import resolve_device
+    from labcore.models import _resolve_dtype
+    from layerwise.architectures import architecture_of
+
+    config = AutoConfig.from_pretrained(path)
+    model = AutoModelForCausalLM.from_config(config, dtype=_resolve_dtype(dtype))
+    arch = architecture_of(model)
+    blocks = get_blocks(model, arch)
+    shapes = structure.get("blocks") or []
+    if len(shapes) != len(blocks):
+        raise LabcoreError(
+            f"{path}/{SIDECAR}: structure lists {len(shapes)} blocks, the model has {len(blocks)}"
+        )
+    for block, shape in zip(blocks, shapes, strict=True):
+        shrink_block_to(block, arch, BlockShape(**shape), int(structure["head_dim"]))
+    state: dict[str, torch.Tensor] = {}
+    for file in sorted(path.glob("*.safetensors")):
+        if file.name not in (PACKED, EXTRAS):
+            state.update(load_file(str(file)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
+    if set(missing) - tied or unexpected:
+        raise LabcoreError(
+            f"{path}: the weights do not fit the saved structure (missing {sorted(missing)[:4]}, "
+            f"unexpected {sorted(unexpected)[:4]})"
+        )
+    if tied:
+        model.tie_weights()
+    model.to(resolve_device(device)).eval()
+    return model, AutoTokenizer.from_pretrained(path)
+
+
 def load(
-    path: str | Path, *, device: Any = "cpu", dtype: Any = "float32"
+    path: str | Path, *, device: Any = "cpu", dtype: Any = "float32", factored: bool = True
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Load a saved compressed model: (model, tokenizer, sidecar).
 
     Quantized layers are rebuilt from their packed integer codes, so the weights equal those
-    of the in-memory model that was saved.
+    of the in-memory model that was saved; blocks of a non-uniform structured result get
+    their saved shapes; sparse-plus-low-rank layers become
+    :class:`~layerwise.structure.FactoredLinear` again (``factored=False`` keeps the dense
+    ``S + U V`` of ``model.safetensors``).
     """
     from labcore.models import load_causal_lm
 
@@ -153,8 +303,18 @@ def load(
     if not (path / SIDECAR).is_file():
         raise LabcoreError(f"{path} is not a layerwise output directory (no {SIDECAR})")
     sidecar = json.loads((path / SIDECAR).read_text())
-    model, tokenizer = load_causal_lm(str(path), dtype=dtype, device=device)
+    structure = sidecar.get("block_structure")
+    if structure is not None and not structure.get("uniform", True):
+        model, tokenizer = _load_restructured(path, structure, dtype, device)
+    else:
+        model, tokenizer = load_causal_lm(str(path), dtype=dtype, device=device)
     if (path / PACKED).is_file():
         for name, q in read_quantized(path / PACKED).items():
             set_weight(model.get_submodule(name), q.dequantize())
+    if factored:
+        for layer, tensors in read_extras(path).items():
+            if SPARSE in tensors and LOWRANK_U in tensors and LOWRANK_V in tensors:
+                install_factored(
+                    model, layer, tensors[SPARSE], tensors[LOWRANK_U], tensors[LOWRANK_V]
+                )
     return model, tokenizer, sidecar

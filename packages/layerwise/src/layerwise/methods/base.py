@@ -7,12 +7,23 @@ A method is a dataclass config plus a :class:`Method` subclass. The method decla
 * ``cross_statistic``: also accumulate ``Σ w_t x_t x̄_tᵀ`` against the *dense* model's inputs
   x̄ (for methods that reconstruct the dense outputs from compressed inputs);
 * ``grouping``: ``"sequential"`` (GPTQ's true-sequential order inside a block: q/k/v, o,
-  gate/up, down; each group sees the inputs produced by the already-compressed earlier groups)
-  or ``"block"`` (all linear layers of a block from one pass);
+  gate/up, down; each group sees the inputs produced by the already-compressed earlier groups),
+  ``"block"`` (all linear layers of a block from one pass) or ``"module"`` (the attention
+  layers q/k/v/o together, then the MLP layers gate/up/down, each from one pass: for methods
+  that decide a module's layers jointly);
 
-and returns for each layer a :class:`LayerResult` with the new weight (and, for quantization,
-the integer codes). Methods register with :func:`register`; methods in other installed
-packages are found through the ``layerwise.methods`` entry-point group.
+and returns for each layer a :class:`LayerResult`: the new weight and, optionally, the integer
+codes (quantization), ``keep_inputs`` (structured pruning: the input columns of the attention
+output or MLP down projection that stay; the engine removes the coupled heads or neurons from
+every projection of the block) and named ``extras`` (e.g. ``lowrank_u``/``lowrank_v``: the
+layer then computes ``(weight + U V) x``).
+
+Before the first block the engine calls :meth:`Method.prepare` with the
+:class:`~layerwise.structure.ModelContext` (config, head geometry, number of blocks); each
+group is compressed through :meth:`Method.compress_site`, which knows the block index and the
+layers' full names (:class:`~layerwise.structure.Site`) and by default calls
+:meth:`Method.compress_group`. Methods register with :func:`register`; methods in other
+installed packages are found through the ``layerwise.methods`` entry-point group.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import torch
 
 from labcore import LabcoreError
 from layerwise.quant import QuantizedWeight
+from layerwise.structure import ModelContext, Site
 
 
 @dataclass
@@ -49,9 +61,24 @@ class LayerStats:
 
 @dataclass
 class LayerResult:
+    """A method's answer for one layer.
+
+    weight       the new weight [out, in] (for ``keep_inputs``: still full width; the removed
+                 columns are dropped by the engine)
+    quantized    integer codes, for quantization methods
+    info         numbers for the report (damping used, iterations, ...)
+    keep_inputs  structured pruning, only on the attention output projection (whole K/V head
+                 groups, :func:`layerwise.structure.head_group_columns`) or the MLP down
+                 projection (neurons): the input columns that stay
+    extras       named tensors the engine keeps, saves and reloads; ``lowrank_u`` [out, r] and
+                 ``lowrank_v`` [r, in] make the layer compute ``(weight + U V) x``
+    """
+
     weight: torch.Tensor
     quantized: QuantizedWeight | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    keep_inputs: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Method(ABC):
@@ -62,7 +89,8 @@ class Method(ABC):
     statistics: ClassVar[str] = "full"
     cross_statistic: ClassVar[bool] = False
     grouping: ClassVar[str] = "sequential"
-    kind: ClassVar[str] = "sparsity"  # "quantization", "sparsity" or "identity"
+    # "quantization", "sparsity", "structured", "sparse+lowrank" or "identity"
+    kind: ClassVar[str] = "sparsity"
 
     def __init__(self, config: Any) -> None:
         if not isinstance(config, self.config_class):
@@ -70,6 +98,21 @@ class Method(ABC):
                 f"{self.name} needs a {self.config_class.__name__}, got {type(config).__name__}"
             )
         self.config = config
+
+    #: The model being compressed, set by :meth:`prepare` (None before a run).
+    context: ModelContext | None = None
+
+    def prepare(self, context: ModelContext) -> None:
+        """Called once before the first block; override to plan budgets across layers."""
+        self.context = context
+
+    def compress_site(
+        self, site: Site, layers: dict[str, tuple[torch.Tensor, LayerStats]]
+    ) -> dict[str, LayerResult]:
+        """Compress one group of one block; ``site`` says which block and the full names.
+
+        The default calls :meth:`compress_group`; override for per-block decisions."""
+        return self.compress_group(layers)
 
     @abstractmethod
     def compress_layer(self, name: str, weight: torch.Tensor, stats: LayerStats) -> LayerResult:
