@@ -156,7 +156,7 @@ def test_structured_errors_name_the_layer():
             return out
 
     model, tok = tiny_causal_lm("llama")
-    with pytest.raises(LabcoreError, match="keep_inputs is supported on self_attn.o_proj"):
+    with pytest.raises(LabcoreError, match=r"keep_inputs is supported on self_attn\.o_proj"):
         compress(model, OnQuery(HalvingConfig()), _cal(tok), device="cpu", progress=False)
 
     gpt2, tok2 = tiny_causal_lm("gpt2")

@@ -78,7 +78,7 @@ def run_compression(args: argparse.Namespace, config: Any, method: str) -> int:
     from labcore.data import load_corpus
     from labcore.device import MemoryMonitor, resolve_device, seed_everything
     from labcore.models import load_causal_lm
-    from layerwise.calibration import Calibration
+    from layerwise.calibration import calibration_from_source
     from layerwise.engine import compress
     from layerwise.evaluate import evaluate_perplexity
     from layerwise.export import save
@@ -92,9 +92,9 @@ def run_compression(args: argparse.Namespace, config: Any, method: str) -> int:
     model, tok = load_causal_lm(
         args.model, dtype=args.dtype, device="cpu" if args.offload else device
     )
-    corpus = load_corpus(args.calib_corpus)
-    cal = Calibration.from_corpus(
-        tok, corpus, n=args.calib_windows, seqlen=args.seqlen, seed=args.seed
+    source = calibration_spec(args)
+    cal = calibration_from_source(
+        source, tokenizer=tok, n=args.calib_windows, seqlen=args.seqlen, seed=args.seed
     )
     with MemoryMonitor() as mem:
         report, quantized = compress(
@@ -106,10 +106,12 @@ def run_compression(args: argparse.Namespace, config: Any, method: str) -> int:
             offload=args.offload,
             propagate=args.propagate,
             progress=not args.quiet,
+            structured=args.structured,
         )
     payload: dict[str, Any] = {
         "model": args.model,
         "method": method,
+        "calibration": source,
         "config": report.config,
         "time_s": round(report.time_s, 2),
         "mean_rel_error": report.mean_rel_error,
@@ -118,15 +120,14 @@ def run_compression(args: argparse.Namespace, config: Any, method: str) -> int:
         "peak_rss_gib": mem.peak_rss_gib,
         "peak_cuda_gib": mem.peak_cuda_gib,
     }
+    if report.structure:
+        payload["structure"] = {str(k): v for k, v in report.structure.items()}
     if args.eval_windows > 0:
         model.to(device)
-        eval_corpus = (
-            corpus if args.eval_corpus == args.calib_corpus else load_corpus(args.eval_corpus)
-        )
         ppl = evaluate_perplexity(
             model,
             tok,
-            eval_corpus,
+            load_corpus(args.eval_corpus),
             seqlen=args.seqlen,
             windows=args.eval_windows,
             seed=args.seed,
@@ -142,7 +143,7 @@ def run_compression(args: argparse.Namespace, config: Any, method: str) -> int:
         quantized=quantized,
         extra={
             "source_model": args.model,
-            "calibration_corpus": args.calib_corpus,
+            "calibration_source": source,
             "perplexity": payload.get("perplexity"),
         },
         overwrite=args.overwrite,
@@ -308,16 +309,50 @@ def build_method_parser(
     return parser
 
 
+def calibration_spec(args: argparse.Namespace) -> str:
+    """The calibration source of ``--calib``, ``--calib-file`` or ``--calib-corpus``."""
+    if getattr(args, "calib", None):
+        return args.calib
+    if getattr(args, "calib_file", None):
+        return f"file:{args.calib_file}"
+    return f"corpus:{getattr(args, 'calib_corpus', None) or 'bbc'}"
+
+
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Model, calibration, evaluation and output options of every ``run`` command."""
     p.add_argument(
         "--model", default="smollm2-135m", help="offline name, local checkpoint or hub id"
     )
-    p.add_argument("--calib-corpus", default="bbc")
-    p.add_argument("--calib-windows", type=int, default=128)
+    cal = p.add_mutually_exclusive_group()
+    cal.add_argument(
+        "--calib-corpus",
+        default=None,
+        help="random windows of this corpus (default bbc; same as --calib corpus:NAME)",
+    )
+    cal.add_argument(
+        "--calib-file",
+        type=Path,
+        default=None,
+        help="token ids, mask and weights from a .safetensors or .jsonl file",
+    )
+    cal.add_argument(
+        "--calib",
+        metavar="SOURCE:ARG",
+        default=None,
+        help="any registered calibration source: corpus:NAME, file:PATH or a plugin's "
+        "(layerwise.calibration_sources entry points)",
+    )
+    p.add_argument("--calib-windows", type=int, default=128, help="windows of a corpus source")
     p.add_argument("--seqlen", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--propagate", choices=["compressed", "dense"], default="compressed")
+    p.add_argument(
+        "--structured",
+        choices=["shrink", "mask"],
+        default="shrink",
+        help="what heads and neurons a structured method removes become: smaller "
+        "projections (default) or zeroed rows and columns",
+    )
     p.add_argument(
         "--no-offload",
         dest="offload",
