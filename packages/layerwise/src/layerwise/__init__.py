@@ -4,9 +4,14 @@
 """
 
 from layerwise.architectures import ARCHITECTURES, Architecture, register_architecture
-from layerwise.calibration import Calibration
+from layerwise.calibration import (
+    Calibration,
+    calibration_from_source,
+    calibration_sources,
+    register_calibration_source,
+)
 from layerwise.engine import CompressionReport, LayerReport, LayerwiseEngine, compress
-from layerwise.export import load, save
+from layerwise.export import load, read_extras, save
 from layerwise.methods import (
     GPTQConfig,
     IdentityConfig,
@@ -23,8 +28,9 @@ from layerwise.methods import (
 )
 from layerwise.quant import QuantizedWeight, QuantSpec
 from layerwise.sparsity import NM, parse_nm
+from layerwise.structure import FactoredLinear, ModelContext, Site, head_group_columns
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ARCHITECTURES",
@@ -32,6 +38,7 @@ __all__ = [
     "Architecture",
     "Calibration",
     "CompressionReport",
+    "FactoredLinear",
     "GPTQConfig",
     "IdentityConfig",
     "LayerReport",
@@ -40,18 +47,25 @@ __all__ = [
     "LayerwiseEngine",
     "MagnitudeConfig",
     "Method",
+    "ModelContext",
     "QuantSpec",
     "QuantizedWeight",
     "RTNConfig",
+    "Site",
     "SparseGPTConfig",
     "WandaConfig",
     "__version__",
     "available_methods",
+    "calibration_from_source",
+    "calibration_sources",
     "compress",
     "get_method_class",
+    "head_group_columns",
     "load",
     "parse_nm",
+    "read_extras",
     "register",
     "register_architecture",
+    "register_calibration_source",
     "save",
 ]
