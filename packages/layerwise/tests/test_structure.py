@@ -267,3 +267,27 @@ def test_low_rank_extras_are_checked():
     model, tok = tiny_causal_lm("llama")
     with pytest.raises(LabcoreError, match=r"lowrank_v must be \[2, 64\]"):
         compress(model, Misfit(SplitConfig()), _cal(tok), device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("removed", ["shrink", "mask"])
+def test_structured_plugin_from_the_command_line(tmp_path, monkeypatch, capsys, removed):
+    import json
+
+    import layerwise.methods.base as base
+    from layerwise.cli import main
+
+    monkeypatch.setitem(base._REGISTRY, Halving.name, Halving)
+    model, tok = tiny_causal_lm("llama")
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    calib = tmp_path / "cal.safetensors"
+    _cal(tok).save(calib)
+    out = tmp_path / "out"
+    argv = ["run", "--method", Halving.name, "--model", str(tmp_path / "tiny"), "--calib-file"]
+    argv += [str(calib), "--removed-structures", removed, "--eval-windows", "0", "--out", str(out)]
+    assert main([*argv, "--device", "cpu", "--json", "-q"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["structure"]["1"]["neurons_removed"] == 64
+    loaded, _, _ = load(out)
+    width = loaded.model.layers[1].mlp.down_proj.weight.shape[1]
+    assert width == (64 if removed == "shrink" else 128)

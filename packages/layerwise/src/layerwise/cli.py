@@ -106,7 +106,7 @@ def run_compression(args: argparse.Namespace, config: Any, method: str) -> int:
             offload=args.offload,
             propagate=args.propagate,
             progress=not args.quiet,
-            structured=args.structured,
+            structured=args.removed_structures,
         )
     payload: dict[str, Any] = {
         "model": args.model,
@@ -347,7 +347,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--propagate", choices=["compressed", "dense"], default="compressed")
     p.add_argument(
-        "--structured",
+        "--removed-structures",
         choices=["shrink", "mask"],
         default="shrink",
         help="what heads and neurons a structured method removes become: smaller "
