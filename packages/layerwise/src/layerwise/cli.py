@@ -190,6 +190,44 @@ def eval_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_command(args: argparse.Namespace) -> int:
+    """Re-write a saved output directory in another format (compressed-tensors)."""
+    from layerwise.compressed import disk_bytes, save_compressed_tensors
+    from layerwise.export import PACKED, load, read_quantized
+
+    if args.out is None:
+        raise LabcoreError("--out DIR is required (where the exported checkpoint goes)")
+    if args.out.exists() and not args.overwrite:
+        raise LabcoreError(f"output directory already exists: {args.out} (use --overwrite)")
+    model, tok, sidecar = load(args.path)
+    quantized = read_quantized(args.path / PACKED) if (args.path / PACKED).is_file() else {}
+    summary = save_compressed_tensors(
+        model,
+        tok,
+        args.out,
+        quantized=quantized,
+        pack=args.pack,
+        unsupported=args.unsupported,
+        dtype=args.dtype,
+        sidecar={k: sidecar.get(k) for k in ("method", "config", "source_model") if k in sidecar},
+        overwrite=args.overwrite,
+    )
+    payload = summary.to_dict() | {
+        "source": str(args.path),
+        "bytes": disk_bytes(args.out),
+        "source_bytes": disk_bytes(args.path),
+    }
+    text = (
+        f"wrote {args.out} ({args.format}, {summary.pack or 'no quantized layers'}): "
+        f"{summary.quantized_layers} quantized layer(s), {payload['bytes'] / 2**20:.1f} MiB of "
+        f"weights (source {payload['source_bytes'] / 2**20:.1f} MiB)"
+    )
+    for note in summary.notes:
+        text += f"\nnote: {note}"
+    emit(args, payload, text)
+    return 0
+
+
 def _methods_command(args: argparse.Namespace) -> int:
     from layerwise.methods import available_methods, get_method_class
 
@@ -256,6 +294,35 @@ def build_parser() -> argparse.ArgumentParser:
         uses=("device", "seed"),
     )
     add_eval_arguments(p)
+
+    p = add_command(
+        sub,
+        "export",
+        export_command,
+        help="write a saved output as a compressed-tensors checkpoint (vLLM, transformers)",
+        uses=("out",),
+    )
+    p.add_argument("path", type=Path, help="a directory written by `layerwise run`")
+    p.add_argument("--format", choices=["compressed-tensors"], default="compressed-tensors")
+    p.add_argument(
+        "--pack",
+        choices=["pack-quantized", "int-quantized"],
+        default=None,
+        help="default: pack-quantized when every layer is symmetric, else int-quantized "
+        "(transformers cannot load packed asymmetric layers with compressed-tensors 0.20)",
+    )
+    p.add_argument(
+        "--unsupported",
+        choices=["error", "dense"],
+        default="error",
+        help="layers the format cannot hold (outliers): refuse, or write them unquantized",
+    )
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        help="scales and unquantized tensors: float32 (exact, default), float16 or bfloat16",
+    )
+    p.add_argument("--overwrite", action="store_true")
 
     add_command(
         sub,

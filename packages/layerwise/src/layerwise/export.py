@@ -141,11 +141,44 @@ def save(
     quantized: dict[str, QuantizedWeight] | None = None,
     extra: dict[str, Any] | None = None,
     overwrite: bool = False,
+    format: str = "layerwise",
+    **export_options: Any,
 ) -> Path:
-    """Write the compressed model atomically (into a temporary folder, then renamed)."""
+    """Write the compressed model atomically (into a temporary folder, then renamed).
+
+    ``format="layerwise"`` (default) writes this package's lossless layout (below);
+    ``format="compressed-tensors"`` writes the checkpoint vLLM and transformers load as
+    quantized (:func:`layerwise.compressed.save_compressed_tensors`, which takes
+    ``export_options``: ``pack``, ``unsupported``, ``dtype``).
+    """
     from safetensors.torch import save_file
 
     from layerwise import __version__
+
+    if format == "compressed-tensors":
+        from layerwise.compressed import save_compressed_tensors
+
+        facts = {
+            "layerwise_version": __version__,
+            "model_type": model.config.model_type,
+            **(report.to_dict() if report is not None else {}),
+            **(extra or {}),
+        }
+        return save_compressed_tensors(
+            model,
+            tokenizer,
+            out_dir,
+            quantized=quantized,
+            sidecar=facts,
+            overwrite=overwrite,
+            **export_options,
+        ).path
+    if format != "layerwise":
+        raise LabcoreError(f"format must be 'layerwise' or 'compressed-tensors', got {format!r}")
+    if export_options:
+        raise LabcoreError(
+            f"options {sorted(export_options)} apply to format='compressed-tensors' only"
+        )
 
     out = Path(out_dir)
     with atomic_directory(out, overwrite=overwrite) as tmp:
