@@ -81,7 +81,7 @@ def test_monotone_and_between_optimum_and_rtn(backend):
     W = torch.randn(5, 6, generator=g)
     S = X.T @ X
     spec = QuantSpec(bits=2)
-    cfg = QuantEaseConfig(bits=2, sweeps=20, init="rtn", backend=backend)
+    cfg = QuantEaseConfig(bits=2, sweeps=20, init="rtn", backend=backend, damp=0.0)
     q, info = quantease_quantize(W, S, cfg)
     grid = fit_grid(W, spec)
     points = torch.tensor(list(itertools.product(range(4), repeat=6)), dtype=torch.float32)
@@ -129,8 +129,10 @@ def base_objective(W, S):
 def test_outliers_exact_count_grid_and_gain(structure):
     W, S = random_layer(5, rows=32, cols=64)
     W[0, 3] = 25.0  # a clear outlier
-    plain, _ = quantease_quantize(W, S, QuantEaseConfig(bits=3, sweeps=20))
-    cfg = QuantEaseConfig(bits=3, sweeps=20, outlier_fraction=0.05, outlier_structure=structure)
+    plain, _ = quantease_quantize(W, S, QuantEaseConfig(bits=3, sweeps=20, damp=0.0))
+    cfg = QuantEaseConfig(
+        bits=3, sweeps=20, outlier_fraction=0.05, outlier_structure=structure, damp=0.0
+    )
     q, info = quantease_quantize(W, S, cfg)
     H = q.outliers
     if structure == "column":
@@ -344,3 +346,47 @@ def test_run_json_on_the_tiny_checkpoint(tmp_path, capsys):
     payload = json.loads(capsys.readouterr().out)
     assert payload["method"] == "quantease" and payload["out"] == str(tmp_path / "out")
     assert (tmp_path / "out" / "layerwise.json").is_file()
+
+
+# -- ridge shrinkage of Σ (damp) --------------------------------------------------------------
+
+
+def test_damp_is_quantease_on_the_ridged_statistic():
+    W, S = random_layer(3, rows=16, cols=48)
+    lam = 0.05 * float(torch.diagonal(S).mean())
+    a, info = quantease_quantize(W, S, QuantEaseConfig(bits=3, sweeps=15, damp=0.05))
+    b, _ = quantease_quantize(
+        W, S + lam * torch.eye(48), QuantEaseConfig(bits=3, sweeps=15, damp=0.0)
+    )
+    assert torch.equal(a.codes, b.codes)
+    assert info["increases"] == 0 and info["damp"] == 0.05  # monotone in the damped objective
+
+
+def _few_token_layer(seed, tokens, rows=64, cols=192):
+    """A layer whose inputs have channels of very different scales, seen through ``tokens``
+    calibration tokens, and a held-out statistic from 4096 fresh tokens."""
+    g = torch.Generator().manual_seed(seed)
+    scales = torch.exp(torch.randn(cols, generator=g))
+    mix = torch.randn(cols, cols, generator=g) / cols**0.5 + torch.eye(cols)
+
+    def X(n):
+        return (torch.randn(n, cols, generator=g) @ mix) * scales
+
+    W = torch.randn(rows, cols, generator=g) * 0.05
+    Xt, Xh = X(tokens), X(4096)
+    return W, Xt.T @ Xt, Xh.T @ Xh
+
+
+@pytest.mark.parametrize("tokens", [128, 384, 768])  # fewer than the 192 inputs, 2x, 4x
+def test_damped_quantease_beats_gptq_on_held_out_data_with_few_tokens(tokens):
+    spec = QuantSpec(bits=3)
+    wins = {0.0: 0, 0.03: 0}
+    for seed in range(12):
+        W, S, held = _few_token_layer(seed, tokens)
+        f_gptq = layer_objective(W, gptq_quantize(W, S, spec)[0].dequantize(), held)
+        for damp in wins:
+            q, _ = quantease_quantize(W, S, QuantEaseConfig(bits=3, damp=damp))
+            wins[damp] += layer_objective(W, q.dequantize(), held) < f_gptq
+    # measured: damp 0.03 wins 12 of 12 at every size; undamped 9, 12, 12
+    assert wins[0.03] >= 11
+    assert wins[0.03] >= wins[0.0]

@@ -9,7 +9,7 @@ from quantease.bench import BENCH
 
 
 def build_config(args: argparse.Namespace):
-    from quantease.config import QuantEaseConfig
+    from quantease.config import DEFAULT_DAMP, QuantEaseConfig
 
     return QuantEaseConfig(
         bits=args.bits,
@@ -25,6 +25,7 @@ def build_config(args: argparse.Namespace):
         block_size=args.block_size,
         backend=args.backend,
         percdamp=args.percdamp,
+        damp=DEFAULT_DAMP if args.damp is None else args.damp,
     )
 
 
@@ -50,6 +51,13 @@ def add_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--backend", choices=["auto", "numba", "torch"], default="auto")
     g.add_argument(
         "--percdamp", type=float, default=0.01, help="damping of the GPTQ initialisation only"
+    )
+    g.add_argument(
+        "--damp",
+        type=float,
+        default=None,
+        help="ridge on Σ for the coordinate descent: Σ + damp·mean(diag Σ)·I "
+        "(default 0, the paper's objective)",
     )
 
 

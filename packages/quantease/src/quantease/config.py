@@ -12,6 +12,10 @@ INITS = ("none", "rtn", "gptq")
 OUTLIER_STRUCTURES = ("unstructured", "column")
 BACKENDS = ("auto", "numba", "torch")
 
+#: Default ridge shrinkage of Σ (``QuantEaseConfig.damp``): 0, the paper's objective, until the
+#: quick and full benches have measured a damped default (issue 31).
+DEFAULT_DAMP = 0.0
+
 
 @dataclass(frozen=True)
 class QuantEaseConfig:
@@ -51,6 +55,12 @@ class QuantEaseConfig:
         (numba on CPU when installed, else torch).
     percdamp
         Damping of the GPTQ initialisation only (QuantEase itself needs no inverse).
+    damp
+        Ridge shrinkage of the input statistic: the coordinate updates and the objective use
+        Σ + damp · mean(diag Σ) · I instead of Σ. A small calibration set (a few thousand
+        tokens for a layer of 576 or 1536 inputs) estimates Σ poorly and undamped coordinate
+        descent fits its noise; the ridge pulls every column towards its own weights, as
+        GPTQ's damping does. 0 (the default for now) is the paper's undamped objective.
     """
 
     bits: int = 4
@@ -66,6 +76,7 @@ class QuantEaseConfig:
     block_size: int = 128
     backend: str = "auto"
     percdamp: float = 0.01
+    damp: float = DEFAULT_DAMP
 
     def __post_init__(self) -> None:
         QuantSpec(self.bits, self.sym, self.group_size)  # validates the grid options
@@ -93,6 +104,8 @@ class QuantEaseConfig:
             raise LabcoreError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.percdamp < 0:
             raise LabcoreError(f"percdamp must be non-negative, got {self.percdamp!r}")
+        if not isinstance(self.damp, int | float) or not 0 <= self.damp < float("inf"):
+            raise LabcoreError(f"damp must be a finite number >= 0, got {self.damp!r}")
         if self.outlier_fraction > 0 and self.init == "gptq":
             raise LabcoreError(
                 "init='gptq' cannot be combined with outliers (GPTQ has no outlier part)"

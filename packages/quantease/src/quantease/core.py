@@ -306,19 +306,27 @@ def quantease_quantize(
         raise LabcoreError(f"{name or 'layer'}: weights or statistics contain NaN or inf")
     W = W.float()
     spec = config.spec
+    raw = Sigma
+    if config.damp > 0:
+        # Ridge shrinkage: the whole method (updates, outlier step, objective) sees Σ_λ.
+        mean_diag = float(torch.diagonal(Sigma).float().mean())
+        if mean_diag > 0:
+            Sigma = Sigma.float() + config.damp * mean_diag * torch.eye(
+                Sigma.shape[0], device=Sigma.device
+            )
     k = 0
     H0 = None
     info: dict[str, Any] = {}
     if config.outlier_fraction > 0:
         k = outlier_budget(tuple(W.shape), config.outlier_fraction, config.outlier_structure)
     if k > 0:
-        H0 = project_outliers(W, k, config.outlier_structure, torch.diagonal(Sigma) > 0)
+        H0 = project_outliers(W, k, config.outlier_structure, torch.diagonal(raw) > 0)
     if config.init == "gptq":
         from layerwise.methods.gptq import gptq_quantize
 
         q0, ginfo = gptq_quantize(
             W,
-            Sigma,
+            raw,
             spec,
             act_order=config.act_order,
             block_size=config.block_size,
@@ -365,7 +373,8 @@ def quantease_quantize(
         objective_final=history[-1] / scale,
         increases=objective_increases(history, relaxed, start_on_grid=init is not None),
         sweeps=config.sweeps,
-        dead_columns=int((torch.diagonal(Sigma) <= 0).sum()),
+        dead_columns=int((torch.diagonal(raw) <= 0).sum()),
+        damp=config.damp,
         outliers=qw.outlier_count,
     )
     if not math.isfinite(info["objective_final"]):
