@@ -19,15 +19,6 @@ from labcore import LabcoreError
 from labcore.models import tiny_causal_lm
 
 
-@pytest.fixture
-def tiny_checkpoint(tmp_path):
-    model, tok = tiny_causal_lm("llama")
-    path = tmp_path / "tiny"
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def _write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

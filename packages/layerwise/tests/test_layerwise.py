@@ -209,14 +209,6 @@ def test_gptq_on_cuda_matches_cpu():
 # -- bench ---------------------------------------------------------------------------------
 
 
-def _tiny_checkpoint(tmp_path):
-    model, tok = tiny_causal_lm("llama")
-    path = tmp_path / "tiny"
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 @pytest.fixture
 def small_bbc(monkeypatch):
     """The bench reads BBC through ``labcore.data.load_corpus``: a slice of it keeps the
@@ -247,7 +239,7 @@ def test_bench_help_offers_exactly_the_flags_it_reads(capsys):
     assert "--llmcompressor-python" in out
 
 
-def test_bench_json_on_a_tiny_model(tmp_path, capsys, small_bbc):
+def test_bench_json_on_a_tiny_model(tmp_path, capsys, small_bbc, tiny_checkpoint):
     """`layerwise bench --json`: one JSON document on stdout, every row once per seed, the
     files in --out; seed 0 as the second seed gives the numbers of a seed-0-only run."""
     import json
@@ -257,7 +249,7 @@ def test_bench_json_on_a_tiny_model(tmp_path, capsys, small_bbc):
 
     from labcore.bench import BenchConfig, load_results
 
-    path = _tiny_checkpoint(tmp_path)
+    path = tiny_checkpoint
     out = tmp_path / "out"
     argv = ["bench", "--quick", "--out", str(out), "--model", str(path), "--seqlen", "32"]
     argv += ["--calib-windows", "2", "--eval-windows", "2", "--only", "dense,rtn"]

@@ -160,6 +160,17 @@ def _structure(arch: Architecture):
     return arch.structure
 
 
+def _linear_like(module: torch.nn.Module, in_features: int, out_features: int) -> torch.nn.Linear:
+    """An empty Linear of the given size with ``module``'s bias flag, dtype and device."""
+    return torch.nn.Linear(
+        in_features,
+        out_features,
+        bias=module.bias is not None,
+        device=module.weight.device,
+        dtype=module.weight.dtype,
+    )
+
+
 def _select_rows(module: torch.nn.Module, rows: torch.Tensor, mask: bool) -> torch.nn.Module:
     """``module`` keeping only ``rows`` of its output (mask: zero the others in place)."""
     rows = rows.to(module.weight.device)
@@ -171,13 +182,7 @@ def _select_rows(module: torch.nn.Module, rows: torch.Tensor, mask: bool) -> tor
             if module.bias is not None:
                 module.bias[drop] = 0
         return module
-    new = torch.nn.Linear(
-        module.weight.shape[1],
-        rows.numel(),
-        bias=module.bias is not None,
-        device=module.weight.device,
-        dtype=module.weight.dtype,
-    )
+    new = _linear_like(module, module.weight.shape[1], rows.numel())
     with torch.no_grad():
         new.weight.copy_(module.weight[rows])
         if module.bias is not None:
@@ -193,13 +198,7 @@ def _select_columns(module: torch.nn.Module, cols: torch.Tensor, mask: bool) -> 
         with torch.no_grad():
             module.weight[:, drop] = 0
         return module
-    new = torch.nn.Linear(
-        cols.numel(),
-        module.weight.shape[0],
-        bias=module.bias is not None,
-        device=module.weight.device,
-        dtype=module.weight.dtype,
-    )
+    new = _linear_like(module, cols.numel(), module.weight.shape[0])
     with torch.no_grad():
         new.weight.copy_(module.weight[:, cols])
         if module.bias is not None:
