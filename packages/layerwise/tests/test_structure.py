@@ -155,6 +155,17 @@ def test_structured_errors_name_the_layer():
                 out["self_attn.q_proj"].keep_inputs = torch.arange(8)
             return out
 
+    class OutOfRange(Halving):
+        def compress_site(self, site, layers):
+            out = {n: LayerResult(w.clone()) for n, (w, _) in layers.items()}
+            if "mlp.down_proj" in out:
+                out["mlp.down_proj"].keep_inputs = torch.tensor([0, 500])
+            return out
+
+    model, tok = tiny_causal_lm("llama")
+    with pytest.raises(LabcoreError, match=r"down_proj: keep_inputs must be distinct column"):
+        compress(model, OutOfRange(HalvingConfig()), _cal(tok), device="cpu", progress=False)
+
     model, tok = tiny_causal_lm("llama")
     with pytest.raises(LabcoreError, match=r"keep_inputs is supported on self_attn\.o_proj"):
         compress(model, OnQuery(HalvingConfig()), _cal(tok), device="cpu", progress=False)

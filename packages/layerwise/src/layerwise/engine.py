@@ -44,6 +44,7 @@ from layerwise.structure import (
     LOWRANK_U,
     LOWRANK_V,
     Site,
+    check_keep_inputs,
     install_factored,
     model_context,
     remove_structures,
@@ -479,7 +480,7 @@ class LayerwiseEngine:
 
     def _apply(self, block, b_idx, name, layer, result) -> LayerReport:
         W, stats = layer
-        full_name = f"{self.arch.blocks}.{b_idx}.{name}"
+        full_name = self.context.prefix(b_idx) + name
         new = result.weight
         if new.shape != W.shape:
             raise LabcoreError(
@@ -491,7 +492,8 @@ class LayerwiseEngine:
             # The removed columns compute nothing once their producers are gone.
             new = new.clone()
             dropped = torch.ones(new.shape[1], dtype=torch.bool, device=new.device)
-            dropped[torch.as_tensor(result.keep_inputs, device=new.device).long()] = False
+            keep = check_keep_inputs(result.keep_inputs, new.shape[1], full_name)
+            dropped[keep.to(new.device)] = False
             new[:, dropped] = 0
         extras = {k: v.detach() for k, v in result.extras.items()}
         effective = new

@@ -212,7 +212,8 @@ def _replace(block: torch.nn.Module, name: str, module: torch.nn.Module) -> None
     setattr(parent, attr, module)
 
 
-def _check_keep(keep: Any, n: int, what: str) -> torch.Tensor:
+def check_keep_inputs(keep: Any, n: int, what: str) -> torch.Tensor:
+    """``keep`` as sorted distinct column indices in [0, n), or a LabcoreError naming ``what``."""
     keep = torch.as_tensor(keep).reshape(-1).long().cpu()
     if keep.numel() == 0:
         raise LabcoreError(f"{what}: keep_inputs removes every input; keep at least one")
@@ -241,7 +242,7 @@ def remove_structures(
     st = _structure(arch)
     cons = block.get_submodule(consumer)
     n_in = cons.weight.shape[1]
-    keep = _check_keep(keep, n_in, where or consumer)
+    keep = check_keep_inputs(keep, n_in, where or consumer)
     if consumer == st.mlp_output:
         for name in st.mlp_inputs:
             _replace(block, name, _select_rows(block.get_submodule(name), keep, mask))
