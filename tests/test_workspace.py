@@ -210,3 +210,22 @@ def test_readme_follows_the_template(member):
     assert re.search(rf"`{re.escape(name)} bench[^`]*`", bench), "state the command that made it"
     assert re.search(r"\b20\d\d-\d\d-\d\d\b", bench), "state the date the results were made"
     assert re.search(r"\b[0-9a-f]{7,40}\b", bench), "state the commit the results were made at"
+
+
+# The benches built on layerwise.bench.run_rows: (package, has the llmcompressor cross-check rows)
+LAYERWISE_BENCHES = [("layerwise", True), ("quantease", False), ("alps", False)]
+
+
+@pytest.mark.parametrize("package,cross_check", LAYERWISE_BENCHES)
+def test_layerwise_benches_offer_exactly_the_flags_they_read(package, cross_check, capsys):
+    bench = importlib.import_module(f"{package}.bench").BENCH
+    main = importlib.import_module(f"{package}.cli").main
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    out = capsys.readouterr().out
+    assert bench.uses == {"seeds", "device"}
+    assert "--seeds" in out and "--device" in out and "--data-root" not in out
+    for own in ("--model", "--only", "--calib-windows", "--eval-windows", "--seqlen"):
+        assert own in out
+    # only a bench with cross-check rows offers the flag for them
+    assert ("--llmcompressor-python" in out) is cross_check

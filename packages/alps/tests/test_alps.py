@@ -172,20 +172,6 @@ def test_clear_errors():
 # -- bench ---------------------------------------------------------------------------------
 
 
-def test_bench_help_offers_exactly_the_flags_it_reads(capsys):
-    from alps.bench import BENCH
-    from alps.cli import main
-
-    with pytest.raises(SystemExit):
-        main(["bench", "--help"])
-    out = capsys.readouterr().out
-    assert BENCH.uses == {"seeds", "device"}
-    assert "--seeds" in out and "--device" in out and "--data-root" not in out
-    for own in ("--model", "--only", "--calib-windows", "--eval-windows", "--seqlen"):
-        assert own in out
-    assert "--llmcompressor-python" not in out  # no cross-check rows in this bench
-
-
 def test_bench_on_a_tiny_model(tmp_path, monkeypatch):
     """run_bench on a tiny Llama and a slice of BBC: ALPS rows compared with SparseGPT's,
     the sparsity plot in config.out."""

@@ -225,20 +225,6 @@ def _tiny_options(path, only):
     return {"model": str(path), "calib_windows": 2, "eval_windows": 2, "seqlen": 32, "only": only}
 
 
-def test_bench_help_offers_exactly_the_flags_it_reads(capsys):
-    from layerwise.bench import BENCH
-    from layerwise.cli import main
-
-    with pytest.raises(SystemExit):
-        main(["bench", "--help"])
-    out = capsys.readouterr().out
-    assert BENCH.uses == {"seeds", "device"}
-    assert "--seeds" in out and "--device" in out and "--data-root" not in out
-    for own in ("--model", "--only", "--calib-windows", "--eval-windows", "--seqlen"):
-        assert own in out
-    assert "--llmcompressor-python" in out
-
-
 def test_bench_json_on_a_tiny_model(tmp_path, capsys, small_bbc, tiny_checkpoint):
     """`layerwise bench --json`: one JSON document on stdout, every row once per seed, the
     files in --out; seed 0 as the second seed gives the numbers of a seed-0-only run."""
