@@ -8,7 +8,7 @@ from layerwise import Calibration, GPTQConfig, RTNConfig, compress, load, save
 from layerwise.methods.gptq import gptq_quantize
 from layerwise.quant import QuantSpec, rtn_quantize
 from quantease import QuantEaseConfig, coordinate_descent, fit_grid, quantease_quantize, quantize
-from quantease.core import layer_objective, numba_available
+from quantease.core import largest_eigenvalue, layer_objective, numba_available, project_outliers
 
 from labcore import LabcoreError
 from labcore.models import tiny_causal_lm
@@ -155,6 +155,53 @@ def test_outliers_avoid_dead_columns():
     q, _ = quantease_quantize(W, S, QuantEaseConfig(bits=3, sweeps=5, outlier_fraction=0.05))
     assert torch.all(q.outliers[:, 7] == 0)
     assert torch.isfinite(q.dequantize()).all()
+
+
+def test_hinted_outlier_selection_is_the_exact_top_k():
+    from quantease.core import _project
+
+    g = torch.Generator().manual_seed(4)
+    M = torch.randn(40, 60, generator=g)
+    full = project_outliers(M, 24, "unstructured")
+    kth = float(full.abs()[full != 0].min())
+    for hint in (kth, 0.95 * kth, 1.5 * kth, 10 * kth):  # passes, passes, falls back, falls back
+        out, threshold = _project(M, 24, "unstructured", hint=hint)
+        assert torch.equal(out, full) and threshold == kth
+
+
+def test_sparse_product_kernel_matches_dense():
+    if "numba" not in BACKENDS:
+        pytest.skip("numba not installed")
+    from quantease._kernels import add_sparse_product
+
+    g = torch.Generator().manual_seed(5)
+    G, S = torch.randn(30, 50, generator=g), torch.randn(50, 50, generator=g)
+    D = torch.randn(30, 50, generator=g) * (torch.rand(30, 50, generator=g) < 0.05)
+    expected = G + D @ S
+    add_sparse_product(G.numpy(), D.numpy(), S.numpy())
+    assert torch.allclose(G, expected, atol=1e-5)
+
+
+def test_power_iteration_estimate_is_a_close_lower_bound():
+    for seed in range(5):
+        _, S = random_layer(seed, cols=64)
+        exact = float(torch.linalg.eigvalsh(S.double())[-1])
+        estimate = largest_eigenvalue(S)
+        assert 0.99 * exact <= estimate <= exact * (1 + 1e-5)
+    assert largest_eigenvalue(torch.zeros(8, 8)) == 0.0
+
+
+@pytest.mark.parametrize("structure", ["unstructured", "column"])
+def test_outlier_backends_agree(structure):
+    if "numba" not in BACKENDS:
+        pytest.skip("numba not installed")
+    W, S = random_layer(7, rows=32, cols=64)
+    cfg = {"bits": 3, "sweeps": 15, "outlier_fraction": 0.03, "outlier_structure": structure}
+    a, ia = quantease_quantize(W, S, QuantEaseConfig(**cfg, backend="torch"))
+    b, ib = quantease_quantize(W, S, QuantEaseConfig(**cfg, backend="numba"))
+    assert (a.codes == b.codes).float().mean() > 0.99
+    assert abs(ia["objective_final"] - ib["objective_final"]) < 1e-3 * ia["objective_final"]
+    assert ia["increases"] == ib["increases"] == 0
 
 
 def test_nearly_full_outlier_budget_gives_nearly_zero_error():

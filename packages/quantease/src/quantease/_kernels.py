@@ -59,3 +59,20 @@ def apply_sparse_delta(G, S, delta_block, i1, i2):
                     G[r, k] += delta * S[c, k]
                 for k in range(i2, cols):
                     G[r, k] += delta * S[c, k]
+
+
+@njit(parallel=True, cache=True)
+def add_sparse_product(G, D, S):
+    """G += D S for a mostly-zero D [rows, n] (dense storage), skipping its zero entries.
+
+    The outlier step changes H on about twice its support (1% of the entries), so this costs
+    about 2% of the dense product it replaces.
+    """
+    rows, n = D.shape
+    cols = G.shape[1]
+    for r in prange(rows):
+        for j in range(n):
+            v = D[r, j]
+            if v != 0.0:
+                for k in range(cols):
+                    G[r, k] += v * S[j, k]

@@ -83,19 +83,44 @@ def project_outliers(
     ``allowed`` [in] marks the columns that may hold outliers (columns without signal,
     Σ_jj = 0, would waste the budget: their gradient is zero, so they would never leave).
     """
+    return _project(M, k, structure, allowed)[0]
+
+
+def _project(
+    M: torch.Tensor,
+    k: int,
+    structure: str,
+    allowed: torch.Tensor | None = None,
+    hint: float | None = None,
+) -> tuple[torch.Tensor, float | None]:
+    """:func:`project_outliers`, also returning the k-th largest |entry| (unstructured).
+
+    ``hint`` (the previous step's k-th value) lets the selection run on the entries above
+    0.9 · hint only: when at least k entries pass, they contain the true top k, so the result
+    is exact; otherwise the full top-k runs. Between IHT steps the threshold barely moves, so
+    this skips the full selection over out · in entries, the step's costliest part.
+    """
     out = torch.zeros_like(M)
     if k <= 0:
-        return out
+        return out, None
     if allowed is not None:
         M = M * allowed.to(M.dtype)
     if structure == "column":
         cols = torch.topk(M.norm(dim=0), min(k, M.shape[1])).indices
         out[:, cols] = M[:, cols]
-    else:
-        flat = M.reshape(-1)
-        idx = torch.topk(flat.abs(), min(k, flat.numel())).indices
-        out.view(-1)[idx] = flat[idx]
-    return out
+        return out, None
+    flat = M.reshape(-1)
+    size = flat.abs()
+    k = min(k, flat.numel())
+    idx = None
+    if hint is not None and hint > 0:
+        candidates = torch.nonzero(size >= 0.9 * hint).squeeze(1)
+        if candidates.numel() >= k:
+            idx = candidates[torch.topk(size[candidates], k).indices]
+    if idx is None:
+        idx = torch.topk(size, k).indices
+    out.view(-1)[idx] = flat[idx]
+    return out, float(size[idx].min())
 
 
 def outlier_budget(shape: tuple[int, int], fraction: float, structure: str) -> int:
@@ -165,6 +190,34 @@ def _sweep_numba(Q, G, S, d, dead, scale_c, zero_c, maxq, relaxed, block_size) -
 # Below this share of changed entries in a block, the row-wise sparse update beats the dense
 # product (measured on 2 CPU cores with SmolLM2-shaped layers).
 _SPARSE_DENSITY = 0.05
+
+
+def largest_eigenvalue(S: torch.Tensor, *, rtol: float = 1e-3, max_iter: int = 30) -> float:
+    """λ_max of a symmetric PSD matrix by block power iteration with Rayleigh-Ritz (≤ λ_max).
+
+    The IHT step only needs η·λ_max bounded: with α ≤ 2 the step stays a descent step for
+    any estimate above λ_max / 2. Eight vectors converge at the rate (λ_9 / λ_1)^t: on the
+    SmolLM2 statistics a few products reach ``rtol``; on a flat random spectrum the 30
+    products still land within 1%. A full eigendecomposition (O(in³)) cost as much as the 30
+    sweeps on a 1536-input layer.
+    """
+    n = S.shape[0]
+    Sf = S.double()
+    width = min(8, n)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    V = torch.randn(n, width, generator=g, dtype=torch.float64).to(S.device)
+    # one start vector from the diagonal: positive, weighted towards high-variance inputs
+    V[:, 0] = torch.diagonal(Sf).clamp_min(0) + 1.0
+    lam = 0.0
+    for _ in range(max_iter):
+        V = torch.linalg.qr(Sf @ V).Q
+        new = float(torch.linalg.eigvalsh(V.T @ Sf @ V)[-1])
+        if new <= 0.0:
+            return 0.0
+        if abs(new - lam) <= rtol * new:
+            return new
+        lam = new
+    return lam
 
 
 def _objective(D: torch.Tensor, G: torch.Tensor) -> float:
@@ -238,10 +291,11 @@ def coordinate_descent(
 
     eta = 0.0
     if Hp is not None:
-        lam = float(torch.linalg.eigvalsh(Sp.double())[-1])
+        lam = largest_eigenvalue(Sp)
         eta = iht_step / (2 * lam) if lam > 0 else 0.0
 
     G = (Q - Tp) @ Sp
+    threshold = None  # the outlier step's last k-th largest |entry|
     history = [_objective(Q - Tp, G)]
     relaxed_flags = [False]
     for t in range(sweeps):
@@ -251,8 +305,15 @@ def coordinate_descent(
         sweep(Q, G, Sp, dp, deadp, scale_c, zero_c, maxq, relaxed, block_size)
         if Hp is not None and eta > 0:
             # IHT step; G = (Q + H - W) Σ is exactly the (half) gradient in H
-            Hn = project_outliers(Hp - eta * G, outlier_k, outlier_structure, ~deadp)
-            G.addmm_(Hn - Hp, Sp)
+            Hn, threshold = _project(
+                Hp - eta * G, outlier_k, outlier_structure, ~deadp, hint=threshold
+            )
+            if backend == "numba":
+                from quantease._kernels import add_sparse_product
+
+                add_sparse_product(G.numpy(), (Hn - Hp).numpy(), Sp.numpy())
+            else:
+                G.addmm_(Hn - Hp, Sp)
             Hp = Hn
             Tp = Wp - Hp
         history.append(_objective(Q - Tp, G))
