@@ -253,3 +253,13 @@ def test_wide_table_means_skips_failed_rows_and_missing_values():
         "| d2 | 2.0 / – / 2.00 | – |",
         "| d1 | – | 0.5 / 0.90 / 0.00 |",
     ]
+
+
+def test_markdown_foot_gives_the_wall_time_when_stamped():
+    report = _toy_report()
+    assert "s wall" not in report.to_markdown()
+    report.stamp(BenchConfig(quick=True), argv=["toy", "bench", "--quick"], total_s=312.4)
+    assert (
+        report.to_markdown().rstrip().endswith("312 s wall)")
+        or "312 s wall" in report.to_markdown()
+    )

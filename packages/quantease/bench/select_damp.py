@@ -47,10 +47,10 @@ def main() -> None:
     bbc = load_corpus("bbc")
     split = Corpus("bbc-train-halves", bbc.train[0::2], bbc.train[1::2], disjoint=True)
     candidates = [
-        (f"quantease damp {d:g}", QuantEaseConfig(bits=args.bits, damp=float(d)))
+        (f"quantease damp {float(d):g}", QuantEaseConfig(bits=args.bits, damp=float(d)))
         for d in args.damps.split(",")
     ] + [
-        (f"gptq percdamp {d:g}", GPTQConfig(bits=args.bits, percdamp=float(d)))
+        (f"gptq percdamp {float(d):g}", GPTQConfig(bits=args.bits, percdamp=float(d)))
         for d in args.gptq_percdamps.split(",")
     ]
     seeds = [int(s) for s in args.seeds.split(",")]

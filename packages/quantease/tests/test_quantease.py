@@ -345,17 +345,70 @@ def test_bench_on_a_tiny_model(tmp_path, monkeypatch):
     options = {"model": str(DATA / "tiny-llama"), "calib_windows": 2, "eval_windows": 2}
     config = BenchConfig(
         quick=True,
+        seeds=(0, 1),
         device="cpu",
         out=tmp_path / "out",
         options={**options, "seqlen": 32, "only": "gptq,quantease"},
     )
     report = run_bench(config)
-    assert [(r.method, r.seed) for r in report.rows] == [("gptq", 0)] + [("quantease", 0)] * 2
-    for row in report.rows[1:]:
-        assert 0 <= row.metrics["beats_gptq"] <= 1 and row.metrics["time_vs_gptq"] > 0
+    # the headline rows at both seeds, the outlier variant at the first seed only
+    assert [(r.method, r.seed) for r in report.rows] == [
+        ("gptq", 0),
+        ("quantease", 0),
+        ("quantease", 0),
+        ("gptq", 1),
+        ("quantease", 1),
+    ]
+    assert "outliers" in report.rows[2].params and "outliers" not in report.rows[4].params
+    for row in report.rows:
+        if row.method == "quantease":
+            assert 0 <= row.metrics["beats_gptq"] <= 1 and row.metrics["time_vs_gptq"] > 0
+    summary = report.summary
+    assert "over calibration seeds 0, 1" in summary and "| 3 |" in summary
+    assert "QuantEase per sweep" in summary and "s wall" in summary
     report.stamp(config, argv=["quantease", "bench", "--quick"])
     json_path, _ = report.write(config.out)
     assert load_results(json_path)["rows"][0]["seed"] == 0
+    assert (config.out / "summary.md").read_text() == summary
+
+
+@pytest.mark.parametrize(
+    ("gptq", "quantease", "verdict"),
+    [
+        (
+            (200.0, 220.0, 240.0),
+            (140.0, 150.0, 160.0),
+            "| 3 | 220.0 ± 20.0 | 150.0 ± 10.0 | 70.0 | 20.0 | yes |",
+        ),
+        (
+            (200.0, 220.0, 240.0),
+            (190.0, 205.0, 220.0),
+            "| 3 | 220.0 ± 20.0 | 205.0 ± 15.0 | 15.0 | 20.0 | no |",
+        ),
+    ],
+)
+def test_summary_says_whether_the_gap_exceeds_the_spread(gptq, quantease, verdict):
+    from quantease.bench import headline_summary
+
+    from labcore.bench import BenchReport, Row
+
+    report = BenchReport(package="quantease", version="0", config={})
+    params = {"bits": 3, "group": "channel"}
+    for seed, (a, b) in enumerate(zip(gptq, quantease, strict=True)):
+        report.add(Row("gptq", params, "bbc", seed, {"perplexity": a}, 1.0))
+        report.add(Row("quantease", params, "bbc", seed, {"perplexity": b}, 2.0))
+    report.add(
+        Row(
+            "quantease",
+            {**params, "outliers": "1.0% unstructured"},
+            "bbc",
+            0,
+            {"perplexity": 1.0},
+            3.0,
+        )
+    )
+    text = headline_summary(report, {}, wall_s=420.0)
+    assert verdict in text and "seeds 0, 1, 2" in text and "420 s wall" in text
 
 
 def test_run_json_on_the_tiny_checkpoint(tmp_path, capsys):

@@ -677,6 +677,8 @@ class BenchReport:
             )
         if p.get("seeds"):
             foot += f", seeds {','.join(str(s) for s in p['seeds'])}"
+        if p.get("total_s") is not None:
+            foot += f", {p['total_s']:.0f} s wall"
         return markdown_table(self.rows) + foot + "\n"
 
     def save_partial(self, out_dir: str | os.PathLike) -> Path:

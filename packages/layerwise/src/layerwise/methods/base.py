@@ -29,6 +29,7 @@ installed packages are found through the ``layerwise.methods`` entry-point group
 from __future__ import annotations
 
 import dataclasses
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -121,8 +122,17 @@ class Method(ABC):
     def compress_group(
         self, layers: dict[str, tuple[torch.Tensor, LayerStats]]
     ) -> dict[str, LayerResult]:
-        """Compress the layers of one group; override for methods that couple layers."""
-        return {name: self.compress_layer(name, w, s) for name, (w, s) in layers.items()}
+        """Compress the layers of one group; override for methods that couple layers.
+
+        Each result's ``info["solve_s"]`` is the seconds its :meth:`compress_layer` took (the
+        benches compare solvers per layer shape with it)."""
+        results = {}
+        for name, (w, s) in layers.items():
+            start = time.perf_counter()
+            result = self.compress_layer(name, w, s)
+            result.info.setdefault("solve_s", round(time.perf_counter() - start, 5))
+            results[name] = result
+        return results
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, **dataclasses.asdict(self.config)}
