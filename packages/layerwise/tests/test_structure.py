@@ -33,6 +33,7 @@ def _logits(model, ids):
 @dataclass
 class HalvingConfig:
     vary_by_block: bool = True  # block 0 keeps all its heads (a non-uniform model)
+    unit: str = "kv-group"  # or "query": one query head of each K/V group goes, K/V stay
 
 
 class Halving(Method):
@@ -60,10 +61,16 @@ class Halving(Method):
                 result.keep_inputs = torch.arange(0, w.shape[1], 2)
             elif name == "self_attn.o_proj":
                 drop = None if self.config.vary_by_block and site.block == 0 else site.block
-                groups = [g for g in range(ctx.num_kv_heads) if g != drop]
-                result.keep_inputs = head_group_columns(
-                    groups, head_dim=ctx.head_dim, heads_per_group=ctx.heads_per_group
-                )
+                if self.config.unit == "query":  # query heads 1 and 3 (one per K/V group)
+                    heads = [h for h in range(ctx.num_heads) if drop is None or h % 2 == 0]
+                    result.keep_inputs = head_group_columns(
+                        heads, head_dim=ctx.head_dim, heads_per_group=1
+                    )
+                else:
+                    groups = [g for g in range(ctx.num_kv_heads) if g != drop]
+                    result.keep_inputs = head_group_columns(
+                        groups, head_dim=ctx.head_dim, heads_per_group=ctx.heads_per_group
+                    )
             out[name] = result
         return out
 
@@ -72,16 +79,22 @@ def _params(model):
     return sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.parametrize("unit", ["kv-group", "query"])
 @pytest.mark.parametrize("model_type", ["llama", "qwen2"])
 @pytest.mark.parametrize("vary", [True, False], ids=["per-block", "uniform"])
-def test_structured_shrink_equals_mask_and_survives_save_load(tmp_path, model_type, vary):
+def test_structured_shrink_equals_mask_and_survives_save_load(tmp_path, model_type, vary, unit):
     model, tok = tiny_causal_lm(model_type)
     masked, _ = tiny_causal_lm(model_type, tokenizer=tok)
     cal = _cal(tok)
-    method = Halving(HalvingConfig(vary_by_block=vary))
+    method = Halving(HalvingConfig(vary_by_block=vary, unit=unit))
     report, _ = compress(model, method, cal, device="cpu", progress=False)
     compress(
-        masked, Halving(HalvingConfig(vary)), cal, device="cpu", progress=False, structured="mask"
+        masked,
+        Halving(HalvingConfig(vary, unit)),
+        cal,
+        device="cpu",
+        progress=False,
+        structured="mask",
     )
 
     # The method saw the model's geometry and every block's index and full names.
@@ -92,17 +105,19 @@ def test_structured_shrink_equals_mask_and_survives_save_load(tmp_path, model_ty
     assert method.sites[1].full_name("self_attn.o_proj") == "model.layers.0.self_attn.o_proj"
 
     block = model.model.layers[1]
+    kv_kept = 1 if unit == "kv-group" else 2
     assert block.self_attn.q_proj.weight.shape == (32, 64)  # 2 of 4 query heads
-    assert block.self_attn.k_proj.weight.shape == (16, 64)  # 1 of 2 K/V heads
+    assert block.self_attn.k_proj.weight.shape == (16 * kv_kept, 64)
     assert block.self_attn.o_proj.weight.shape == (64, 32)
+    assert block.self_attn.num_key_value_groups == 2 // kv_kept
     assert block.mlp.gate_proj.weight.shape == (64, 64) and block.mlp.down_proj.weight.shape == (
         64,
         64,
     )
     assert report.structure[1] == {
-        "kv_heads": 1,
+        "kv_heads": kv_kept,
         "heads": 2,
-        "kv_heads_removed": 1,
+        "kv_heads_removed": 2 - kv_kept,
         "heads_removed": 2,
         "neurons": 64,
         "neurons_removed": 64,
@@ -129,7 +144,8 @@ def test_structured_shrink_equals_mask_and_survives_save_load(tmp_path, model_ty
             AutoModelForCausalLM.from_pretrained(tmp_path / "out")
     else:  # one shape for all blocks: the config says it and plain transformers loads it
         plain = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
-        assert plain.config.num_key_value_heads == 1 and plain.config.intermediate_size == 64
+        assert plain.config.num_key_value_heads == kv_kept
+        assert plain.config.num_attention_heads == 2 and plain.config.intermediate_size == 64
         assert torch.allclose(_logits(plain, ids), _logits(model, ids), atol=1e-6)
 
 

@@ -260,27 +260,46 @@ def remove_structures(
     n_heads, n_kv = q.weight.shape[0] // head_dim, k.weight.shape[0] // head_dim
     per_group = n_heads // n_kv
     width = head_dim * per_group
-    # Query heads share their K/V head: only whole groups can go, or repeat_kv breaks.
+    # Query heads share their K/V head (transformers' repeat_kv): either whole K/V groups go,
+    # or every group keeps the same number of its query heads and all K/V heads stay.
     groups = torch.unique(keep // width)
-    if not torch.equal(
-        head_group_columns(groups, head_dim=head_dim, heads_per_group=per_group), keep
-    ):
+    if torch.equal(head_group_columns(groups, head_dim=head_dim, heads_per_group=per_group), keep):
+        kv_rows = head_group_columns(groups, head_dim=head_dim, heads_per_group=1)
+        _replace(block, st.query, _select_rows(q, keep, mask))
+        for name in st.key_value:
+            _replace(block, name, _select_rows(block.get_submodule(name), kv_rows, mask))
+        _replace(block, consumer, _select_columns(cons, keep, mask))
+        kept = int(groups.numel())
+        return {
+            "kv_heads": kept,
+            "heads": kept * per_group,
+            "kv_heads_removed": n_kv - kept,
+            "heads_removed": (n_kv - kept) * per_group,
+        }
+    heads = torch.unique(keep // head_dim)
+    per_kv = torch.bincount(heads // per_group, minlength=n_kv)
+    whole_heads = torch.equal(head_group_columns(heads, head_dim=head_dim, heads_per_group=1), keep)
+    if not whole_heads or int(per_kv.min()) != int(per_kv.max()) or int(per_kv.min()) == 0:
         raise LabcoreError(
             f"{where or consumer}: keep_inputs must be whole K/V head groups ({per_group} query "
-            f"head(s) × head_dim {head_dim} = {width} columns each; use head_group_columns)"
+            f"head(s) × head_dim {head_dim} = {width} columns each) or the same number of whole "
+            f"query heads ({head_dim} columns each) in every one of the {n_kv} K/V groups "
+            "(use head_group_columns)"
         )
-    kv_rows = head_group_columns(groups, head_dim=head_dim, heads_per_group=1)
     _replace(block, st.query, _select_rows(q, keep, mask))
-    for name in st.key_value:
-        _replace(block, name, _select_rows(block.get_submodule(name), kv_rows, mask))
     _replace(block, consumer, _select_columns(cons, keep, mask))
-    kept = int(groups.numel())
-    return {
-        "kv_heads": kept,
-        "heads": kept * per_group,
-        "kv_heads_removed": n_kv - kept,
-        "heads_removed": (n_kv - kept) * per_group,
-    }
+    if not mask:
+        _set_query_groups(block, st, int(per_kv[0]))
+    kept = int(heads.numel())
+    return {"kv_heads": n_kv, "heads": kept, "kv_heads_removed": 0, "heads_removed": n_heads - kept}
+
+
+def _set_query_groups(block: torch.nn.Module, st: Any, per_group: int) -> None:
+    """Tell the attention module how many query heads now share each K/V head."""
+    parent_name = st.query.rpartition(".")[0]
+    attention = block.get_submodule(parent_name) if parent_name else block
+    if hasattr(attention, "num_key_value_groups"):
+        attention.num_key_value_groups = per_group
 
 
 def shrink_block_to(block: torch.nn.Module, arch: Architecture, shape: BlockShape, head_dim: int):
@@ -299,6 +318,7 @@ def shrink_block_to(block: torch.nn.Module, arch: Architecture, shape: BlockShap
         _replace(block, name, _select_rows(block.get_submodule(name), keep_n, False))
     cons = block.get_submodule(st.mlp_output)
     _replace(block, st.mlp_output, _select_columns(cons, keep_n, False))
+    _set_query_groups(block, st, shape.num_heads // shape.num_kv_heads)
 
 
 # --------------------------------------------------------------------------------------------
