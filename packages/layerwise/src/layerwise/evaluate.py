@@ -43,3 +43,67 @@ def layer_table(report: dict[str, Any], *, limit: int | None = None) -> str:
             f"{'–' if damp is None else f'{damp:.3g}'} |"
         )
     return "\n".join(lines)
+
+
+def measure_speed(
+    model: Any,
+    *,
+    prompt_tokens: int = 256,
+    new_tokens: int = 32,
+    repeats: int = 5,
+    vocab_low: int = 3,
+) -> dict[str, float]:
+    """CPU/GPU speed of a causal LM on random token ids (batch 1), as medians over ``repeats``.
+
+    Returns ``params`` (parameter count), ``latency_ms`` (one forward pass over
+    ``prompt_tokens`` tokens: prefill) and ``tokens_per_s`` (greedy generation of
+    ``new_tokens`` tokens after a 16-token prompt, with the KV cache). One warm-up run each.
+    Compare models measured in the same process: absolute numbers depend on the machine and
+    its load.
+    """
+    import statistics
+    import time
+
+    import torch
+
+    if prompt_tokens < 1 or new_tokens < 1 or repeats < 1:
+        raise LabcoreError("prompt_tokens, new_tokens and repeats must be positive")
+    device = next(model.parameters()).device
+    vocab = int(model.config.vocab_size)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(vocab_low, vocab, (1, prompt_tokens), generator=g).to(device)
+    short = ids[:, :16]
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    prefill, decode = [], []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for i in range(repeats + 1):
+            sync()
+            t0 = time.perf_counter()
+            model(ids)
+            sync()
+            t1 = time.perf_counter()
+            model.generate(
+                short,
+                attention_mask=torch.ones_like(short),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=model.config.eos_token_id or 0,
+            )
+            sync()
+            t2 = time.perf_counter()
+            if i > 0:  # the first run warms up caches and kernels
+                prefill.append(t1 - t0)
+                decode.append(t2 - t1)
+    model.train(was_training)
+    return {
+        "params": float(sum(p.numel() for p in model.parameters())),
+        "latency_ms": 1000 * statistics.median(prefill),
+        "tokens_per_s": new_tokens / statistics.median(decode),
+    }
