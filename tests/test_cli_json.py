@@ -61,6 +61,7 @@ CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
     ("layerwise", ["methods"], _nothing),
     ("quantease", ["run"], _tiny_llama("quantease", "--bits", "3", "--sweeps", "2")),
     ("alps", ["run"], _tiny_llama("alps", "--sparsity", "0.5")),
+    ("osscar", ["run"], _tiny_llama("osscar", "--mlp-sparsity", "0.25")),
     ("graphl0bnb", ["fit"], _shipped("packages/graphl0bnb/tests/data/banded6.csv")),
     (
         "archetypal_nmf",

@@ -213,7 +213,12 @@ def test_readme_follows_the_template(member):
 
 
 # The benches built on layerwise.bench.run_rows: (package, has the llmcompressor cross-check rows)
-LAYERWISE_BENCHES = [("layerwise", True), ("quantease", False), ("alps", False)]
+LAYERWISE_BENCHES = [
+    ("layerwise", True),
+    ("quantease", False),
+    ("alps", False),
+    ("osscar", False),
+]
 
 
 @pytest.mark.parametrize("package,cross_check", LAYERWISE_BENCHES)

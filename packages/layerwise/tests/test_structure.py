@@ -318,3 +318,51 @@ def test_structured_plugin_from_the_command_line(tmp_path, monkeypatch, capsys, 
     loaded, _, _ = load(out)
     width = loaded.model.layers[1].mlp.down_proj.weight.shape[1]
     assert width == (64 if removed == "shrink" else 128)
+
+
+def test_measure_speed_counts_parameters_and_times_both_phases():
+    from layerwise.evaluate import measure_speed
+
+    model, _tok = tiny_causal_lm("llama")
+    speed = measure_speed(model, prompt_tokens=16, new_tokens=4, repeats=2)
+    assert speed["params"] == _params(model)
+    assert speed["latency_ms"] > 0 and speed["tokens_per_s"] > 0
+    model.train()  # the mode is restored after measuring
+    measure_speed(model, prompt_tokens=8, new_tokens=2, repeats=1)
+    assert model.training
+    with pytest.raises(LabcoreError, match="must be positive"):
+        measure_speed(model, repeats=0)
+
+
+def test_profile_pass_runs_first_on_a_copy():
+    @dataclass
+    class ProfConfig:
+        pass
+
+    class Profiled(Method):
+        name = "test-profiled"
+        config_class = ProfConfig
+        statistics = "full"
+        profile_pass = True
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.calls, self.ended = [], 0
+
+        def compress_layer(self, name, weight, stats):
+            self.calls.append((self.profiling, name))
+            # during profiling a zeroed weight would corrupt the real model if it were shared
+            return LayerResult(torch.zeros_like(weight) if self.profiling else weight * 0.5)
+
+        def end_profile(self):
+            self.ended += 1
+            assert all(p for p, _ in self.calls)
+
+    model, tok = tiny_causal_lm("llama")
+    before = model.model.layers[0].mlp.down_proj.weight.clone()
+    method = Profiled(ProfConfig())
+    compress(model, method, _cal(tok), device="cpu", progress=False)
+    n = len(method.calls) // 2
+    assert method.ended == 1 and n == 14  # 7 linear layers x 2 blocks, twice
+    assert [p for p, _ in method.calls] == [True] * n + [False] * n
+    assert torch.allclose(model.model.layers[0].mlp.down_proj.weight, 0.5 * before)

@@ -271,3 +271,33 @@ def test_bench_on_a_tiny_model(tmp_path, monkeypatch):
     assert methods == ["dense", "osscar", "osscar-no-ls", "magnitude", "magnitude-refit"]
     for row in report.rows[1:]:
         assert 0 < row.metrics["params_ratio"] < 1 and row.metrics["latency_ratio"] == 1.0
+
+
+def test_allocation_takes_the_cheapest_steps_first():
+    from osscar.core import allocate
+
+    curves = {0: ([0, 10, 20], [0.0, 0.1, 0.5]), 1: ([0, 10, 20], [0.0, 0.01, 0.03])}
+    assert allocate(curves, 20) == {0: 0, 1: 20}
+    assert allocate(curves, 25) == {0: 5, 1: 20}  # the last step taken in part
+    with pytest.raises(LabcoreError, match="fewer than 50"):
+        allocate(curves, 50)
+
+
+def test_obs_allocation_keeps_the_total_and_reloads(tmp_path):
+    model, tok = tiny_causal_lm("llama", num_layers=3)
+    masked, _ = tiny_causal_lm("llama", num_layers=3, tokenizer=tok)
+    cfg = OSSCARConfig(mlp_sparsity=0.5, head_sparsity=0.5, allocation="obs")
+    cal = _cal(tok, n=8)
+    report, _ = compress(model, cfg, cal, device="cpu", progress=False)
+    compress(masked, cfg, cal, device="cpu", progress=False, structured="mask")
+    neurons = [report.structure[b]["neurons"] for b in range(3)]
+    kv = [report.structure[b]["kv_heads"] for b in range(3)]
+    assert sum(neurons) == 3 * 64 and min(neurons) >= 32  # the uniform total, >= half each
+    assert sum(kv) == 3 and min(kv) >= 1
+    ids = torch.randint(3, len(tok), (2, 10), generator=torch.Generator().manual_seed(9))
+    assert torch.allclose(_logits(model, ids), _logits(masked, ids), atol=1e-5)
+    save(model, tok, tmp_path / "out", report=report)
+    loaded, _, sidecar = load(tmp_path / "out")
+    assert torch.allclose(_logits(loaded, ids), _logits(model, ids), atol=1e-6)
+    if len(set(neurons)) > 1:
+        assert sidecar["block_structure"]["uniform"] is False

@@ -401,6 +401,30 @@ class LayerwiseEngine:
         shared = {n: a.stats() for n, a in acc.items()}
         return {n: shared[owner[n]] for n in names}
 
+    def _profile(self, method: Method) -> None:
+        """The profiling pass of a method with ``profile_pass``: on a copy of the model
+        (structures masked, not shrunk), with ``method.profiling`` set; then
+        ``method.end_profile()``."""
+        shadow = LayerwiseEngine(
+            copy.deepcopy(self.model),
+            self.calibration,
+            device=self.device,
+            batch_size=self.batch_size,
+            offload=self.store != self.device,
+            propagate=self.propagate,
+            layer_errors=False,
+            progress=self.progress,
+            structured="mask",
+        )
+        method.profiling = True
+        try:
+            shadow.run(method)
+        finally:
+            method.profiling = False
+            del shadow
+        method.end_profile()
+        method.prepare(self.context)
+
     # -- run --------------------------------------------------------------------------------
     def run(self, method: Method) -> CompressionReport:
         from labcore.progress import progress_bar
@@ -408,6 +432,8 @@ class LayerwiseEngine:
         groups = self.arch.groups_for(method.grouping)
         method.prepare(self.context)
         with Timer(self.device) as timer:
+            if method.profile_pass and not method.profiling:
+                self._profile(method)
             batches = self.capture()
             hiddens = [b.hidden for b in batches]
             need_dense_stream = method.cross_statistic or self.propagate == "dense"

@@ -24,6 +24,7 @@ def build_config(args: argparse.Namespace):
         ridge=args.ridge,
         target=args.target,
         support=args.support,
+        allocation=args.allocation,
     )
 
 
@@ -65,6 +66,13 @@ def add_options(g: argparse._ArgumentGroup) -> None:
         choices=["osscar", "magnitude", "magnitude-refit"],
         default="osscar",
         help="OSSCAR, or the group-norm magnitude baselines",
+    )
+    g.add_argument(
+        "--allocation",
+        choices=["uniform", "obs"],
+        default="uniform",
+        help="same share in every block (default; loads with plain transformers) or split "
+        "by OBS costs from a profiling pass (loads with layerwise.load)",
     )
 
 

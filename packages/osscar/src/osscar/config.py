@@ -9,6 +9,7 @@ from labcore import LabcoreError
 HEAD_UNITS = ("kv-group", "query")
 TARGETS = ("dense", "layer")
 SUPPORTS = ("osscar", "magnitude", "magnitude-refit")
+ALLOCATIONS = ("uniform", "obs")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,14 @@ class OSSCARConfig:
         ``"osscar"`` (backward elimination, then local search), or the baselines
         ``"magnitude"`` (largest group norms, weights unchanged) and ``"magnitude-refit"``
         (the same support, weights refitted by least squares).
+    allocation
+        ``"uniform"`` (default): every block loses the same share, so the shrunk model has
+        one shape per layer and loads with plain transformers. ``"obs"``: the same total, split
+        across blocks by the OBS costs measured in a profiling pass (backward elimination on
+        every layer of the unpruned model; the cheapest removals overall go first, no block
+        keeps less than half of the uniform count); the model then has per-block shapes and
+        loads with ``layerwise.load``. Applies to neurons and to whole K/V head groups
+        (``head_unit="query"`` stays uniform). Only with ``support="osscar"``.
     """
 
     mlp_sparsity: float = 0.0
@@ -62,6 +71,7 @@ class OSSCARConfig:
     ridge: float = 1e-2
     target: str = "dense"
     support: str = "osscar"
+    allocation: str = "uniform"
 
     def __post_init__(self) -> None:
         for name in ("mlp_sparsity", "head_sparsity"):
@@ -76,6 +86,10 @@ class OSSCARConfig:
             raise LabcoreError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.support not in SUPPORTS:
             raise LabcoreError(f"support must be one of {SUPPORTS}, got {self.support!r}")
+        if self.allocation not in ALLOCATIONS:
+            raise LabcoreError(f"allocation must be one of {ALLOCATIONS}, got {self.allocation!r}")
+        if self.allocation == "obs" and self.support != "osscar":
+            raise LabcoreError("allocation='obs' plans with OSSCAR's costs: use support='osscar'")
         for name in (
             "local_iterations",
             "neuron_swaps",

@@ -382,3 +382,63 @@ def prune_layer(
     f = -0.5 * float((B * C).sum())
     info.update(objective=f, objective_full=full, loss_increase=(f - full) / abs(full))
     return B.T.to(weight.dtype).contiguous(), columns, info
+
+
+def min_keep(uniform_keep: int) -> int:
+    """The fewest groups a block may keep under a non-uniform budget: half the uniform count."""
+    return max(1, -(-uniform_keep // 2))
+
+
+def cost_curve(
+    weight: torch.Tensor,
+    stats: Any,
+    config: Any,
+    groups: torch.Tensor,
+    keep: int,
+    *,
+    per_round: int,
+) -> tuple[list[int], list[float]]:
+    """Backward elimination down to ``keep`` groups on the unpruned layer: (groups removed,
+    relative loss increase (f − f_full) / |f_full|) after each round, from (0, 0)."""
+    H, C = layer_problem(weight, stats, ridge=config.ridge, target="layer")
+    groups = groups.to(weight.device)
+    state = backward_elimination(H, C, groups, keep, per_round=per_round)
+    full = state.history[0]
+    n = groups.shape[0]
+    removed = [min(i * per_round, n - keep) for i in range(len(state.history))]
+    return removed, [(f - full) / abs(full) for f in state.history]
+
+
+def allocate(curves: dict[int, tuple[list[int], list[float]]], total: int) -> dict[int, int]:
+    """Split ``total`` removals across blocks: repeatedly take the step with the smallest loss
+    increase per removed group over all blocks' curves (the last step may be taken in part).
+    Returns the removals per block."""
+    import heapq
+
+    done = dict.fromkeys(curves, 0)
+    step = dict.fromkeys(curves, 0)
+    heap: list[tuple[float, int]] = []
+
+    def push(b: int) -> None:
+        removed, loss = curves[b]
+        i = step[b]
+        if i + 1 < len(removed):
+            width = removed[i + 1] - removed[i]
+            heapq.heappush(heap, ((loss[i + 1] - loss[i]) / max(width, 1), b))
+
+    for b in curves:
+        push(b)
+    left = total
+    while left > 0:
+        if not heap:
+            raise LabcoreError(f"the cost curves allow fewer than {total} removals")
+        _, b = heapq.heappop(heap)
+        removed, _ = curves[b]
+        width = removed[step[b] + 1] - removed[step[b]]
+        take = min(width, left)
+        done[b] += take
+        left -= take
+        step[b] += 1
+        if take == width:
+            push(b)
+    return done

@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 from layerwise.methods.base import LayerResult, Method, register
-from layerwise.structure import ModelContext, head_group_columns
+from layerwise.structure import ModelContext, Site, head_group_columns
 
 from labcore import LabcoreError
 from osscar.config import OSSCARConfig
-from osscar.core import prune_layer
+from osscar.core import allocate, cost_curve, min_keep, prune_layer
 
 
 @register
@@ -32,6 +32,11 @@ class OSSCARMethod(Method):
         self.cross_statistic = config.target == "dense" and config.support != "magnitude"
         self.statistics = "none" if config.support == "magnitude" else "full"
         self.plan: dict[str, dict[str, Any]] = {}
+        # allocation="obs": a profiling pass records every layer's cost curve first
+        self.profile_pass = config.allocation == "obs"
+        self.curves: dict[tuple[int, str], tuple[list[int], list[float]]] = {}
+        self.keep_by_block: dict[tuple[int, str], int] = {}
+        self._block = 0
 
     def prepare(self, context: ModelContext) -> None:
         super().prepare(context)
@@ -122,9 +127,38 @@ class OSSCARMethod(Method):
             "unit": "heads",
         }
 
+    def compress_site(self, site: Site, layers: dict[str, Any]) -> dict[str, LayerResult]:
+        self._block = site.block
+        return super().compress_site(site, layers)
+
     def compress_layer(self, name: str, weight: torch.Tensor, stats: Any) -> LayerResult:
         plan = self.plan.get(name)
         if plan is None:
             return LayerResult(weight)
+        if self.profiling:
+            if plan["unit"] != "heads":  # query heads stay uniform
+                self.curves[(self._block, name)] = cost_curve(
+                    weight,
+                    stats,
+                    self.config,
+                    plan["groups"],
+                    min_keep(plan["keep"]),
+                    per_round=plan["per_round"] if plan["unit"] == "neurons" else 1,
+                )
+            return LayerResult(weight)
+        key = (self._block, name)
+        if key in self.keep_by_block:
+            plan = {**plan, "keep": self.keep_by_block[key]}
         W, keep_columns, info = prune_layer(weight, stats, self.config, **plan, name=name)
         return LayerResult(W, info=info, keep_inputs=keep_columns)
+
+    def end_profile(self) -> None:
+        """Split each unit's total removals across blocks by the recorded cost curves."""
+        self.keep_by_block = {}
+        for name, plan in self.plan.items():
+            curves = {b: c for (b, n), c in self.curves.items() if n == name}
+            if not curves:
+                continue
+            n_groups = plan["groups"].shape[0]
+            removed = allocate(curves, len(curves) * (n_groups - plan["keep"]))
+            self.keep_by_block.update({(b, name): n_groups - r for b, r in removed.items()})

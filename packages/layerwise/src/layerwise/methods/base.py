@@ -103,6 +103,16 @@ class Method(ABC):
     #: The model being compressed, set by :meth:`prepare` (None before a run).
     context: ModelContext | None = None
 
+    #: Run a profiling pass first: the engine compresses a copy of the model with
+    #: ``profiling`` set (the method records what it needs and may return the weights
+    #: unchanged; that copy is then dropped), calls :meth:`end_profile`, then runs the real
+    #: pass. For methods that plan a global budget from every layer's statistics.
+    profile_pass: bool = False
+    profiling: bool = False
+
+    def end_profile(self) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Called after the profiling pass (see ``profile_pass``)."""
+
     def prepare(self, context: ModelContext) -> None:
         """Called once before the first block; override to plan budgets across layers."""
         self.context = context
