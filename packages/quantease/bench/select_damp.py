@@ -52,6 +52,7 @@ def main() -> None:
     ] + [
         (f"gptq percdamp {float(d):g}", GPTQConfig(bits=args.bits, percdamp=float(d)))
         for d in args.gptq_percdamps.split(",")
+        if d
     ]
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict[str, list[float]] = {name: [] for name, _ in candidates}

@@ -369,12 +369,11 @@ def quantease_quantize(
     spec = config.spec
     raw = Sigma
     if config.damp > 0:
-        # Ridge shrinkage: the whole method (updates, outlier step, objective) sees Σ_λ.
-        mean_diag = float(torch.diagonal(Sigma).float().mean())
-        if mean_diag > 0:
-            Sigma = Sigma.float() + config.damp * mean_diag * torch.eye(
-                Sigma.shape[0], device=Sigma.device
-            )
+        # Shrinkage towards the diagonal: the whole method (updates, outlier step, objective)
+        # sees Σ_λ = Σ + damp · Diag(Σ). Each channel keeps its own scale (LLM inputs span
+        # orders of magnitude, and a ridge of the mean diagonal swamps the quiet channels);
+        # only the estimated correlations shrink, by 1 / (1 + damp).
+        Sigma = Sigma.float() + config.damp * torch.diag(torch.diagonal(Sigma).float())
     k = 0
     H0 = None
     info: dict[str, Any] = {}
