@@ -21,6 +21,7 @@ def main() -> None:
     p.add_argument("--tokens", default="4096,32768", help="fit sizes (windows of 512 tokens)")
     p.add_argument("--blocks", default="3,15,27")
     p.add_argument("--bits", type=int, default=3)
+    p.add_argument("--sweeps", type=int, default=30)
     args = p.parse_args()
 
     import torch
@@ -80,7 +81,9 @@ def main() -> None:
             q, _ = gptq_quantize(W, S, spec)
             errs["gptq"].append(layer_objective(W, q.dequantize(), held[key]) / base)
             for d in damps:
-                q, _ = quantease_quantize(W, S, QuantEaseConfig(bits=args.bits, damp=d))
+                q, _ = quantease_quantize(
+                    W, S, QuantEaseConfig(bits=args.bits, damp=d, sweeps=args.sweeps)
+                )
                 errs[f"{d:g}"].append(layer_objective(W, q.dequantize(), held[key]) / base)
         g = statistics.median(errs["gptq"])
         cells = [
