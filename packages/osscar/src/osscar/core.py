@@ -82,9 +82,13 @@ def start(H: torch.Tensor, C: torch.Tensor, groups: torch.Tensor) -> Support:
     """The full support: every group kept, B = H⁻¹ C."""
     kept = torch.ones(groups.shape[0], dtype=torch.bool, device=H.device)
     cols = _columns(groups, kept)
-    B = refit(H, C, cols)
+    L = torch.linalg.cholesky(H[cols][:, cols])  # one factorisation for B and H⁻¹
+    B = torch.zeros_like(C)
+    B[cols] = torch.cholesky_solve(C[cols], L)
+    Hinv = torch.zeros_like(H)
+    Hinv[cols[:, None], cols[None, :]] = torch.cholesky_inverse(L)
     f = -0.5 * float((B * C).sum())
-    return Support(kept, B, _inverse(H, cols), f, [f])
+    return Support(kept, B, Hinv, f, [f])
 
 
 def obs_costs(state: Support, groups: torch.Tensor) -> torch.Tensor:
@@ -113,8 +117,8 @@ def remove_groups(state: Support, groups: torch.Tensor, which: torch.Tensor) -> 
     HJJ = state.Hinv[J][:, J]
     HiJ = state.Hinv[:, J]
     L = torch.linalg.cholesky(HJJ)
-    state.B -= HiJ @ torch.cholesky_solve(state.B[J], L)
-    state.Hinv -= HiJ @ torch.cholesky_solve(HiJ.T, L)
+    state.B.addmm_(HiJ, torch.cholesky_solve(state.B[J], L), alpha=-1)
+    state.Hinv.addmm_(HiJ, torch.cholesky_solve(HiJ.T.contiguous(), L), alpha=-1)
     state.Hinv[J, :] = 0
     state.Hinv[:, J] = 0
     state.B[J] = 0
@@ -346,7 +350,7 @@ def prune_layer(
         )
         return weight, torch.sort(_columns(groups, kept)).values, info
     H, C = layer_problem(weight, stats, ridge=config.ridge, target=config.target)
-    full = start(H, C, groups).f
+    full = -0.5 * float((refit(H, C, groups.reshape(-1)) * C).sum())  # f with every group
     if config.support == "magnitude-refit":
         kept = magnitude_support(
             weight, groups, keep, partition=partition, keep_per_partition=keep_per_partition
