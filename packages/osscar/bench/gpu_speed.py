@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 
 import torch
-from layerwise.architectures import architecture_of, get_blocks
 from layerwise.evaluate import measure_speed
-from layerwise.structure import head_group_columns, model_context, remove_structures
 from osscar import __version__
+from speed_cpu import shrink  # the same structural edit as the CPU speed table (bench/)
 
 from labcore.bench import BenchConfig, BenchReport, Row, machine_info
 from labcore.device import resolve_device
@@ -38,20 +37,6 @@ def build(small: bool, layers: int, dtype: torch.dtype, device: torch.device):
     config = LlamaConfig(vocab_size=32000, num_hidden_layers=layers, **geometry)
     torch.manual_seed(0)
     return LlamaForCausalLM(config).to(device=device, dtype=dtype).eval()
-
-
-def shrink(model, head_sparsity: float, mlp_sparsity: float) -> None:
-    arch = architecture_of(model)
-    ctx = model_context(model, arch)
-    st = arch.structure
-    keep_groups = ctx.num_kv_heads - round(head_sparsity * ctx.num_kv_heads)
-    keep_neurons = ctx.intermediate_size - round(mlp_sparsity * ctx.intermediate_size)
-    for block in get_blocks(model, arch):
-        cols = head_group_columns(
-            range(keep_groups), head_dim=ctx.head_dim, heads_per_group=ctx.heads_per_group
-        )
-        remove_structures(block, arch, st.attention_output, cols, head_dim=ctx.head_dim)
-        remove_structures(block, arch, st.mlp_output, torch.arange(keep_neurons), head_dim=None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     model = build(args.small, args.layers, dtype, device)
     dense = measure_speed(model, prompt_tokens=prompt, new_tokens=new, repeats=5)
     report.add(Row("dense", {}, "random", 0, dense, 0.0))
-    shrink(model, args.head_sparsity, args.mlp_sparsity)
+    shrink(model, args.mlp_sparsity, args.head_sparsity, "kv-group")
     shrunk = measure_speed(model, prompt_tokens=prompt, new_tokens=new, repeats=5)
     shrunk |= {
         "params_ratio": shrunk["params"] / dense["params"],
