@@ -345,13 +345,15 @@ def build_method_parser(
     build_config: Callable[[argparse.Namespace], Any],
     bench: BenchSpec,
     what: str,
+    add_commands: Callable[[Any], None] | None = None,
 ) -> argparse.ArgumentParser:
     """The ``run`` / ``eval`` / ``bench`` command line of a method package on this engine.
 
     ``add_options`` adds the method's flags, ``build_config(args)`` turns them into its config,
     ``bench`` is the package's :class:`labcore.bench.BenchSpec` (its ``run_bench`` built on
     :func:`layerwise.bench.run_rows`, its options :func:`layerwise.bench.add_bench_options`);
-    ``what`` completes "… a model and save it" in the help.
+    ``what`` completes "… a model and save it" in the help. ``add_commands(subparsers)`` adds
+    the package's own subcommands (with :func:`labcore.cli.add_command`).
     """
     parser = make_parser(name, description, version=version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -373,6 +375,8 @@ def build_method_parser(
     )
     add_eval_arguments(p)
     add_bench_command(sub, bench)
+    if add_commands is not None:
+        add_commands(sub)
     return parser
 
 
