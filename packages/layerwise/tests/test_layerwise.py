@@ -16,7 +16,7 @@ from layerwise.engine import LayerwiseEngine
 from layerwise.linalg import damped_cholesky_inverse
 from layerwise.methods import get_method_class
 from layerwise.quant import pack_codes, unpack_codes
-from layerwise.sparsity import NM, nm_holds
+from layerwise.sparsity import NM, nm_holds, nm_mask
 
 from labcore import LabcoreError
 from labcore.models import tiny_causal_lm
@@ -258,3 +258,20 @@ def test_bench_json_on_a_tiny_model(tmp_path, capsys, small_bbc, tiny_checkpoint
     (one,) = run_bench(config).rows
     assert one.seed == 0 and one.metrics["perplexity"] == rows[2]["metrics"]["perplexity"]
     assert not (tmp_path / "one" / "results.json").exists()  # the CLI writes, not run_bench
+
+
+@pytest.mark.parametrize("n, m", [(2, 4), (4, 8), (1, 4), (3, 16)])
+def test_nm_mask_large_and_small_paths_agree_and_prune_exactly(n, m):
+    """Whole layers take the comparison path, small slices topk: same masks without ties,
+    exactly M - N pruned per group with ties (zeros)."""
+    g = torch.Generator().manual_seed(m)
+    score = torch.rand(1024, 128, generator=g)
+    whole = nm_mask(score, NM(n, m))
+    sliced = torch.cat([nm_mask(score[i : i + 8], NM(n, m)) for i in range(0, 1024, 8)])
+    assert torch.equal(whole, sliced)
+    # every kept score is at least every pruned score of its group
+    kept_min = score.masked_fill(whole, float("inf")).reshape(1024, -1, m).min(-1).values
+    pruned_max = score.masked_fill(~whole, -1.0).reshape(1024, -1, m).max(-1).values
+    assert bool((kept_min >= pruned_max).all())
+    score[:, ::3] = 0.0
+    assert bool((nm_mask(score, NM(n, m)).reshape(1024, -1, m).sum(-1) == m - n).all())
