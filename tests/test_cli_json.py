@@ -62,6 +62,7 @@ CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
     ("quantease", ["run"], _tiny_llama("quantease", "--bits", "3", "--sweeps", "2")),
     ("alps", ["run"], _tiny_llama("alps", "--sparsity", "0.5")),
     ("osscar", ["run"], _tiny_llama("osscar", "--mlp-sparsity", "0.25")),
+    ("hasslefree", ["run"], _tiny_llama("hasslefree", "--rank", "2", "--rounds", "2")),
     ("graphl0bnb", ["fit"], _shipped("packages/graphl0bnb/tests/data/banded6.csv")),
     (
         "archetypal_nmf",

@@ -218,6 +218,7 @@ LAYERWISE_BENCHES = [
     ("quantease", False),
     ("alps", False),
     ("osscar", False),
+    ("hasslefree", False),
 ]
 
 
