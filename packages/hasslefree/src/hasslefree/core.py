@@ -181,11 +181,13 @@ def closed_form_lowrank(
     kind: str = "exact",
     iters: int = 4,
     seed: int = 0,
+    whitened: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The rank-``rank`` L = U V minimising tr((M - L) H (M - L)ᵀ), H = C Cᵀ.
 
     Returns U [out, r], V [r, in] (balanced: both carry the square roots of the singular
     values) and the whitened product Z = L C [out, in] (the objective is ||(M C) - Z||²).
+    ``whitened``: M C when the caller has it already.
 
     Examples
     --------
@@ -196,7 +198,7 @@ def closed_form_lowrank(
     >>> bool(torch.allclose(U @ V, M, atol=1e-4))  # full rank: L = M exactly
     True
     """
-    Y = M.float() @ white.c
+    Y = M.float() @ white.c if whitened is None else whitened
     Uy, s, Vy = truncated_svd(Y, rank, kind=kind, iters=iters, seed=seed)
     root = s.sqrt()
     U = Uy * root[None, :]
@@ -242,20 +244,21 @@ def adam_lowrank(
     return u.detach(), v.detach() / d[None, :]
 
 
-def _refit(S: torch.Tensor, T: torch.Tensor, white: Whitening, iters: int) -> torch.Tensor:
+def _refit(S: torch.Tensor, target_h: torch.Tensor, white: Whitening, iters: int) -> torch.Tensor:
     """S's kept weights refitted to the target T (fixed support): Jacobi-preconditioned CG,
-    warm-started from S, so the objective only goes down."""
+    warm-started from S, so the objective only goes down. ``target_h`` is (T D) H̃ in the
+    scaled coordinates (the right-hand side of the normal equations)."""
     pre = white.prepared
     mask = S != 0
-    Ts = T.float() * pre.d[None, :]
     refit = masked_conjugate_gradient(
-        pre.Hs, Ts @ pre.Hs, mask, x0=S * pre.d[None, :], iters=iters, tol=1e-4
+        pre.Hs, target_h, mask, x0=S * pre.d[None, :], iters=iters, tol=1e-4
     )
     return (refit / pre.d[None, :]) * mask
 
 
 def _sparse_step(
     T: torch.Tensor,
+    target_h: torch.Tensor,
     Hd: torch.Tensor,
     white: Whitening,
     config: HassleFreeConfig,
@@ -280,7 +283,7 @@ def _sparse_step(
         T, Hd, sparsity=config.sparsity, nm=config.nm, name=name, inverse=white.inverse(name)
     )
     if config.refit:
-        S = _refit(S, T, white, config.refit_iters)
+        S = _refit(S, target_h, white, config.refit_iters)
     return S, {}
 
 
@@ -317,6 +320,10 @@ def hassle_free(
     white = white or prepare(H.to(W.device), config)
     Hd = white.damped
     Yw = W @ white.c  # whitened dense weights: f(S, L) = ||Yw - S C - Z||²
+    d, Hs = white.prepared.d, white.prepared.Hs
+    # the normal equations' right-hand side of an S-step, (W - U V) D H̃, costs one product
+    # of the rank-r factors per round given (W D) H̃ once
+    WdHs = (W * d[None, :]) @ Hs
     base = float(Yw.double().pow(2).sum())
     scale = base if base > 0 else 1.0
     out_f, in_f = W.shape
@@ -339,8 +346,9 @@ def hassle_free(
     for t in range(config.rounds):
         rounds_run = t + 1
         T = W - U @ V
+        target_h = WdHs - U @ ((V * d[None, :]) @ Hs)
         if losses < config.solver_patience:
-            S_new, step_info = _sparse_step(T, Hd, white, config, t, name)
+            S_new, step_info = _sparse_step(T, target_h, Hd, white, config, t, name)
             for key, value in step_info.items():
                 extra.setdefault(key, []).append(value)
             Y_new = (W - S_new) @ white.c
@@ -356,14 +364,20 @@ def hassle_free(
             # take that refit when the solver's support is worse (never worse than before).
             losses += 1
             if config.refit:
-                S_kept = _refit(S, T, white, config.refit_iters)
+                S_kept = _refit(S, target_h, white, config.refit_iters)
                 Y_kept = (W - S_kept) @ white.c
                 f_kept = float((Y_kept - Z).double().pow(2).sum())
                 if f_kept <= current:
                     S, Y, current = S_kept, Y_kept, f_kept
         if config.lowrank_step == "closed-form":
             U_new, V_new, Z_new = closed_form_lowrank(
-                W - S, white, rank, kind=config.svd, iters=config.svd_iters, seed=config.seed + t
+                W - S,
+                white,
+                rank,
+                kind=config.svd,
+                iters=config.svd_iters,
+                seed=config.seed + t,
+                whitened=Y,
             )
         else:
             U_new, V_new = adam_lowrank(
