@@ -55,7 +55,7 @@ def add_options(g: argparse._ArgumentGroup) -> None:
         default="closed-form",
         help="the L-step: exact reduced-rank regression, or the original code's Adam steps",
     )
-    g.add_argument("--rounds", type=int, default=10, help="alternations of S- and L-step")
+    g.add_argument("--rounds", type=int, default=5, help="alternations of S- and L-step")
     g.add_argument(
         "--tol", type=float, default=1e-3, help="stop once a round gains less than this share"
     )
