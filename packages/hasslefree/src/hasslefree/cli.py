@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_options=add_options,
         build_config=build_config,
         bench=BENCH,
-        what="decompose (S + L)",
+        what="decompose",
         add_commands=add_commands,
     )
 
