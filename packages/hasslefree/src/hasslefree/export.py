@@ -33,21 +33,6 @@ BASE = "base"
 ADAPTER = "adapter"
 
 
-def _plain_linear(module: FactoredLinear) -> torch.nn.Linear:
-    linear = torch.nn.Linear(
-        module.in_features,
-        module.out_features,
-        bias=module.bias is not None,
-        device=module.weight.device,
-        dtype=module.weight.dtype,
-    )
-    with torch.no_grad():
-        linear.weight.copy_(module.weight)
-        if module.bias is not None:
-            linear.bias.copy_(module.bias)
-    return linear
-
-
 def save_peft(model: Any, tokenizer: Any, out_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``out_dir/base`` (S only) and ``out_dir/adapter`` (L as LoRA), atomically.
 
@@ -81,7 +66,7 @@ def save_peft(model: Any, tokenizer: Any, out_dir: str | Path, *, overwrite: boo
     for name in factored:
         parent_name, _, child = name.rpartition(".")
         parent = base.get_submodule(parent_name) if parent_name else base
-        setattr(parent, child, _plain_linear(base.get_submodule(name)))
+        setattr(parent, child, base.get_submodule(name).to_linear(dense=False))
     ranks = {name: module.rank for name, module in factored.items()}
     top = max(ranks.values())
     pattern = {name: r for name, r in ranks.items() if r != top}

@@ -108,18 +108,7 @@ def _dense_layers(model: Any) -> Iterator[dict[str, FactoredLinear]]:
     """Swap every FactoredLinear for a plain Linear holding ``S + U V`` (restored after)."""
     factored = {n: m for n, m in model.named_modules() if isinstance(m, FactoredLinear)}
     for name, module in factored.items():
-        dense = torch.nn.Linear(
-            module.in_features,
-            module.out_features,
-            bias=module.bias is not None,
-            device=module.weight.device,
-            dtype=module.weight.dtype,
-        )
-        with torch.no_grad():
-            dense.weight.copy_(module.dense_weight())
-            if module.bias is not None:
-                dense.bias.copy_(module.bias)
-        _set_module(model, name, dense)
+        _set_module(model, name, module.to_linear(dense=True))
     try:
         yield factored
     finally:

@@ -366,6 +366,22 @@ class FactoredLinear(torch.nn.Module):
     def dense_weight(self) -> torch.Tensor:
         return self.weight + self.lowrank_u @ self.lowrank_v
 
+    def to_linear(self, *, dense: bool = True) -> torch.nn.Linear:
+        """A plain ``nn.Linear`` (same bias, dtype and device) holding S + U V (``dense``) or
+        S alone (the base of a LoRA export)."""
+        linear = torch.nn.Linear(
+            self.in_features,
+            self.out_features,
+            bias=self.bias is not None,
+            device=self.weight.device,
+            dtype=self.weight.dtype,
+        )
+        with torch.no_grad():
+            linear.weight.copy_(self.dense_weight() if dense else self.weight)
+            if self.bias is not None:
+                linear.bias.copy_(self.bias)
+        return linear
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = torch.nn.functional
         return f.linear(x, self.weight, self.bias) + f.linear(
