@@ -161,13 +161,17 @@ def test_unstructured_share_is_exact():
 
 
 def test_compression_budget_sets_the_rank():
-    cfg = HassleFreeConfig(nm="2:4", rank=None, compression=0.4)
+    assert HassleFreeConfig().rank == 32 and HassleFreeConfig(compression=0.4).rank is None
+    cfg = HassleFreeConfig(nm="2:4", compression=0.4)
     for shape in [(576, 576), (1536, 576), (192, 576)]:
         r = layer_rank(shape, cfg)
         kept = shape[0] * shape[1] // 2 + r * sum(shape)
         target = 0.6 * shape[0] * shape[1]
         assert target - sum(shape) < kept <= target  # within one rank unit of the budget
     assert layer_rank((576, 576), cfg) == 28
+    # N:M counts kept weights: 2:8 keeps a quarter, so at compression 0.6 L gets 0.15
+    assert layer_rank((576, 576), HassleFreeConfig(nm="2:8", compression=0.6)) == 43
+    assert layer_rank((576, 576), HassleFreeConfig(nm="4:8", compression=0.4)) == 28
 
 
 def test_adam_lowrank_step_runs_and_is_monotone():
@@ -201,8 +205,7 @@ def test_oats_pattern_rank_and_identity_scaling():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"rank": 4, "compression": 0.3}, "exactly one of rank"),
-        ({"rank": None}, "exactly one of rank"),
+        ({"rank": 4, "compression": 0.3}, "not both"),
         ({"rank": 0}, "positive integer"),
         ({"rank": None, "compression": 0.6}, "no room for the low-rank part"),
         ({"nm": "4:2"}, "N:M"),
@@ -351,3 +354,84 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_each_trace_entry_is_the_objective_after_that_round():
+    """A run stopped after k rounds is the k-th state of a longer run (deterministic): its
+    recomputed objective equals entry k of the longer run's trace."""
+    W, H = random_layer(14)
+    cfg = dict(rank=3, tol=0.0, solver_patience=3)
+    _, _, _, info = hassle_free(W, H, HassleFreeConfig(rounds=6, **cfg))
+    Hd = damped_statistic(H, 0.005, 0.005)
+    for k in (1, 2, 4, 6):
+        S, U, V, _ = hassle_free(W, H, HassleFreeConfig(rounds=k, **cfg))
+        assert relative(W, S + U @ V, Hd) == pytest.approx(info["objective_trace"][k - 1], rel=1e-4)
+
+
+@pytest.mark.parametrize("rounds", [2, 4])
+def test_each_round_fits_s_to_w_minus_the_previous_l_exactly(rounds):
+    """The S of round k is the least-squares fit of W - L_(k-1) on its support (the masked
+    gradient vanishes; a target of W instead of W - L fails), and L_k the best rank-r fit of
+    W - S_k. Runs are deterministic, so a run of k - 1 rounds gives L_(k-1)."""
+    W, H = random_layer(15)
+    cfg = dict(rank=3, tol=0.0, refit_iters=60, svd="exact")
+    _, U0, V0, _ = hassle_free(W, H, HassleFreeConfig(rounds=rounds - 1, **cfg))
+    S, U, V, _ = hassle_free(W, H, HassleFreeConfig(rounds=rounds, **cfg))
+    Hd = damped_statistic(H, 0.005, 0.005).double()
+    E = (W - U0 @ V0 - S).double()
+    gradient = (E @ Hd) * (S != 0)
+    assert float(gradient.norm()) < 1e-4 * float((W.double() @ Hd).norm())  # CG tol 1e-4
+    U2, V2, _ = closed_form_lowrank(W - S, Whitening.from_statistic(Hd.float()), 3, kind="exact")
+    assert objective(W - S, U @ V, Hd) <= objective(W - S, U2 @ V2, Hd) * (1 + 1e-5)
+
+
+def test_dead_inputs_and_empty_statistics():
+    W, H = random_layer(16)
+    H[:, 5] = 0.0
+    H[5, :] = 0.0  # input 5 never fires
+    S, U, V, _ = hassle_free(W, H, HassleFreeConfig(rank=3, rounds=3))
+    assert torch.all(S[:, 5] == 0) and float((U @ V)[:, 5].abs().max()) < 1e-4
+    white = Whitening.from_statistic(H)  # a raw statistic with a dead input
+    assert torch.isfinite(white.c).all() and torch.isfinite(white.c_inv).all()
+    S0, U0, V0, _ = hassle_free(W, torch.zeros(32, 32), HassleFreeConfig(rank=3, rounds=2))
+    assert nm_holds(S0, NM(2, 4)) and torch.isfinite(U0 @ V0).all()
+
+
+def test_factors_are_balanced_in_weight_space():
+    W, H = random_layer(17)
+    _, U, V, _ = hassle_free(W, H * 1e4, HassleFreeConfig(rank=3, rounds=2))
+    assert torch.allclose(U.norm(dim=0), V.norm(dim=1), rtol=1e-4)
+
+
+def test_shared_whitening_equals_one_layer_at_a_time():
+    from hasslefree import HassleFree
+    from layerwise.methods.base import LayerStats
+
+    W1, H = random_layer(18)
+    W2 = torch.randn(8, 32, generator=torch.Generator().manual_seed(19))
+    stats = LayerStats(H, torch.diagonal(H).clone(), 256, 256.0)
+    method = HassleFree(HassleFreeConfig(rank=3, rounds=3))
+    grouped = method.compress_group({"a": (W1, stats), "b": (W2, stats)})
+    for name, weight in (("a", W1), ("b", W2)):
+        alone = method.compress_layer(name, weight, stats)
+        assert torch.allclose(grouped[name].weight, alone.weight, atol=1e-5)
+        product = grouped[name].extras["lowrank_u"] @ grouped[name].extras["lowrank_v"]
+        alone_product = alone.extras["lowrank_u"] @ alone.extras["lowrank_v"]
+        assert torch.allclose(product, alone_product, atol=1e-4)
+
+
+def test_peft_export_with_per_layer_ranks_and_its_base_path(tmp_path):
+    from hasslefree import compress as decompose
+
+    model, tok = tiny_causal_lm("llama")
+    cfg = HassleFreeConfig(compression=0.3, rounds=2)
+    report = decompose(model, _cal(tok), cfg, device="cpu", progress=False)
+    assert len({layer.info["rank"] for layer in report.layers}) > 1
+    out = save_peft(model, tok, tmp_path / "peft")
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str((tmp_path / "peft" / "base").resolve())
+    assert config["rank_pattern"] and config["rank_pattern"] == config["alpha_pattern"]
+    ids = torch.randint(3, len(tok), (2, 12), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.allclose(load_peft(out)(ids).logits, model(ids).logits, atol=1e-5)
+    assert isinstance(model.get_submodule("model.layers.0.mlp.up_proj"), FactoredLinear)

@@ -15,7 +15,7 @@ def build_config(args: argparse.Namespace):
     return HassleFreeConfig(
         nm=None if args.nm in (None, "none") else args.nm,
         sparsity=args.sparsity,
-        rank=None if args.compression is not None else args.rank,
+        rank=args.rank,
         compression=args.compression,
         sparse_solver=args.sparse_solver,
         lowrank_step=args.lowrank_step,
@@ -25,6 +25,12 @@ def build_config(args: argparse.Namespace):
         damp=args.damp,
         diag_damp=args.diag_damp,
         svd=args.svd,
+        refit_iters=args.refit_iters,
+        solver_patience=args.solver_patience,
+        alps_max_iter=args.alps_max_iter,
+        adam_steps=args.adam_steps,
+        adam_lr=args.adam_lr,
+        seed=args.seed,
     )
 
 
@@ -35,7 +41,7 @@ def add_options(g: argparse._ArgumentGroup) -> None:
         help="N:M pattern of S, N kept in every M (default 2:4); 'none' for unstructured",
     )
     g.add_argument("--sparsity", type=float, default=0.5, help="S's share of zeros when --nm none")
-    g.add_argument("--rank", type=int, default=32, help="rank of L in every layer (default 32)")
+    g.add_argument("--rank", type=int, default=None, help="rank of L in every layer (default 32)")
     g.add_argument(
         "--compression",
         type=float,
@@ -60,6 +66,16 @@ def add_options(g: argparse._ArgumentGroup) -> None:
         "--tol", type=float, default=1e-3, help="stop once a round gains less than this share"
     )
     g.add_argument("--no-refit", action="store_true", help="no CG refit after the S-step")
+    g.add_argument("--refit-iters", type=int, default=3, help="CG steps of each refit")
+    g.add_argument(
+        "--solver-patience",
+        type=int,
+        default=1,
+        help="rounds in a row the solver may lose before later rounds only refit its support",
+    )
+    g.add_argument("--alps-max-iter", type=int, default=200, help="ADMM cap of the ALPS S-step")
+    g.add_argument("--adam-steps", type=int, default=50, help="Adam L-step: steps per round")
+    g.add_argument("--adam-lr", type=float, default=1e-2, help="Adam L-step: initial rate")
     g.add_argument("--damp", type=float, default=0.005, help="damping, share of mean diag XᵀX")
     g.add_argument(
         "--diag-damp", type=float, default=0.005, help="damping, share of each diagonal entry"

@@ -14,11 +14,17 @@ LOWRANK_STEPS = ("closed-form", "adam")
 SVD_KINDS = ("randomized", "exact")
 
 
+DEFAULT_RANK = 32
+
+
 def _check_budget(config: object) -> None:
-    """Shared checks of ``rank`` / ``compression`` (exactly one is given)."""
+    """Shared checks of ``rank`` / ``compression`` (at most one is given; neither: rank 32)."""
     rank, compression = config.rank, config.compression
-    if (rank is None) == (compression is None):
-        raise LabcoreError("give exactly one of rank (per layer) and compression (share removed)")
+    if rank is not None and compression is not None:
+        raise LabcoreError("give one of rank (per layer) and compression (share removed), not both")
+    if rank is None and compression is None:
+        object.__setattr__(config, "rank", DEFAULT_RANK)
+        rank = DEFAULT_RANK
     if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool) or rank < 1):
         raise LabcoreError(f"rank must be a positive integer, got {rank!r}")
     if compression is not None:
@@ -45,7 +51,7 @@ class HassleFreeConfig:
         Share of S's weights set to zero (one threshold over the layer for ALPS, SparseGPT's
         per-block share); ignored when ``nm`` is given.
     rank
-        Rank of L in every layer. Exclusive with ``compression``.
+        Rank of L in every layer (32 when neither it nor ``compression`` is given).
     compression
         Share of each layer's weights removed by S + L together; the rank per layer is then
         ``floor((keep - N/M) · out · in / (out + in))`` with ``keep = 1 - compression`` (the
@@ -87,7 +93,7 @@ class HassleFreeConfig:
 
     nm: NM | str | None = "2:4"
     sparsity: float = 0.5
-    rank: int | None = 32
+    rank: int | None = None
     compression: float | None = None
     sparse_solver: str = "sparsegpt"
     lowrank_step: str = "closed-form"
@@ -149,7 +155,7 @@ class OATSConfig:
 
     nm: NM | str | None = "2:4"
     sparsity: float = 0.5
-    rank: int | None = 32
+    rank: int | None = None
     compression: float | None = None
     iterations: int = 80
     svd: str = "randomized"

@@ -18,7 +18,7 @@ Alternating minimisation, ``rounds`` times:
    instead takes the original code's Adam steps on the factors.
 
 The objective is tracked in whitened coordinates at the cost of one matmul per round: with
-Z = L C kept in factored form, f = ||Y - Z||².
+Y = (W - S) C and Z = L C, f = ||Y - Z||².
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def damped_statistic(H: torch.Tensor, damp: float, diag_damp: float) -> torch.Te
     H = H.float().clone()
     diag = torch.diagonal(H)
     diag[diag == 0] = 1.0
-    diag.mul_(1.0 + diag_damp).add_(damp * float(diag.mean()))
+    mean = float(diag.mean())
+    diag.mul_(1.0 + diag_damp).add_(damp * mean)
     return H
 
 
@@ -97,7 +98,7 @@ class Whitening:
     """H = C Cᵀ from the Jacobi-scaled eigendecomposition; ``prepared`` is ALPS's (same one).
 
     ``c`` = D Q Λ^½ [in, in] and ``c_inv`` = Λ^-½ Qᵀ D⁻¹ (zero on directions with Λ = 0: a
-    pseudo-inverse, so L never grows along inputs the data never excites).
+    pseudo-inverse, for an undamped rank-deficient H).
     """
 
     c: torch.Tensor
@@ -114,9 +115,11 @@ class Whitening:
 
     @classmethod
     def from_statistic(cls, Hd: torch.Tensor) -> Whitening:
-        """``Hd`` damped (positive diagonal)."""
+        """``Hd`` damped (:func:`prepare`), or a raw XᵀX: inputs that never fire (H_jj = 0)
+        then get scale 1 and a zero eigenvalue, which the pseudo-inverse ignores."""
         Hd = Hd.float()
         d = torch.sqrt(torch.diagonal(Hd))
+        d = torch.where(d > 0, d, torch.ones_like(d))
         Hs = Hd / d[:, None] / d[None, :]
         evals, evecs = torch.linalg.eigh(Hs.double())
         evals = evals.clamp_min(0)
@@ -203,7 +206,17 @@ def closed_form_lowrank(
     root = s.sqrt()
     U = Uy * root[None, :]
     Vw = root[:, None] * Vy.T  # whitened row space: Z = U Vw
-    return U, Vw @ white.c_inv, U @ Vw
+    U_out, V_out = balance(U, Vw @ white.c_inv)
+    return U_out, V_out, U @ Vw
+
+
+def balance(U: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rescale each rank-one component so that its column of U and row of V have equal norms
+    (the product is unchanged): factors balanced in weight space keep fp16 storage and LoRA
+    exports away from tiny or huge entries whatever the calibration size."""
+    scale = torch.sqrt(V.norm(dim=1) / U.norm(dim=0).clamp_min(1e-30)).clamp_min(1e-30)
+    scale = torch.where(torch.isfinite(scale) & (U.norm(dim=0) > 0), scale, torch.ones_like(scale))
+    return U * scale[None, :], V / scale[:, None]
 
 
 def adam_lowrank(
@@ -217,8 +230,13 @@ def adam_lowrank(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The original code's L-step: Adam on ½tr((R̃ - U Ṽ) H̃ (R̃ - U Ṽ)ᵀ) in Jacobi-scaled
     coordinates (R̃ = R D, Ṽ = V D, H̃ = D⁻¹HD⁻¹), warm-started from (U, V); a NaN or inf
-    loss restarts from (U, V) with a tenth of the learning rate."""
+    loss restarts from (U, V) with a tenth of the learning rate.
+
+    D is normalised to mean(D²) = 1: the original's H = (2/n)Σxxᵀ makes its parameter scale,
+    and so the effect of a learning rate, depend on the calibration size; here it does not.
+    """
     d = white.prepared.d
+    d = d / d.pow(2).mean().sqrt()
     Hs = white.prepared.Hs
     target = R.float() * d[None, :]
     start_u, start_v = U.float().clone(), V.float() * d[None, :]
@@ -316,7 +334,10 @@ def hassle_free(
     """
     rank = layer_rank(tuple(W.shape), config)
     check_layer(W, H, config, rank, name)
-    W = W.float()
+    W = W.float().clone()
+    # inputs that never fire: their weights cost nothing, so neither S nor L spends on them
+    # (as SparseGPT and the authors' code)
+    W[:, torch.diagonal(H).to(W.device) == 0] = 0.0
     white = white or prepare(H.to(W.device), config)
     Hd = white.damped
     Yw = W @ white.c  # whitened dense weights: f(S, L) = ||Yw - S C - Z||²
@@ -461,8 +482,7 @@ def oats(
         L = (Uy * s[None, :]) @ Vy.T
         S = threshold(Wd - L)
     root = s.sqrt()
-    U = Uy * root[None, :]
-    V = (root[:, None] * Vy.T) / d[None, :]
+    U, V = balance(Uy * root[None, :], (root[:, None] * Vy.T) / d[None, :])
     S = S / d[None, :]
     kept = int((S != 0).sum())
     out_f, in_f = W.shape
@@ -479,6 +499,7 @@ def oats(
 __all__ = [
     "Whitening",
     "adam_lowrank",
+    "balance",
     "closed_form_lowrank",
     "damped_statistic",
     "hassle_free",

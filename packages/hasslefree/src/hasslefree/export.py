@@ -11,7 +11,8 @@
 
 ``PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("base"), "adapter")`` then
 computes S x + U V x, and ``merge_and_unload()`` gives the dense S + U V. Engines that serve
-LoRA adapters over a base model (vLLM with ``--enable-lora``) run the pair unchanged. Speed:
+LoRA adapters over a base model run the pair (vLLM: ``--enable-lora`` with
+``--max-lora-rank`` at least the rank, whose default 16 is below this package's 32). Speed:
 S is stored dense with zeros; a 2:4 S runs faster only through 2:4 kernels (e.g. torch's
 ``to_sparse_semi_structured`` on NVIDIA Ampere or newer), and the rank-r branch adds two thin
 matmuls per layer.
@@ -19,25 +20,28 @@ matmuls per layer.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import torch
-from layerwise.structure import FactoredLinear
+from layerwise.structure import plain_linear_layers
 
 from labcore import LabcoreError
 from labcore.io import atomic_directory
 
 BASE = "base"
 ADAPTER = "adapter"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def save_peft(model: Any, tokenizer: Any, out_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``out_dir/base`` (S only) and ``out_dir/adapter`` (L as LoRA), atomically.
 
     ``model`` holds :class:`~layerwise.structure.FactoredLinear` layers (after
-    :func:`hasslefree.compress`, or from ``layerwise.load(path)``); it is not modified.
+    :func:`hasslefree.compress`, or from ``layerwise.load(path)``); it is left as it was
+    (its layers are swapped for plain ones only while the base is written, in its own dtype).
+    The adapter's ``base_model_name_or_path`` is the absolute path of ``out_dir/base``, so
+    tools that load the base from the adapter config get S, not the dense model.
 
     Examples
     --------
@@ -54,45 +58,41 @@ def save_peft(model: Any, tokenizer: Any, out_dir: str | Path, *, overwrite: boo
     >>> bool(torch.allclose(peft_model(ids).logits, model(ids).logits, atol=1e-5))
     True
     """
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
+    from safetensors.torch import save_file
 
-    factored = {n: m for n, m in model.named_modules() if isinstance(m, FactoredLinear)}
-    if not factored:
-        raise LabcoreError(
-            "the model has no sparse-plus-low-rank layers (FactoredLinear): decompose it with "
-            "hasslefree.compress or load a saved output with layerwise.load first"
-        )
-    base = copy.deepcopy(model).cpu().float()
-    for name in factored:
-        parent_name, _, child = name.rpartition(".")
-        parent = base.get_submodule(parent_name) if parent_name else base
-        setattr(parent, child, base.get_submodule(name).to_linear(dense=False))
-    ranks = {name: module.rank for name, module in factored.items()}
-    top = max(ranks.values())
-    pattern = {name: r for name, r in ranks.items() if r != top}
     out = Path(out_dir)
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        base.save_pretrained(tmp / BASE)
+        with plain_linear_layers(model, dense=False) as factored:
+            if not factored:
+                raise LabcoreError(
+                    "the model has no sparse-plus-low-rank layers (FactoredLinear): decompose "
+                    "it with hasslefree.compress or load a saved output with layerwise.load"
+                )
+            model.save_pretrained(tmp / BASE)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp / BASE)
+        ranks = {name: module.rank for name, module in factored.items()}
+        top = max(ranks.values())
+        pattern = {name: r for name, r in ranks.items() if r != top}
         lora = LoraConfig(
             r=top,
-            lora_alpha=top,
+            lora_alpha=top,  # scaling α/r = 1 in every layer: B A is exactly U V
             target_modules=sorted(factored),
             rank_pattern=pattern,
             alpha_pattern=pattern,
             lora_dropout=0.0,
             bias="none",
             task_type="CAUSAL_LM",
-            init_lora_weights=False,
+            base_model_name_or_path=str((out / BASE).resolve()),
         )
-        wrapped = get_peft_model(base, lora)
-        with torch.no_grad():
-            for name, module in factored.items():
-                layer = wrapped.base_model.model.get_submodule(name)
-                layer.lora_A["default"].weight.copy_(module.lowrank_v.float().cpu())
-                layer.lora_B["default"].weight.copy_(module.lowrank_u.float().cpu())
-        wrapped.save_pretrained(tmp / ADAPTER)
+        lora.save_pretrained(str(tmp / ADAPTER))
+        tensors = {}
+        for name, module in factored.items():
+            key = f"base_model.model.{name}"
+            tensors[f"{key}.lora_A.weight"] = module.lowrank_v.detach().float().cpu().contiguous()
+            tensors[f"{key}.lora_B.weight"] = module.lowrank_u.detach().float().cpu().contiguous()
+        save_file(tensors, str(tmp / ADAPTER / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     return out
 
 

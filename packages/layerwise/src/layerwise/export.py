@@ -48,9 +48,7 @@ provide. Structured pruning does: the saved model is smaller and faster everywhe
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -66,10 +64,10 @@ from layerwise.structure import (
     LOWRANK_U,
     LOWRANK_V,
     BlockShape,
-    FactoredLinear,
     block_shape,
     install_factored,
     model_context,
+    plain_linear_layers,
     shrink_block_to,
 )
 
@@ -101,24 +99,6 @@ def _record_structure(model: Any) -> dict[str, Any] | None:
         cfg.head_dim = ctx.head_dim  # no longer hidden_size // num_attention_heads
         return {"uniform": True, "head_dim": ctx.head_dim, "blocks": [asdict(shapes[0])]}
     return {"uniform": False, "head_dim": ctx.head_dim, "blocks": [asdict(s) for s in shapes]}
-
-
-@contextlib.contextmanager
-def _dense_layers(model: Any) -> Iterator[dict[str, FactoredLinear]]:
-    """Swap every FactoredLinear for a plain Linear holding ``S + U V`` (restored after)."""
-    factored = {n: m for n, m in model.named_modules() if isinstance(m, FactoredLinear)}
-    for name, module in factored.items():
-        _set_module(model, name, module.to_linear(dense=True))
-    try:
-        yield factored
-    finally:
-        for name, module in factored.items():
-            _set_module(model, name, module)
-
-
-def _set_module(model: Any, name: str, module: torch.nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, module)
 
 
 def save(
@@ -176,7 +156,7 @@ def save(
         for layer, tensors in (report.extras if report is not None else {}).items():
             for key, value in tensors.items():
                 extras[f"{layer}.{key}"] = value.detach().float().cpu().contiguous()
-        with _dense_layers(model) as factored:
+        with plain_linear_layers(model, dense=True) as factored:
             model.save_pretrained(tmp)
         for layer, module in factored.items():
             extras[f"{layer}.{SPARSE}"] = module.weight.detach().float().cpu().contiguous()

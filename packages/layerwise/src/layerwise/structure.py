@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -390,6 +391,21 @@ class FactoredLinear(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+@contextlib.contextmanager
+def plain_linear_layers(model: torch.nn.Module, *, dense: bool = True):
+    """Swap every :class:`FactoredLinear` of ``model`` for a plain ``nn.Linear`` holding
+    S + U V (``dense``) or S alone, for the duration of the block (e.g. to save a
+    checkpoint any transformers code loads); yields ``{name: FactoredLinear}``."""
+    factored = {n: m for n, m in model.named_modules() if isinstance(m, FactoredLinear)}
+    for name, module in factored.items():
+        _replace(model, name, module.to_linear(dense=dense))
+    try:
+        yield factored
+    finally:
+        for name, module in factored.items():
+            _replace(model, name, module)
 
 
 def install_factored(
