@@ -63,6 +63,14 @@ CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
     ("alps", ["run"], _tiny_llama("alps", "--sparsity", "0.5")),
     ("osscar", ["run"], _tiny_llama("osscar", "--mlp-sparsity", "0.25")),
     ("hasslefree", ["run"], _tiny_llama("hasslefree", "--rank", "2", "--rounds", "2")),
+    (
+        "rac",
+        ["traces"],
+        lambda tmp: [
+            "--model", str(ROOT / "packages/rac/tests/data/tiny-llama"), "--n", "2",
+            "--max-new-tokens", "4", "--device", "cpu", "--out", str(tmp / "t.jsonl"),
+        ],  # fmt: skip
+    ),
     ("graphl0bnb", ["fit"], _shipped("packages/graphl0bnb/tests/data/banded6.csv")),
     (
         "archetypal_nmf",

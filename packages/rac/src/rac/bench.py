@@ -1,0 +1,137 @@
+"""``rac bench``: calibrating on BBC text against calibrating on the model's own reasoning.
+
+One process, SmolLM2-135M-Instruct (the offline ``smollm2-135m``):
+
+1. Traces: the dense model's sampled completions (2 per problem, 128 new tokens) of easy
+   arithmetic word problems (:func:`labcore.tasks.arithmetic_problems`, seed 1000), written
+   to ``<out>/traces.jsonl`` (resumed when present).
+2. Rows: each method compresses a fresh copy of the dense model with one calibration —
+   ``bbc`` (random windows of BBC train, the usual text), ``rac`` (prompt + trace),
+   ``rac-prompt`` (prompts only) and ``rac-trace`` (trace tokens only, prompt as context) —
+   the same number of sequences of the same length for each.
+3. Columns: accuracy and mean generated tokens on other arithmetic problems (seed 0, greedy,
+   128 new tokens; never the trace problems), the share cut at the cap; ``trace_ppl``, the
+   perplexity of the dense model's own traces of those evaluation problems (one sample each,
+   ``<out>/heldout.jsonl``): how much of the dense model's reasoning the compressed one keeps,
+   a low-noise signal where accuracy is low; BBC test perplexity; GSM8K (problems 800-1318 of
+   the test file) with ``--data-root``, full run only.
+
+Quick: SparseGPT 50%. Full: also ALPS 50% and 70% and QuantEase 3-bit (all four
+calibrations each), and more evaluation problems.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from layerwise.bench import Preset, add_bench_options, run_rows
+
+from labcore.bench import BenchConfig, BenchReport, BenchSpec
+from rac import __version__
+
+QUICK = Preset(calib_windows=32, eval_windows=16, seqlen=256)
+FULL = Preset(calib_windows=64, eval_windows=32, seqlen=256)
+TRACE_PROBLEMS = {True: 64, False: 128}
+EVAL_PROBLEMS = {True: 48, False: 128}
+TRACE_SEED = 1000  # trace problems come from another seed than the evaluation problems
+GSM8K_EVAL = slice(800, None)  # GSM8K test problems 800-1318: never used for traces
+CALIBRATIONS = ("bbc", "rac", "rac-prompt", "rac-trace")
+MODES = {"rac": "prompt+trace", "rac-prompt": "prompt", "rac-trace": "trace"}
+
+
+def method_configs(quick: bool) -> list[tuple[str, dict[str, Any], Any]]:
+    from layerwise.methods import SparseGPTConfig
+
+    rows = [("sparsegpt", {"sparsity": 0.5}, SparseGPTConfig(sparsity=0.5))]
+    if not quick:
+        from alps import ALPSConfig
+        from quantease import QuantEaseConfig
+
+        rows += [
+            ("alps", {"sparsity": 0.5}, ALPSConfig(sparsity=0.5)),
+            ("alps", {"sparsity": 0.7}, ALPSConfig(sparsity=0.7)),
+            ("quantease", {"bits": 3}, QuantEaseConfig(bits=3)),
+        ]
+    return rows
+
+
+def run_bench(config: BenchConfig) -> BenchReport:
+    from labcore.models import load_causal_lm
+    from labcore.tasks import arithmetic_problems, load_gsm8k
+    from rac.calibration import TraceCalibration, calibration_from_traces
+    from rac.evaluate import reasoning_evaluator, trace_evaluator
+    from rac.traces import TraceConfig, generate_traces, read_traces
+
+    quick = config.quick
+    preset = QUICK if quick else FULL
+    model_name = str(config.option("model", "smollm2-135m"))
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    traces = out / "traces.jsonl"
+    dense, tok = load_causal_lm(model_name, device=config.device)
+    summary = generate_traces(
+        dense,
+        tok,
+        arithmetic_problems(TRACE_PROBLEMS[quick], seed=TRACE_SEED),
+        traces,
+        TraceConfig(samples=2, max_new_tokens=128, batch_size=16),
+        model_name=model_name,
+    )
+    eval_problems = arithmetic_problems(EVAL_PROBLEMS[quick], seed=0)
+    heldout = out / "heldout.jsonl"
+    generate_traces(
+        dense,
+        tok,
+        eval_problems,
+        heldout,
+        TraceConfig(samples=1, max_new_tokens=128, batch_size=16, seed=1),
+        model_name=model_name,
+    )
+    del dense
+    evaluators: list[Any] = [
+        "perplexity",
+        reasoning_evaluator("arith", eval_problems),
+        trace_evaluator(read_traces(heldout)[1]),
+    ]
+    if not quick and config.data_root is not None:
+        gsm = load_gsm8k(config.data_root)[GSM8K_EVAL]
+        evaluators.append(reasoning_evaluator("gsm8k", gsm, max_new_tokens=256))
+
+    def calibration(kind: str):
+        def build(tokenizer: Any, seed: int):
+            options = TraceCalibration(mode=MODES[kind])
+            return calibration_from_traces(
+                str(traces), tokenizer=tokenizer, n=preset.calib_windows,
+                seqlen=preset.seqlen, seed=seed, options=options,
+            )  # fmt: skip
+
+        return build
+
+    rows: list[tuple] = [("dense", {}, None)]
+    for method, params, cfg in method_configs(quick):
+        for kind in CALIBRATIONS:
+            row_params = {**params, "calibration": kind}
+            rows.append((method, row_params, cfg) if kind == "bbc" else
+                        (method, row_params, cfg, calibration(kind)))  # fmt: skip
+    report, _ = run_rows(
+        config,
+        rows,
+        package="rac",
+        version=__version__,
+        quick_preset=QUICK,
+        full_preset=FULL,
+        evaluators=evaluators,
+    )
+    report.config["traces"] = {k: v for k, v in summary.items() if k != "path"}
+    return report
+
+
+BENCH = BenchSpec(
+    package="rac",
+    version=__version__,
+    run=run_bench,
+    help="BBC-text calibration against the model's own reasoning traces (SparseGPT, ALPS, QuantEase)",
+    uses=frozenset({"seeds", "data_root", "device"}),
+    add_arguments=add_bench_options,
+)
