@@ -10,8 +10,10 @@ runner), in one process. Rows, at each N:M pattern:
 * ``oats``: the diagonal relaxation (80 alternations of SVD and threshold on D·W), same ranks;
 * ``sparse+lowrank``: SparseGPT, then one closed-form low-rank fit of its residual (one round
   without refit: the prune-then-correct scheme of EoRA-style methods), rank 32;
-* full run only, 2:4 and rank 32: ``alps`` (S only) and ``hasslefree`` with the ALPS S-step
-  (``solver`` alps), which costs several ALPS runs per layer on the CPU.
+* full run only: ``alps`` (S only) and ``hasslefree-alps`` (HASSLE-free with the ALPS
+  S-step) at every N:M and rank, last: they cost several ALPS runs per layer on the CPU, and
+  ``--only dense,sparsegpt,alps,hasslefree-alps`` runs them alone (with the SparseGPT rows
+  for the time ratios).
 
 Extra columns: ``params_ratio`` (kept parameters of the decomposed linear layers, S's nonzeros
 plus r·(out + in), over the dense count), ``time_vs_sparsegpt`` (compression time over the
@@ -64,15 +66,17 @@ def bench_rows(quick: bool) -> list[tuple[str, dict[str, Any], Any]]:
                 HassleFreeConfig(nm=nm, rank=rank, rounds=1, refit=False),
             )
         )
-    if not quick:  # the ALPS S-step costs several ALPS runs per layer on the CPU: 2:4, rank 32
-        rows.append(("alps", {"nm": "2:4", "rank": 0}, ALPSConfig(nm="2:4")))
-        rows.append(
-            (
-                "hasslefree",
-                {"nm": "2:4", "rank": 32, "solver": "alps"},
-                HassleFreeConfig(nm="2:4", rank=32, sparse_solver="alps"),
-            )
-        )
+    if not quick:  # the ALPS S-step: several ALPS runs per layer (about 6 min per row here)
+        for nm in patterns:
+            rows.append(("alps", {"nm": nm, "rank": 0}, ALPSConfig(nm=nm)))
+            for rank in ranks:
+                rows.append(
+                    (
+                        "hasslefree-alps",
+                        {"nm": nm, "rank": rank, "solver": "alps"},
+                        HassleFreeConfig(nm=nm, rank=rank, sparse_solver="alps"),
+                    )
+                )
     return rows
 
 
@@ -117,7 +121,7 @@ def add_ratios(report: BenchReport, compressions: dict[int, Any]) -> None:
         if reference and row.method != "dense":
             row.metrics["time_vs_sparsegpt"] = round(row.time_s / reference, 2)
         comp = compressions.get(index)
-        if comp is not None and row.method in ("hasslefree", "sparse+lowrank"):
+        if comp is not None and row.method in ("hasslefree", "hasslefree-alps", "sparse+lowrank"):
             rounds = [layer.info.get("rounds", 0) for layer in comp.layers]
             row.metrics["mean_rounds"] = round(sum(rounds) / max(len(rounds), 1), 1)
 
