@@ -169,7 +169,8 @@ def save_compressed_tensors(
         apply_quantization_config,
     )
 
-    from layerwise.export import SIDECAR, _dense_layers
+    from layerwise.export import SIDECAR
+    from layerwise.structure import plain_linear_layers
 
     if unsupported not in ("error", "dense"):
         raise LabcoreError(f"unsupported must be 'error' or 'dense', got {unsupported!r}")
@@ -206,7 +207,7 @@ def save_compressed_tensors(
     from labcore.models import _resolve_dtype
 
     work = copy.deepcopy(model).to(_resolve_dtype(dtype))
-    with _dense_layers(work) as factored:
+    with plain_linear_layers(work, dense=True) as factored:
         if factored:
             notes.append(
                 f"{len(factored)} sparse-plus-low-rank layer(s) written as their dense sum S + U V"
