@@ -52,6 +52,13 @@ def _tiny_llama(package: str, *method_args: str) -> Callable[[Path], list[str]]:
     return setup
 
 
+def _rac_traces(tmp: Path) -> list[str]:
+    """Traces of two problems from the tiny checkpoint rac's tests ship, on CPU."""
+    model = ROOT / "packages" / "rac" / "tests" / "data" / "tiny-llama"
+    return ["--model", str(model), "--n", "2", "--max-new-tokens", "4", "--device", "cpu",
+            "--out", str(tmp / "t.jsonl")]  # fmt: skip
+
+
 # module, argv before the input arguments, a function writing inputs into tmp and returning
 # the rest of argv.
 CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
@@ -63,14 +70,7 @@ CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
     ("alps", ["run"], _tiny_llama("alps", "--sparsity", "0.5")),
     ("osscar", ["run"], _tiny_llama("osscar", "--mlp-sparsity", "0.25")),
     ("hasslefree", ["run"], _tiny_llama("hasslefree", "--rank", "2", "--rounds", "2")),
-    (
-        "rac",
-        ["traces"],
-        lambda tmp: [
-            "--model", str(ROOT / "packages/rac/tests/data/tiny-llama"), "--n", "2",
-            "--max-new-tokens", "4", "--device", "cpu", "--out", str(tmp / "t.jsonl"),
-        ],  # fmt: skip
-    ),
+    ("rac", ["traces"], _rac_traces),
     ("graphl0bnb", ["fit"], _shipped("packages/graphl0bnb/tests/data/banded6.csv")),
     (
         "archetypal_nmf",
