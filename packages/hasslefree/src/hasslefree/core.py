@@ -277,7 +277,6 @@ def _refit(S: torch.Tensor, target_h: torch.Tensor, white: Whitening, iters: int
 def _sparse_step(
     T: torch.Tensor,
     target_h: torch.Tensor,
-    Hd: torch.Tensor,
     white: Whitening,
     config: HassleFreeConfig,
     round_index: int,
@@ -293,12 +292,17 @@ def _sparse_step(
             rho=rho,
             rho_max=max(1e6, rho),
             max_iter=config.alps_max_iter,
-            ridge=0.0,  # Hd is damped already
+            ridge=0.0,  # white.damped is damped already
         )
-        S, info = alps_prune(T, Hd, alps_config, name=name, prepared=white.prepared)
+        S, info = alps_prune(T, white.damped, alps_config, name=name, prepared=white.prepared)
         return S, {"admm_iterations": info["iterations"]}
     S, _ = sparsegpt_prune(
-        T, Hd, sparsity=config.sparsity, nm=config.nm, name=name, inverse=white.inverse(name)
+        T,
+        white.damped,
+        sparsity=config.sparsity,
+        nm=config.nm,
+        name=name,
+        inverse=white.inverse(name),
     )
     if config.refit:
         S = _refit(S, target_h, white, config.refit_iters)
@@ -339,7 +343,6 @@ def hassle_free(
     # (as SparseGPT and the authors' code)
     W[:, torch.diagonal(H).to(W.device) == 0] = 0.0
     white = white or prepare(H.to(W.device), config)
-    Hd = white.damped
     Yw = W @ white.c  # whitened dense weights: f(S, L) = ||Yw - S C - Z||²
     d, Hs = white.prepared.d, white.prepared.Hs
     # the normal equations' right-hand side of an S-step, (W - U V) D H̃, costs one product
@@ -369,7 +372,7 @@ def hassle_free(
         T = W - U @ V
         target_h = WdHs - U @ ((V * d[None, :]) @ Hs)
         if losses < config.solver_patience:
-            S_new, step_info = _sparse_step(T, target_h, Hd, white, config, t, name)
+            S_new, step_info = _sparse_step(T, target_h, white, config, t, name)
             for key, value in step_info.items():
                 extra.setdefault(key, []).append(value)
             Y_new = (W - S_new) @ white.c
