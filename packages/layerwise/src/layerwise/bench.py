@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -360,6 +361,7 @@ def run_rows(
                 model.to(device)
                 evaluated: dict[str, Any] = {}
                 for ev in evaluators:
+                    started = time.perf_counter()
                     if ev == PERPLEXITY:
                         ppl = evaluate_perplexity(
                             model,
@@ -379,6 +381,11 @@ def run_rows(
                                 f"{type(out).__name__}, not a dict of metrics"
                             )
                         evaluated.update(out)
+                    log.info(
+                        "%s %s seed %d: evaluator %s took %.1f s",
+                        method, params, seed, getattr(ev, "__name__", ev),
+                        time.perf_counter() - started,
+                    )  # fmt: skip
                 metrics = {**evaluated, **metrics}
                 report.add(Row(method, params, "bbc", seed, metrics, round(time_s, 2)))
                 log.info("%s %s seed %d: %s", method, params, seed, metrics)
@@ -440,7 +447,6 @@ def time_layer_solvers(
     Returns a row per (solver, shape) with the layer objective, and per solver the estimated
     time of one Llama block (``LAYERS_PER_BLOCK``). For the GPU scripts of method packages.
     """
-    import time
 
     import torch
 
