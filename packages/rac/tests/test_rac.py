@@ -183,6 +183,8 @@ def test_bench_on_a_tiny_model(tmp_path, monkeypatch):
     for row in report.rows:
         assert 0.0 <= row.metrics["arith_accuracy"] <= 1.0 and row.metrics["arith_tokens"] > 0
         assert row.metrics["trace_ppl"] > 1.0
+    assert report.rows[0].metrics["trace_kl"] == pytest.approx(0.0, abs=1e-6)  # dense itself
+    assert all(row.metrics["trace_kl"] > 0 for row in report.rows[1:])
     assert report.config["traces"]["completions"] == 6
     assert (tmp_path / "out" / "traces.jsonl").is_file()
 
@@ -201,25 +203,38 @@ def test_traces_command_json(tmp_path, capsys):
     assert "--data-root" in capsys.readouterr().err
 
 
-def test_trace_perplexity_equals_a_one_sequence_computation(tmp_path):
+def test_trace_scores_equal_a_one_sequence_computation(tmp_path):
+    """Batched, padded perplexity and KL(dense || model) equal the sums over each sequence's
+    completion tokens done by hand; KL of a model against itself is 0."""
+    import copy
     import math
 
-    from rac.evaluate import trace_perplexity
+    from rac.evaluate import trace_perplexity, trace_scores
 
     path, _, tok = _traces(tmp_path)
     records = read_traces(path)[1][:5]
     model, _ = tiny_causal_lm("llama")
-    nll, count = 0.0, 0
+    dense = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    nll, kl, count = 0.0, 0.0, 0
     for record in records:
         ids = torch.tensor([record["prompt_ids"] + record["completion_ids"]])
         with torch.no_grad():
             logp = torch.log_softmax(model(ids).logits[0, :-1].float(), dim=-1)
+            ref = torch.log_softmax(dense(ids).logits[0, :-1].float(), dim=-1)
         start = len(record["prompt_ids"])
         for position in range(start, ids.shape[1]):
             nll -= float(logp[position - 1, ids[0, position]])
+            p_ref = ref[position - 1].exp()
+            kl += float((p_ref * (ref[position - 1] - logp[position - 1])).sum())
             count += 1
-    batched = trace_perplexity(model, records, batch_size=3, pad_id=tok.pad_token_id)
-    assert batched == pytest.approx(math.exp(nll / count), rel=1e-4)
+    scores = trace_scores(model, records, reference=dense, batch_size=3, pad_id=tok.pad_token_id)
+    assert scores["perplexity"] == pytest.approx(math.exp(nll / count), rel=1e-4)
+    assert scores["kl"] == pytest.approx(kl / count, rel=1e-4) and scores["kl"] > 1e-4
+    assert trace_perplexity(model, records, batch_size=2) == pytest.approx(scores["perplexity"])
+    assert trace_scores(dense, records, reference=dense)["kl"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_humaneval_scores_the_reference_solutions_and_rejects_wrong_ones(monkeypatch):

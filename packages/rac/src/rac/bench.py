@@ -12,8 +12,9 @@ One process, SmolLM2-135M-Instruct (the offline ``smollm2-135m``):
 3. Columns: accuracy and mean generated tokens on other arithmetic problems (seed 0, greedy,
    128 new tokens; never the trace problems), the share cut at the cap; ``trace_ppl``, the
    perplexity of the dense model's own traces of those evaluation problems (one sample each,
-   ``<out>/heldout.jsonl``): how much of the dense model's reasoning the compressed one keeps,
-   a low-noise signal where accuracy is low; BBC test perplexity. Full run only: HumanEval
+   ``<out>/heldout.jsonl``), and ``trace_kl``, the mean next-token KL(dense ‖ compressed)
+   on those tokens: how much of the dense model's reasoning the compressed one keeps, low-noise
+   signals where accuracy is low; BBC test perplexity. Full run only: HumanEval
    pass@1 on its first 40 problems (the ``humaneval`` extra, smcdecode's sandbox), and with
    ``--data-root`` GSM8K (test problems 800-863) and MATH500 (problems 400-463), greedy.
 
@@ -116,11 +117,11 @@ def run_bench(config: BenchConfig) -> BenchReport:
         TraceConfig(samples=1, max_new_tokens=128, batch_size=16, seed=1),
         model_name=model_name,
     )
-    del dense
+    dense.eval()  # kept as the reference of the trace KL
     evaluators: list[Any] = [
         "perplexity",
         reasoning_evaluator("arith", eval_problems),
-        trace_evaluator(read_traces(heldout)[1]),
+        trace_evaluator(read_traces(heldout)[1], reference=dense),
     ]
     if not quick:
         evaluators += full_run_evaluators(config.data_root)

@@ -83,35 +83,11 @@ def reasoning_evaluator(
     return evaluate
 
 
-def trace_perplexity(
-    model: Any, records: Sequence[dict[str, Any]], *, batch_size: int = 8, pad_id: int = 0
-) -> float:
-    """Perplexity of ``model`` on the completion tokens of held-out dense traces, given their
-    prompts: how well a compressed model keeps the dense model's own reasoning (on-policy
-    perplexity, lower is better; the dense model's own value is the reference).
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> from labcore.models import tiny_causal_lm
-    >>> from labcore.tasks import arithmetic_problems
-    >>> from rac.traces import TraceConfig, generate_traces, read_traces
-    >>> from rac.evaluate import trace_perplexity
-    >>> model, tok = tiny_causal_lm("llama")
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.jsonl"
-    >>> _ = generate_traces(model, tok, arithmetic_problems(2), path, TraceConfig(max_new_tokens=5))
-    >>> trace_perplexity(model, read_traces(path)[1]) > 1.0
-    True
-    """
-    import math
-
+def _trace_batches(records: Sequence[dict[str, Any]], batch_size: int, pad_id: int):
+    """(ids, attention mask, scored positions) per batch: prompt then completion, right
+    padded; only the completion tokens are scored."""
     import torch
 
-    if not records:
-        raise LabcoreError("no traces to score")
-    device = next(model.parameters()).device
-    total_nll = 0.0
-    total_tokens = 0
     for start in range(0, len(records), batch_size):
         batch = records[start : start + batch_size]
         sequences = [r["prompt_ids"] + r["completion_ids"] for r in batch]
@@ -123,27 +99,91 @@ def trace_perplexity(
             ids[row, : len(sequence)] = torch.tensor(sequence)
             mask[row, : len(sequence)] = 1
             scored[row, len(record["prompt_ids"]) : len(sequence)] = True
+        yield ids, mask, scored
+
+
+def trace_scores(
+    model: Any,
+    records: Sequence[dict[str, Any]],
+    *,
+    reference: Any = None,
+    batch_size: int = 8,
+    pad_id: int = 0,
+) -> dict[str, float]:
+    """How well ``model`` keeps the dense model's own reasoning, on the completion tokens of
+    held-out dense traces given their prompts.
+
+    Returns ``{"perplexity": ...}`` (on-policy perplexity, lower is better; the dense model's
+    own value is the reference), and with ``reference`` (the dense model) also ``"kl"``: the
+    mean next-token KL(reference ‖ model) over those tokens, in nats (0 for the dense model
+    itself).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from labcore.models import tiny_causal_lm
+    >>> from labcore.tasks import arithmetic_problems
+    >>> from rac.traces import TraceConfig, generate_traces, read_traces
+    >>> from rac.evaluate import trace_scores
+    >>> model, tok = tiny_causal_lm("llama")
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.jsonl"
+    >>> _ = generate_traces(model, tok, arithmetic_problems(2), path, TraceConfig(max_new_tokens=5))
+    >>> out = trace_scores(model, read_traces(path)[1], reference=model)
+    >>> out["perplexity"] > 1.0, abs(out["kl"]) < 1e-6
+    (True, True)
+    """
+    import math
+
+    import torch
+
+    if not records:
+        raise LabcoreError("no traces to score")
+    device = next(model.parameters()).device
+    total_nll = total_kl = 0.0
+    total_tokens = 0
+    for ids, mask, scored in _trace_batches(records, batch_size, pad_id):
+        ids, mask, keep = ids.to(device), mask.to(device), scored[:, 1:].to(device)
         with torch.no_grad():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        target = ids[:, 1:].to(device)
-        nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        keep = scored[:, 1:].to(device)
-        total_nll += float(nll[keep].sum())
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1][keep]
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            target = ids[:, 1:][keep]
+            total_nll -= float(logp.gather(-1, target.unsqueeze(-1)).sum())
+            if reference is not None:
+                ref = reference(input_ids=ids, attention_mask=mask).logits[:, :-1][keep]
+                ref_logp = torch.log_softmax(ref.float(), dim=-1)
+                total_kl += float((ref_logp.exp() * (ref_logp - logp)).sum())
         total_tokens += int(keep.sum())
     if total_tokens == 0:
         raise LabcoreError("the traces have no completion tokens to score")
-    return math.exp(total_nll / total_tokens)
+    out = {"perplexity": math.exp(total_nll / total_tokens)}
+    if reference is not None:
+        out["kl"] = total_kl / total_tokens
+    return out
 
 
-def trace_evaluator(records: Sequence[dict[str, Any]]) -> Callable[..., dict[str, float]]:
-    """An evaluator ``(model, tokenizer, *, seed) -> {"trace_ppl": ...}`` for the bench."""
+def trace_perplexity(
+    model: Any, records: Sequence[dict[str, Any]], *, batch_size: int = 8, pad_id: int = 0
+) -> float:
+    """Perplexity of ``model`` on the completion tokens of held-out dense traces, given their
+    prompts (:func:`trace_scores` without the KL)."""
+    return trace_scores(model, records, batch_size=batch_size, pad_id=pad_id)["perplexity"]
+
+
+def trace_evaluator(
+    records: Sequence[dict[str, Any]], *, reference: Any = None
+) -> Callable[..., dict[str, float]]:
+    """An evaluator ``(model, tokenizer, *, seed) -> {"trace_ppl", "trace_kl"}`` for the
+    bench (``trace_kl`` only with ``reference``, the dense model kept in memory)."""
 
     def evaluate(model: Any, tokenizer: Any, *, seed: int) -> dict[str, float]:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        return {"trace_ppl": round(trace_perplexity(model, records, pad_id=pad), 4)}
+        out = trace_scores(model, records, reference=reference, pad_id=pad)
+        scores = {"trace_ppl": round(out["perplexity"], 4)}
+        if "kl" in out:
+            scores["trace_kl"] = round(out["kl"], 5)
+        return scores
 
-    evaluate.__name__ = "trace_perplexity"
+    evaluate.__name__ = "trace_scores"
     return evaluate
 
 
