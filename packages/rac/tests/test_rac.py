@@ -55,6 +55,11 @@ def test_a_trace_file_of_another_config_is_refused(tmp_path):
     _traces(tmp_path, "t.jsonl")
     with pytest.raises(LabcoreError, match="another config"):
         _traces(tmp_path, "t.jsonl", config=TraceConfig(samples=1, max_new_tokens=12))
+    # replace_other (the bench's own files) starts afresh: the file equals a new one
+    other = TraceConfig(samples=1, max_new_tokens=12)
+    _traces(tmp_path, "t.jsonl", config=other, replace_other=True)
+    _traces(tmp_path, "fresh.jsonl", config=other)
+    assert (tmp_path / "t.jsonl").read_bytes() == (tmp_path / "fresh.jsonl").read_bytes()
     (tmp_path / "junk.jsonl").write_text("hello\n")
     with pytest.raises(LabcoreError, match="not a RAC trace file"):
         read_traces(tmp_path / "junk.jsonl")
@@ -179,7 +184,7 @@ def test_bench_on_a_tiny_model(tmp_path, monkeypatch):
                          options={**options, "seqlen": 256})  # fmt: skip
     report = bench.run_bench(config)
     calibrations = [r.params.get("calibration") for r in report.rows]
-    assert calibrations == [None, "bbc", "rac", "rac-prompt", "rac-trace"]
+    assert calibrations == [None, "bbc", "rac-prompt", "rac"]
     for row in report.rows:
         assert 0.0 <= row.metrics["arith_accuracy"] <= 1.0 and row.metrics["arith_tokens"] > 0
         assert row.metrics["trace_ppl"] > 1.0

@@ -27,7 +27,7 @@ def evaluate_reasoning(
     problems: Sequence[Any],
     *,
     max_new_tokens: int = 128,
-    batch_size: int = 16,
+    batch_size: int = 64,
     instruction: str = DEFAULT_INSTRUCTION,
 ) -> dict[str, float]:
     """Greedy completions of every problem, scored against its reference answer.

@@ -150,12 +150,14 @@ def generate_traces(
     model_name: str = "",
     stop_after: int | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    replace_other: bool = False,
 ) -> dict[str, Any]:
     """Sample ``config.samples`` completions of every problem and append them to ``out``.
 
     ``problems`` are :class:`labcore.tasks.Problem` objects (``id``, ``prompt``,
     ``answer``). An existing ``out`` made with the same model, config and problems is
-    resumed; one made otherwise is refused. ``stop_after`` ends the run after that many new
+    resumed; one made otherwise is refused, or started afresh with ``replace_other=True`` (for
+    files a program owns, such as the bench's). ``stop_after`` ends the run after that many new
     batches (for tests of resumption). Returns a summary: completions, batches, the share
     that hit ``max_new_tokens`` (``truncated``), mean completion tokens and, where answers
     exist, the dense model's accuracy on its own traces.
@@ -189,11 +191,14 @@ def generate_traces(
     ]
     per_batch = [len(b) * config.samples for b in batches]
     done = 0
+    keys = ("config", "problems", "vocab_size")
+    if path.exists() and replace_other:
+        old_header = read_traces(path)[0]
+        if {k: old_header.get(k) for k in keys} != {k: header[k] for k in keys}:
+            path.unlink()
     if path.exists():
         old_header, records = read_traces(path)
-        if {k: old_header.get(k) for k in ("config", "problems", "vocab_size")} != {
-            k: header[k] for k in ("config", "problems", "vocab_size")
-        }:
+        if {k: old_header.get(k) for k in keys} != {k: header[k] for k in keys}:
             raise LabcoreError(
                 f"{path} holds traces of another config, problem set or tokenizer; choose "
                 "another --out or delete it"
