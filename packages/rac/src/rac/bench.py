@@ -3,12 +3,14 @@
 One process, SmolLM2-135M-Instruct (the offline ``smollm2-135m``):
 
 1. Traces: the dense model's sampled completions (2 per problem, 128 new tokens) of easy
-   arithmetic word problems (:func:`labcore.tasks.arithmetic_problems`, seed 1000), written
-   to ``<out>/traces.jsonl`` (resumed when present).
+   arithmetic word problems (:func:`labcore.tasks.arithmetic_problems`, seed 1000; 32
+   problems quick, 128 full), written to ``<out>/traces.jsonl`` (resumed when present,
+   made again when an earlier preset wrote it).
 2. Rows: each method compresses a fresh copy of the dense model with one calibration —
-   ``bbc`` (random windows of BBC train, the usual text), ``rac`` (prompt + trace),
-   ``rac-prompt`` (prompts only) and ``rac-trace`` (trace tokens only, prompt as context) —
-   the same number of sequences of the same length for each.
+   ``bbc`` (random windows of BBC train, the usual text), ``rac-prompt`` (prompts only, the
+   paper's ablation), ``rac`` (prompt + trace) and, full run only, ``rac-trace`` (trace
+   tokens only, prompt as context) — the same number of sequences of the same length for
+   each.
 3. Columns: accuracy and mean generated tokens on other arithmetic problems (seed 0, greedy,
    128 new tokens; never the trace problems), the share cut at the cap; ``trace_ppl``, the
    perplexity of the dense model's own traces of those evaluation problems (one sample each,
