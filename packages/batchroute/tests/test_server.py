@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from batchroute.loadtest import local_load_test, toy_score_fn
-from batchroute.server import Batcher, BatchError, Routed, make_app, serve
+from batchroute.server import Batcher, BatchError, Routed, Unavailable, make_app, serve
 
 from labcore.errors import LabcoreError
 
@@ -292,9 +292,198 @@ def test_cancelled_submit_leaves_the_queue_and_close_fails_the_rest():
     asyncio.run(main())
 
 
+# ---------------------------------------------------------------------------- faults
+
+
+def test_a_query_waits_at_most_max_wait_s_then_fails_unavailable():
+    async def main():
+        clock = FakeClock()
+        b = make_batcher(clock, capacity={"small": 1, "large": 1}, window_s=0.0, max_wait_s=5.0)
+        async with b:
+            tasks = submit_all(b, 3)
+            await asyncio.gather(*tasks[:2])
+            await settle()
+            assert not tasks[2].done()  # two slots, three queries
+            clock.advance(4.9)
+            await settle()
+            assert not tasks[2].done()
+            clock.advance(0.1)
+            await settle()
+            with pytest.raises(Unavailable, match="max_wait_s = 5 s") as err:
+                await tasks[2]
+            assert err.value.retry_after_s >= 1
+            s = b.stats()
+            assert s["timed_out"] == 1 and s["pending"] == 0 and s["queries_routed"] == 2
+            # the slots are still held by the first two; freeing one routes a new query
+            b.complete(tasks[0].result().ticket)
+            again = await b.submit({"query": "again"})
+            assert again.model == tasks[0].result().model
+
+    asyncio.run(main())
+
+
+def test_an_unreleased_lease_expires_and_its_slot_routes_the_next_query():
+    async def main():
+        clock = FakeClock()
+        b = make_batcher(
+            clock, capacity={"small": 1, "large": 0}, window_s=0.0, lease_s=60.0, max_wait_s=None
+        )
+        async with b:
+            lost = await b.submit({"query": "client crashes after this"})
+            waiting = asyncio.ensure_future(b.submit({"query": "next"}))
+            clock.advance(59.0)
+            await settle()
+            assert not waiting.done() and b.stats()["in_flight"] == {"small": 1, "large": 0}
+            clock.advance(1.0)
+            routed = await waiting  # the lease ran out: its slot went to the waiting query
+            s = b.stats()
+            assert s["expired"] == 1 and s["in_flight"] == {"small": 1, "large": 0}
+            with pytest.raises(LabcoreError, match="expired"):
+                b.complete(lost.ticket)
+            b.complete(routed.ticket)
+            assert b.stats()["in_flight"] == {"small": 0, "large": 0}
+
+    asyncio.run(main())
+
+
+def test_http_fault_more_requests_than_slots_abandoned_clients_and_shutdown():
+    """Every slot comes back and no request waits past its timeout (real sockets, real clock:
+    the timeouts are short, and the guards are generous so a loaded machine only slows it)."""
+    import aiohttp
+
+    async def stats(client):
+        return await (await client.get("/stats")).json()
+
+    async def until(client, predicate, what):
+        for _ in range(400):
+            s = await stats(client)
+            if predicate(s):
+                return s
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"never reached: {what}; stats {s}")
+
+    async def main():
+        batcher = make_batcher(
+            capacity={"small": 2, "large": 1}, window_s=0.0, max_wait_s=0.5, lease_s=600.0
+        )
+        server = TestServer(make_app(batcher))
+        async with TestClient(server) as client:
+            held = [
+                await (await client.post("/route", json={"query": f"q{i}"})).json()
+                for i in range(3)
+            ]
+            assert sorted(h["model"] for h in held) == ["large", "small", "small"]
+
+            # two clients wait for a slot, then give up (their connections close)
+            async def abandoned(i):
+                async with aiohttp.ClientSession() as own:
+                    await own.post(server.make_url("/route"), json={"query": f"gone{i}"})
+
+            quitters = [asyncio.ensure_future(abandoned(i)) for i in range(2)]
+            await until(client, lambda s: s["pending"] == 2, "two waiting")
+            for t in quitters:
+                t.cancel()
+            await asyncio.gather(*quitters, return_exceptions=True)
+            await until(client, lambda s: s["pending"] == 0, "the quitters leave the queue")
+
+            # a patient client gets a 503 with Retry-After once max_wait_s has passed
+            resp = await asyncio.wait_for(client.post("/route", json={"query": "late"}), 30)
+            body = await resp.json()
+            assert resp.status == 503 and "max_wait_s" in body["error"]
+            assert int(resp.headers["Retry-After"]) >= 1
+
+            for h in held:
+                assert (await client.post("/complete", json={"ticket": h["ticket"]})).status == 200
+            s = await stats(client)
+            assert s["in_flight"] == {"small": 0, "large": 0}  # every slot came back
+            assert s["timed_out"] == 1 and s["pending"] == 0
+
+            # the quitters never took a slot: three new queries get all three
+            again = [
+                await (await client.post("/route", json={"query": f"r{i}"})).json()
+                for i in range(3)
+            ]
+            assert sorted(h["model"] for h in again) == ["large", "small", "small"]
+
+            # shutdown with a query waiting: it is answered (503) or cut, never left hanging
+            waiting = asyncio.ensure_future(client.post("/route", json={"query": "at shutdown"}))
+            await until(client, lambda s: s["pending"] == 1, "one waiting at shutdown")
+            await batcher.close()  # what the app's on_shutdown does
+            resp = await asyncio.wait_for(waiting, 30)
+            assert resp.status == 503 and "closed" in (await resp.json())["error"]
+
+    asyncio.run(main())
+
+
+def test_sigterm_stops_the_server_gracefully(tmp_path):
+    """SIGTERM: the waiting query answers 503, ``serve`` returns, the process exits 0."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import urllib.error
+    import urllib.request
+
+    script = tmp_path / "serve.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from batchroute.server import Batcher, serve\n"
+        "def score(qs):\n"
+        "    return np.ones((len(qs), 1)), np.ones((len(qs), 1))\n"
+        "b = Batcher(models=['m'], score_fn=score, capacity=[1], budget_per_query=None,\n"
+        "            window_s=0.0, max_wait_s=600.0)\n"
+        "serve(port=0, batcher=b, on_ready=lambda url: print(url, flush=True))\n"
+        "print('returned', flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()
+
+        def post(path, body):
+            req = urllib.request.Request(
+                url + path,
+                data=json.dumps(body).encode(),
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=60) as resp:
+                    return resp.status, json.loads(resp.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, json.loads(exc.read())
+
+        assert post("/route", {"query": "holds the only slot"})[0] == 200
+        answer = {}
+        waiter = threading.Thread(target=lambda: answer.update(r=post("/route", {"query": "w"})))
+        waiter.start()
+        for _ in range(400):  # until the second query waits
+            with urllib.request.urlopen(url + "/stats", timeout=60) as resp:
+                if json.loads(resp.read())["pending"] == 1:
+                    break
+            threading.Event().wait(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        waiter.join(60)
+        assert proc.returncode == 0, err
+        assert "returned" in out
+        status, body = answer["r"]
+        assert status == 503 and "closed" in body["error"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
+        ({"max_wait_s": 0}, "max_wait_s"),
+        ({"lease_s": -1.0}, "lease_s"),
+        ({"lease_s": float("inf")}, "lease_s"),
         ({"capacity": {"small": 1}}, "missing"),
         ({"capacity": {"small": 1, "large": 1, "huge": 1}}, "unknown models"),
         ({"capacity": [1]}, "1 entries for 2 models"),

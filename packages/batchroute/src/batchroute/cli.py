@@ -185,6 +185,8 @@ def _serve(args: argparse.Namespace) -> int:
         budget_per_query=config.budget_per_query,
         window_s=args.window_ms / 1000.0,
         max_batch=args.max_batch,
+        max_wait_s=args.max_wait_s,
+        lease_s=args.lease_s,
     )
 
     def ready(url: str) -> None:
@@ -315,6 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--window-ms", type=float, default=50.0, help="batching window")
     s.add_argument("--max-batch", type=int, default=64)
+    s.add_argument(
+        "--max-wait-s",
+        type=float,
+        default=30.0,
+        help="a query not routed within this many seconds answers 503 (default 30)",
+    )
+    s.add_argument(
+        "--lease-s",
+        type=float,
+        default=600.0,
+        help="a slot not released by /complete within this many seconds is reclaimed (default 600)",
+    )
 
     c = add_command(
         sub,

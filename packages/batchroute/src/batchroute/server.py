@@ -13,6 +13,17 @@ the oldest queries that fit are routed now and the others wait for the next batc
 dispatched as soon as ``complete`` releases capacity. No model ever holds more in-flight
 tickets than its capacity.
 
+Faults: nothing waits forever and no slot leaks.
+
+* A query waits at most ``max_wait_s`` to be routed; then it fails with :class:`Unavailable`
+  (HTTP 503 with ``Retry-After``).
+* A ticket is a lease: a slot not released by ``complete`` within ``lease_s`` is reclaimed
+  (``stats()["expired"]``), so a client that crashes after routing cannot hold it for good.
+* A caller that gives up (its task is cancelled, e.g. the HTTP client disconnects) leaves the
+  queue, or releases the slot it was just given.
+* Closing the batcher (the server shutting down) fails the waiting queries at once with
+  :class:`Unavailable`.
+
 Budget fallback: when the batch budget admits no routing within the free capacity (the
 solver raises :class:`~batchroute.solve.InfeasibleBudget`), the batch is not refused;
 it is routed to the cheapest models within capacity (the routing of least total cost) and
@@ -28,9 +39,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import signal
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -41,7 +53,7 @@ from batchroute.problem import RoutingProblem
 from batchroute.solve import METHODS, InfeasibleBudget, solve
 from labcore.errors import LabcoreError
 
-__all__ = ["BatchError", "Batcher", "Routed", "make_app", "serve"]
+__all__ = ["BatchError", "Batcher", "Routed", "Unavailable", "make_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +62,20 @@ ScoreFn = Callable[[list[dict]], tuple[np.ndarray, np.ndarray]]
 
 class BatchError(RuntimeError):
     """Scoring or solving a batch failed (a server-side problem, not the client's input)."""
+
+
+class Unavailable(LabcoreError):
+    """The query was not routed: no slot freed within ``max_wait_s``, or the router closed.
+
+    Attributes
+    ----------
+    retry_after_s : int
+        Seconds after which a retry may succeed (HTTP ``Retry-After``).
+    """
+
+    def __init__(self, message: str, *, retry_after_s: int = 1):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
@@ -97,6 +123,8 @@ class _Counters:
     fallback_batches: int = 0
     fallback_queries: int = 0
     failed_batches: int = 0
+    timed_out: int = 0
+    expired: int = 0
     solve_time_s: float = 0.0
     score_time_s: float = 0.0
     batch_sizes: list[int] = field(default_factory=list)
@@ -154,6 +182,12 @@ class Batcher:
         Solver method, see :func:`batchroute.solve.solve`.
     time_limit : float
         Seconds for each HiGHS call.
+    max_wait_s : float or None
+        Longest a query waits to be routed (window, capacity and solving included) before it
+        fails with :class:`Unavailable`; None: no limit.
+    lease_s : float or None
+        A ticket not completed within this many seconds is reclaimed and its slot freed;
+        None: tickets never expire (a lost client then holds its slot until restart).
     clock : callable, optional
         ``clock() -> seconds`` (default :func:`time.monotonic`).
     sleep : callable, optional
@@ -194,6 +228,8 @@ class Batcher:
         max_batch: int = 64,
         method: str = "fast",
         time_limit: float = 10.0,
+        max_wait_s: float | None = 30.0,
+        lease_s: float | None = 600.0,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[object]] | None = None,
     ):
@@ -220,6 +256,13 @@ class Batcher:
             raise LabcoreError(f"unknown method {method!r}; choose one of {METHODS}")
         if not (time_limit > 0):
             raise LabcoreError(f"time_limit must be positive, got {time_limit}")
+        for name, value in (("max_wait_s", max_wait_s), ("lease_s", lease_s)):
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value > 0)
+            ):
+                raise LabcoreError(f"{name} must be a positive number or None, got {value!r}")
         self.models = models
         self.capacity = _capacity_vector(capacity, models)
         self.score_fn = score_fn
@@ -228,11 +271,15 @@ class Batcher:
         self.max_batch = max_batch
         self.method = method
         self.time_limit = float(time_limit)
+        self.max_wait_s = None if max_wait_s is None else float(max_wait_s)
+        self.lease_s = None if lease_s is None else float(lease_s)
         self._clock = clock if clock is not None else time.monotonic
         self._sleep = sleep if sleep is not None else asyncio.sleep
         self._pending: deque[_Pending] = deque()
         self._in_flight = np.zeros(len(models), dtype=np.int64)
-        self._tickets: dict[str, int] = {}
+        # ticket -> (model index, lease expiry); insertion order is expiry order.
+        self._tickets: dict[str, tuple[int, float]] = {}
+        self._expired_tickets: OrderedDict[str, None] = OrderedDict()  # recent, for messages
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._closed = False
@@ -256,14 +303,16 @@ class Batcher:
         Raises
         ------
         LabcoreError
-            If ``query`` is not a dict or the batcher is closed.
+            If ``query`` is not a dict.
+        Unavailable
+            If the batcher is closed, or the query was not routed within ``max_wait_s``.
         BatchError
             If scoring or solving the query's batch failed.
         """
         if not isinstance(query, dict):
             raise LabcoreError(f"a query must be a dict, got {type(query).__name__}")
         if self._closed:
-            raise LabcoreError("the batcher is closed")
+            raise Unavailable("the batcher is closed")
         self._ensure_running()
         entry = _Pending(query, asyncio.get_running_loop().create_future(), self._clock())
         self._pending.append(entry)
@@ -286,14 +335,20 @@ class Batcher:
         Raises
         ------
         LabcoreError
-            If the ticket is unknown or already completed.
+            If the ticket is unknown, already completed, or expired (its lease ran out and
+            its slot was reclaimed).
         """
         if not isinstance(ticket, str):
             raise LabcoreError(f"a ticket must be a string, got {type(ticket).__name__}")
-        j = self._tickets.pop(ticket, None)
-        if j is None:
+        held = self._tickets.pop(ticket, None)
+        if held is None:
+            if ticket in self._expired_tickets:
+                raise LabcoreError(
+                    f"ticket {ticket!r} expired: not completed within lease_s = "
+                    f"{self.lease_s:g} s, its slot was already reclaimed"
+                )
             raise LabcoreError(f"unknown or already completed ticket {ticket!r}")
-        self._in_flight[j] -= 1
+        self._in_flight[held[0]] -= 1
         self._c.completed += 1
         if self._wake is not None and self._pending:
             self._wake.set()
@@ -304,7 +359,8 @@ class Batcher:
         Keys: ``batches_solved``, ``queries_routed``, ``completed``, ``pending``,
         ``in_flight`` and ``capacity`` (per model; capacity None = unlimited),
         ``mean_batch_size``, ``mean_solve_time_s`` and ``mean_score_time_s`` (per batch),
-        ``fallback_batches``, ``fallback_queries``, ``failed_batches``.
+        ``fallback_batches``, ``fallback_queries``, ``failed_batches``, ``timed_out``
+        (queries not routed within ``max_wait_s``) and ``expired`` (leases reclaimed).
         """
         c = self._c
         batches = max(c.batches, 1)
@@ -324,16 +380,18 @@ class Batcher:
             "fallback_batches": c.fallback_batches,
             "fallback_queries": c.fallback_queries,
             "failed_batches": c.failed_batches,
+            "timed_out": c.timed_out,
+            "expired": c.expired,
         }
 
     async def close(self) -> None:
-        """Stop the dispatcher; queries still waiting fail with LabcoreError."""
+        """Stop the dispatcher; queries still waiting fail with :class:`Unavailable`."""
         self._closed = True
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        self._fail_all(LabcoreError("the batcher was closed before the query was routed"))
+        self._fail_all(Unavailable("the batcher was closed before the query was routed"))
 
     async def __aenter__(self) -> Batcher:
         return self
@@ -369,14 +427,59 @@ class Batcher:
         wake = self._wake
         while True:
             wake.clear()
-            if not self._pending or self._free().sum() < 1:
+            now = self._clock()
+            self._reclaim_expired_leases(now)
+            self._time_out_waiting(now)
+            deadlines = []
+            if self.lease_s is not None and self._tickets:
+                deadlines.append(next(iter(self._tickets.values()))[1])
+            if self.max_wait_s is not None and self._pending:
+                deadlines.append(self._pending[0].enqueued + self.max_wait_s)
+            if self._pending and self._free().sum() >= 1:
+                window_ends = self._pending[0].enqueued + self.window_s
+                if len(self._pending) >= self.max_batch or window_ends <= now:
+                    await self._dispatch()
+                    continue
+                deadlines.append(window_ends)
+            if deadlines:
+                await self._sleep_or_wake(min(deadlines) - now, wake)
+            else:
                 await wake.wait()
-                continue
-            remaining = self._pending[0].enqueued + self.window_s - self._clock()
-            if len(self._pending) < self.max_batch and remaining > 0:
-                await self._sleep_or_wake(remaining, wake)
-                continue
-            await self._dispatch()
+
+    def _reclaim_expired_leases(self, now: float) -> None:
+        if self.lease_s is None:
+            return
+        while self._tickets:
+            ticket, (j, expires) = next(iter(self._tickets.items()))
+            if expires > now:
+                break
+            del self._tickets[ticket]
+            self._in_flight[j] -= 1
+            self._c.expired += 1
+            self._expired_tickets[ticket] = None
+            if len(self._expired_tickets) > 10_000:
+                self._expired_tickets.popitem(last=False)
+            log.warning(
+                "ticket %s on %s not completed within %g s: slot reclaimed",
+                ticket,
+                self.models[j],
+                self.lease_s,
+            )
+
+    def _time_out_waiting(self, now: float) -> None:
+        if self.max_wait_s is None:
+            return
+        while self._pending and self._pending[0].enqueued + self.max_wait_s <= now:
+            entry = self._pending.popleft()
+            if not entry.future.done():
+                self._c.timed_out += 1
+                capacity = [None if math.isinf(k) else int(k) for k in self.capacity]
+                entry.future.set_exception(
+                    Unavailable(
+                        f"no model slot freed within max_wait_s = {self.max_wait_s:g} s "
+                        f"(in flight {self._in_flight.tolist()} of capacity {capacity})"
+                    )
+                )
 
     async def _sleep_or_wake(self, seconds: float, wake: asyncio.Event) -> None:
         sleeper = asyncio.ensure_future(self._sleep(seconds))
@@ -408,7 +511,7 @@ class Batcher:
                 return
             self._apply(batch, choice, fallback, score_s, solve_s)
         except asyncio.CancelledError:
-            self._fail(batch, LabcoreError("the batcher was closed before the query was routed"))
+            self._fail(batch, Unavailable("the batcher was closed before the query was routed"))
             raise
         except BaseException as exc:  # a bug: do not leave this batch's callers waiting
             self._fail(batch, BatchError(f"the batch dispatcher crashed: {exc!r}"))
@@ -456,12 +559,13 @@ class Batcher:
         c.batches += 1
         batch_id = c.batches
         now = self._clock()
+        expires = now + self.lease_s if self.lease_s is not None else math.inf
         routed = 0
         for entry, j in zip(batch, choice.tolist(), strict=True):
             if entry.future.done():  # the caller went away while the batch was solved
                 continue
             ticket = uuid.uuid4().hex
-            self._tickets[ticket] = j
+            self._tickets[ticket] = (j, expires)
             self._in_flight[j] += 1
             routed += 1
             entry.future.set_result(
@@ -521,6 +625,12 @@ async def _errors(request: web.Request, handler):
         if exc.status < 400:
             raise
         return web.json_response({"error": exc.reason}, status=exc.status)
+    except Unavailable as exc:
+        return web.json_response(
+            {"error": str(exc)},
+            status=503,
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
     except LabcoreError as exc:
         return web.json_response({"error": str(exc)}, status=400)
     except BatchError as exc:
@@ -574,9 +684,12 @@ def make_app(batcher: Batcher) -> web.Application:
     ``GET /health``
         ``{"ok": true}``.
 
-    Bad JSON, a missing or mistyped field and an unknown ticket answer 400 with
-    ``{"error": "..."}``; a failed batch answers 500 the same way. The batcher is closed when
-    the application shuts down.
+    Bad JSON, a missing or mistyped field and an unknown or expired ticket answer 400 with
+    ``{"error": "..."}``; a failed batch answers 500 the same way; a query not routed within
+    the batcher's ``max_wait_s``, or still waiting when the server shuts down, answers 503
+    with a ``Retry-After`` header. A client that disconnects while waiting leaves the queue
+    (the server runs its handlers with cancellation on disconnect). The batcher is closed
+    when the application shuts down, before in-flight handlers are awaited.
     """
     if not isinstance(batcher, Batcher):
         raise LabcoreError(f"make_app needs a Batcher, got {type(batcher).__name__}")
@@ -590,6 +703,9 @@ def make_app(batcher: Batcher) -> web.Application:
     async def _close(app: web.Application) -> None:
         await app[BATCHER].close()
 
+    # on_shutdown runs before the runner waits for in-flight handlers: waiting queries get
+    # their 503 at once instead of holding the shutdown for its whole timeout.
+    app.on_shutdown.append(_close)
     app.on_cleanup.append(_close)
     return app
 
@@ -617,17 +733,36 @@ def serve(
         Called once with the URL the server listens on (the bound port when ``port`` is 0).
         Nothing is printed on stdout (aiohttp's banner is off), so a caller's ``--json``
         output stays one document.
+
+    Notes
+    -----
+    SIGTERM and SIGINT (Ctrl+C) stop the server gracefully and ``serve`` returns: queries
+    still waiting for a batch answer 503, and handlers still running get at most
+    ``SHUTDOWN_TIMEOUT_S`` seconds to finish.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise LabcoreError(f"port must be an integer in [0, 65535], got {port!r}")
     asyncio.run(_serve_forever(make_app(batcher), host, port, on_ready))
 
 
+#: Seconds the server waits for running handlers when it stops.
+SHUTDOWN_TIMEOUT_S = 2.0
+
+
 async def _serve_forever(
     app: web.Application, host: str, port: int, on_ready: Callable[[str], None] | None
 ) -> None:
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    handled = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not Unix, or not main thread
+            pass
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -635,6 +770,9 @@ async def _serve_forever(
         log.info("serving on http://%s:%s", host, bound_port)
         if on_ready is not None:
             on_ready(f"http://{host}:{bound_port}")
-        await asyncio.Event().wait()  # until cancelled (Ctrl+C)
+        await stop.wait()  # until SIGTERM or SIGINT
+        log.info("stopping: %d queries waiting", app[BATCHER].stats()["pending"])
     finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
         await runner.cleanup()
