@@ -20,7 +20,6 @@ input (:class:`LabcoreError`, missing files) and 1 for anything else; ``-v`` add
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -139,7 +138,9 @@ def add_bench_command(subparsers: Any, spec: Any) -> argparse.ArgumentParser:
             options={dest: getattr(args, dest) for dest in own},
         )
         from labcore.bench import provenance
+        from labcore.io import check_output_path
 
+        check_output_path(config.out, kind="dir")  # before an hour of work, not after
         before = provenance(spec.package, config)  # the code as it is when the run starts
         started = time.perf_counter()
         report = spec.run(config)
@@ -180,9 +181,14 @@ def configure_logging(verbosity: int) -> None:
 
 
 def emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
-    """Print ``payload`` as one JSON document with ``--json``, else the human-readable ``text``."""
+    """Print ``payload`` as one JSON document with ``--json``, else the human-readable ``text``.
+
+    The JSON is strict: NaN and infinities are written as ``null``.
+    """
+    from labcore.io import dumps_json
+
     if getattr(args, "json", False):
-        print(json.dumps(payload, indent=2, default=str))
+        print(dumps_json(payload, indent=2, default=str))
     elif getattr(args, "quiet", 0) < 2:
         print(text)
 

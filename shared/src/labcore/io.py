@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -11,13 +12,74 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+#: The file an :func:`atomic_directory` output carries, so that replacing it later can tell our
+#: output from a folder of the user's.
+OUTPUT_MARKER = ".labcore-output"
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_output_path(path: str | os.PathLike, *, kind: str, what: str = "--out") -> Path:
+    """Check that ``path`` can become an output of ``kind`` before any work is done.
+
+    Parameters
+    ----------
+    path
+        The output path.
+    kind : {"file", "dir"}
+        What will be written there.
+    what
+        How the path is named in the error (the option that gave it).
+
+    Raises
+    ------
+    LabcoreError
+        If ``path`` is a folder where a file is expected or the reverse, or one of its
+        parents is a file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> check_output_path(root / "new" / "results.json", kind="file").name
+    'results.json'
+    >>> try:
+    ...     check_output_path(root, kind="file")
+    ... except Exception as err:
+    ...     print(str(err).endswith("is a folder; give a file path"))
+    True
+    """
+    from labcore.errors import LabcoreError
+
+    if kind not in ("file", "dir"):
+        raise ValueError(f"kind must be 'file' or 'dir', got {kind!r}")
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise LabcoreError(f"{what} {path}: {parent} is a file, not a folder")
+    if kind == "file" and path.is_dir():
+        raise LabcoreError(f"{what} {path} is a folder; give a file path")
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise LabcoreError(f"{what} {path} is a file; give a folder")
+    return path
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (readers see the old file or the new, never half)."""
-    path = Path(path)
+    """Write ``data`` to ``path`` atomically (readers see the old file or the new, never half).
+
+    The file gets the mode a plain ``open`` would give it (0666 less the umask), not the
+    temporary file's 0600.
+    """
+    path = check_output_path(path, kind="file", what="output file")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -35,9 +97,64 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None (JSON ``null``).
+
+    ``json.dumps`` would write bare ``NaN`` and ``Infinity``, which are not JSON and which
+    strict parsers (``jq``, browsers, Go, Rust) refuse.
+
+    Examples
+    --------
+    >>> strict_json({"a": float("nan"), "b": [1.0, float("inf")], "c": "x"})
+    {'a': None, 'b': [1.0, None], 'c': 'x'}
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
+        return strict_json(obj.item())
+    return obj
+
+
+def dumps_json(obj: Any, *, indent: int | None = 2, default: Any = None) -> str:
+    """Strict JSON text of ``obj``: non-finite floats become ``null`` (see :func:`strict_json`)."""
+    return json.dumps(strict_json(obj), indent=indent, allow_nan=False, default=default)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
-    """Serialise ``obj`` as JSON and write it to ``path`` atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+    """Serialise ``obj`` as strict JSON (NaN and infinities as ``null``) and write it to
+    ``path`` atomically."""
+    return atomic_write_text(path, dumps_json(obj, indent=indent) + "\n")
+
+
+def check_output_dir(
+    path: str | os.PathLike, *, overwrite: bool = False, what: str = "--out"
+) -> Path:
+    """Check, before any work is done, that :func:`atomic_directory` may write ``path``.
+
+    Raises
+    ------
+    LabcoreError
+        If ``path`` (or a parent) is a file; if it exists and ``overwrite`` is false; or if
+        it exists, is not empty and is not an earlier output (no :data:`OUTPUT_MARKER`), so
+        replacing it could delete the user's files.
+    """
+    from labcore.errors import LabcoreError
+
+    path = check_output_path(path, kind="dir", what=what)
+    if path.exists():
+        if not overwrite:
+            how = "pass --overwrite" if what.startswith("--") else "overwrite it"
+            raise LabcoreError(f"{what} {path} already exists (choose another folder, or {how})")
+        if not (path / OUTPUT_MARKER).exists() and any(path.iterdir()):
+            raise LabcoreError(
+                f"refusing to replace {path}: it holds files this tool did not write (no "
+                f"{OUTPUT_MARKER} marker); move them away or choose another folder"
+            )
+    return path
 
 
 @contextlib.contextmanager
@@ -49,7 +166,9 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     path
         The final directory.
     overwrite
-        Replace an existing directory at ``path``. Without it an existing ``path`` is an error.
+        Replace an existing directory at ``path``: only an earlier output (it carries the
+        :data:`OUTPUT_MARKER` file every output gets) or an empty folder, never a folder of
+        the user's. Without it an existing ``path`` is an error.
 
     Examples
     --------
@@ -58,17 +177,17 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     >>> with atomic_directory(root / "ckpt") as tmp:
     ...     _ = (tmp / "weights.txt").write_text("1 2 3")
     >>> sorted(p.name for p in (root / "ckpt").iterdir())
-    ['weights.txt']
+    ['.labcore-output', 'weights.txt']
     """
-    from labcore.errors import LabcoreError
-
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise LabcoreError(f"output directory already exists: {path} (choose another or overwrite)")
+    path = check_output_dir(path, overwrite=overwrite, what="output folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
+        (tmp / OUTPUT_MARKER).write_text(
+            "Written by a labcore tool; --overwrite may replace this folder.\n", encoding="utf-8"
+        )
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -80,6 +199,53 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def decode_text(data: bytes, *, name: str) -> str:
+    """``data`` as UTF-8 text (a BOM is dropped), or a clear error for binary or other encodings.
+
+    Raises
+    ------
+    LabcoreError
+        If ``data`` holds NUL bytes (a binary file) or is not valid UTF-8; the message names
+        the byte offset and line.
+
+    Examples
+    --------
+    >>> decode_text("naïve\\n".encode(), name="doc.txt")
+    'naïve\\n'
+    >>> try:
+    ...     decode_text("naïve".encode("latin-1"), name="doc.txt")
+    ... except Exception as err:
+    ...     print(err)
+    doc.txt is not UTF-8 text (byte 0xef at offset 2, line 1); convert it first, e.g. iconv -f latin1 -t utf-8
+    """
+    from labcore.errors import LabcoreError
+
+    if b"\x00" in data[:65536]:
+        raise LabcoreError(f"{name} is a binary file (it holds NUL bytes), not text")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise LabcoreError(
+            f"{name} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}, line "
+            f"{line}); convert it first, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def read_text_file(path: str | os.PathLike) -> str:
+    """The UTF-8 text of ``path``, with clear errors for a missing file, a folder, a binary
+    file or another encoding (see :func:`decode_text`)."""
+    from labcore.errors import LabcoreError
+
+    path = Path(path)
+    if not path.exists():
+        raise LabcoreError(f"file not found: {path}")
+    if path.is_dir():
+        raise LabcoreError(f"{path} is a folder, not a text file")
+    return decode_text(path.read_bytes(), name=str(path))
 
 
 MISSING_TOKENS = frozenset({"", "na", "nan", "null"})

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from labcore import LabcoreError
 from labcore.cli import add_bench_command, add_command, emit, make_parser, run
+from labcore.io import check_output_dir
 from layerwise.bench import BENCH
 
 if TYPE_CHECKING:
@@ -85,8 +86,7 @@ def run_compression(args: argparse.Namespace, config: Any, method: str) -> int:
 
     if args.out is None:
         raise LabcoreError("--out DIR is required (where the compressed model is saved)")
-    if args.out.exists() and not args.overwrite:
-        raise LabcoreError(f"output directory already exists: {args.out} (use --overwrite)")
+    check_output_dir(args.out, overwrite=args.overwrite)  # before any work
     device = resolve_device(args.device)
     seed_everything(args.seed)
     model, tok = load_causal_lm(
@@ -197,8 +197,7 @@ def export_command(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise LabcoreError("--out DIR is required (where the exported checkpoint goes)")
-    if args.out.exists() and not args.overwrite:
-        raise LabcoreError(f"output directory already exists: {args.out} (use --overwrite)")
+    check_output_dir(args.out, overwrite=args.overwrite)  # before any work
     model, tok, sidecar = load(args.path)
     quantized = read_quantized(args.path / PACKED) if (args.path / PACKED).is_file() else {}
     summary = save_compressed_tensors(
