@@ -10,13 +10,15 @@ import numpy as np
 from archetypal_nmf.bench import BENCH
 from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
+from labcore.io import atomic_directory, check_output_dir, write_numeric_csv
 from labcore.io import read_numeric_csv as read_matrix
-from labcore.io import write_numeric_csv
 
 
 def _fit(args: argparse.Namespace) -> int:
     from archetypal_nmf import SparseArchetypalNMF
 
+    if args.out is not None:
+        check_output_dir(args.out, overwrite=args.overwrite)
     X, header = read_matrix(args.data)
     missing = np.isnan(X)
     mask = ~missing if missing.any() else None
@@ -57,10 +59,11 @@ def _fit(args: argparse.Namespace) -> int:
     if args.out is not None:
         out = Path(args.out)
         names = header or [f"x{j}" for j in range(X.shape[1])]
-        write_numeric_csv(out / "archetypes.csv", H, names)
-        write_numeric_csv(out / "weights.csv", W, [f"a{j}" for j in range(args.k)])
-        if model.X_imputed_ is not None:
-            write_numeric_csv(out / "imputed.csv", model.X_imputed_, names)
+        with atomic_directory(out, overwrite=args.overwrite) as tmp:  # all files or none
+            write_numeric_csv(tmp / "archetypes.csv", H, names)
+            write_numeric_csv(tmp / "weights.csv", W, [f"a{j}" for j in range(args.k)])
+            if model.X_imputed_ is not None:
+                write_numeric_csv(tmp / "imputed.csv", model.X_imputed_, names)
         text.append(f"wrote {out}/archetypes.csv (H), weights.csv (W)")
         payload["out"] = str(out)
     emit(args, payload, "\n".join(text))
@@ -81,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("data", type=Path, help="numeric CSV; empty cells or NA are missing values")
     p.add_argument("-k", type=int, required=True, help="number of archetypes")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--n-nonzero", type=int, default=None, help="total nonzeros allowed in H")
     g.add_argument("--density", type=float, default=None, help="or: the fraction of H kept")

@@ -57,7 +57,8 @@ def check_data(
     ------
     LabcoreError
         Sparse, complex, non-2-D or empty input, a feature count that differs from the fit,
-        NaN or infinite values at observed entries, negative entries, or a bad mask.
+        NaN or infinite values at observed entries, negative entries, a bad mask, or a
+        column with no observed entry.
     """
     if hasattr(X, "tocsr") or hasattr(X, "toarray"):
         raise LabcoreError("sparse input is not supported: pass a dense array (X.toarray())")
@@ -72,6 +73,11 @@ def check_data(
         mask = boolean_mask(mask, X.shape, of="X")
         if not mask.any():
             raise LabcoreError("mask hides every entry of X: nothing is observed")
+        if (empty := ~mask.any(axis=0)).any():
+            raise LabcoreError(
+                f"column(s) {np.flatnonzero(empty)[:10].tolist()} of X have no observed entry: "
+                "nothing to estimate them from; drop them first"
+            )
         observed = X[mask]
         if not np.isfinite(observed).all():
             raise LabcoreError("X has NaN or infinite values at observed entries (mask True)")

@@ -51,10 +51,12 @@ def certificate(est) -> dict[str, Any]:
 
 def _fit(args: argparse.Namespace) -> int:
     from graphl0bnb.estimator import GraphL0BnB, GraphL0BnBCV
-    from labcore.io import atomic_write_json, atomic_write_text
+    from labcore.io import atomic_directory, atomic_write_json, atomic_write_text, check_output_dir
 
     if args.select and args.l0 is not None:
         raise LabcoreError("--select chooses l0 itself: give either --l0 or --select, not both")
+    if args.out is not None:
+        check_output_dir(args.out, overwrite=args.overwrite)
     X, names = read_csv(args.data)
     common = dict(
         M=args.M,
@@ -81,8 +83,9 @@ def _fit(args: argparse.Namespace) -> int:
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["i", "j", "partial_correlation", "theta"])
         writer.writerows([a, b, f"{c:.6g}", f"{t:.6g}"] for a, b, c, t in edges)
-        atomic_write_text(out / "edges.csv", buf.getvalue())
-        atomic_write_json(out / "certificate.json", result["certificate"])
+        with atomic_directory(out, overwrite=args.overwrite) as tmp:  # both files or neither
+            atomic_write_text(tmp / "edges.csv", buf.getvalue())
+            atomic_write_json(tmp / "certificate.json", result["certificate"])
         result["written"] = [str(out / "edges.csv"), str(out / "certificate.json")]
     emit(args, result, _fit_text(result))
     return 0
@@ -117,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "fit", _fit, help="estimate a graph from a CSV (rows = samples)", uses=("out",)
     )
     p.add_argument("data", type=Path, help="CSV file, numeric, optional header row")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     p.add_argument(
         "--l0", type=float, default=None, help="price per edge (default (log n + 2 log p)/n)"
     )

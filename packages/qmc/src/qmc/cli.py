@@ -44,9 +44,22 @@ def read_ratings(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     return users, items, np.asarray(ratings)
 
 
+#: Without --levels, ratings may take at most this many distinct values: more looks like a
+#: continuous score, which QMC (ordinal levels) would treat as one level per value.
+MAX_AUTO_LEVELS = 20
+
+
 def _level_values(ratings: np.ndarray, spec: str | None) -> np.ndarray:
     if spec is None:
-        return np.unique(ratings)
+        values = np.unique(ratings)
+        if values.size > MAX_AUTO_LEVELS:
+            example = next((v for v in values if v != round(v)), values[-1])
+            raise LabcoreError(
+                f"ratings take {values.size} distinct values (e.g. {example:g}); QMC completes "
+                f"ordinal levels: round or bin them first, or list the levels with --levels "
+                f"(at most {MAX_AUTO_LEVELS} are taken automatically)"
+            )
+        return values
     try:
         values = np.asarray([float(v) for v in spec.split(",")])
     except ValueError:
@@ -62,9 +75,11 @@ def _level_values(ratings: np.ndarray, spec: str | None) -> np.ndarray:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from labcore.io import atomic_write_json, atomic_write_text
+    from labcore.io import atomic_directory, check_output_dir
     from qmc import QuantizedMatrixCompletion
 
+    if args.out is not None:
+        check_output_dir(args.out, overwrite=args.overwrite)
     users, items, ratings = read_ratings(args.ratings)
     values = _level_values(ratings, args.levels)
     if values.size < 2:
@@ -118,26 +133,35 @@ def _fit(args: argparse.Namespace) -> int:
     ]
     if args.out is not None:
         out = Path(args.out)
-        atomic_write_text(out / "user_factors.csv", _factors_csv(user_ids, model.U_, "user"))
-        atomic_write_text(out / "item_factors.csv", _factors_csv(item_ids, model.V_, "item"))
-        atomic_write_json(out / "model.json", payload)
+        with atomic_directory(out, overwrite=args.overwrite) as tmp:  # all files or none
+            _write_fit(tmp, args, model, payload, user_ids, item_ids, mask, values)
         text.append(f"wrote {out}/user_factors.csv, item_factors.csv, model.json")
         if args.predict_missing:
-            rr, cc = np.nonzero(~mask)
-            pred = model.predict_entries(rr, cc)
-            expected_value = model.predict_proba_entries(rr, cc) @ values  # E[rating], any spacing
-            buf = io.StringIO()
-            writer = csv.writer(buf, lineterminator="\n")
-            writer.writerow(["user", "item", "rating", "expected_rating"])
-            writer.writerows(
-                (user_ids[a], item_ids[b], repr(float(values[p - 1])), f"{e:.6g}")
-                for a, b, p, e in zip(rr, cc, pred, expected_value, strict=True)
-            )
-            atomic_write_text(out / "predictions.csv", buf.getvalue())
-            text.append(f"wrote {out}/predictions.csv ({rr.size} missing entries)")
+            n_missing = int((~mask).sum())
+            text.append(f"wrote {out}/predictions.csv ({n_missing} missing entries)")
         payload["out"] = str(out)
     emit(args, payload, "\n".join(text))
     return 0
+
+
+def _write_fit(out: Path, args, model, payload, user_ids, item_ids, mask, values) -> None:
+    from labcore.io import atomic_write_json, atomic_write_text
+
+    atomic_write_text(out / "user_factors.csv", _factors_csv(user_ids, model.U_, "user"))
+    atomic_write_text(out / "item_factors.csv", _factors_csv(item_ids, model.V_, "item"))
+    atomic_write_json(out / "model.json", payload)
+    if args.predict_missing:
+        rr, cc = np.nonzero(~mask)
+        pred = model.predict_entries(rr, cc)
+        expected_value = model.predict_proba_entries(rr, cc) @ values  # E[rating], any spacing
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["user", "item", "rating", "expected_rating"])
+        writer.writerows(
+            (user_ids[a], item_ids[b], repr(float(values[p - 1])), f"{e:.6g}")
+            for a, b, p, e in zip(rr, cc, pred, expected_value, strict=True)
+        )
+        atomic_write_text(out / "predictions.csv", buf.getvalue())
 
 
 def _factors_csv(ids: np.ndarray, F: np.ndarray, kind: str) -> str:
@@ -159,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = add_command(sub, "fit", _fit, help="complete a user,item,rating CSV", uses=("seed", "out"))
     p.add_argument("ratings", type=Path, help="CSV with columns user,item,rating (header optional)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     p.add_argument("--rank", type=int, default=30, help="rank cap (default 30)")
     p.add_argument("--lam", type=float, default=None, help="trace-norm weight (default: validated)")
     p.add_argument("--link", default="logistic", choices=["logistic", "probit"])
