@@ -7,19 +7,16 @@ from pathlib import Path
 
 from bpseg.bench import BENCH
 from labcore.cli import add_bench_command, add_command, emit, make_parser, run
-from labcore.errors import LabcoreError
 
 
 def _read_text(path: Path) -> str:
+    from labcore.io import decode_text, read_text_file
+
     if str(path) == "-":
         import sys
 
-        return sys.stdin.read()
-    if not path.exists():
-        raise LabcoreError(f"file not found: {path}")
-    if path.is_dir():
-        raise LabcoreError(f"{path} is a folder, not a text file")
-    return path.read_text(encoding="utf-8", errors="replace")
+        return decode_text(sys.stdin.buffer.read(), name="standard input")
+    return read_text_file(path)
 
 
 def _format(seg, *, width: int = 100) -> str:

@@ -26,6 +26,8 @@ def mix_clicks(
     """
     import librosa
 
+    if not 0 <= click_gain <= 10:
+        raise LabcoreError(f"click_gain must be between 0 and 10, got {click_gain}")
     clicks = librosa.clicks(
         times=np.asarray(beats, dtype=float), sr=sr, length=len(y), click_freq=CLICK_FREQ
     )
@@ -33,6 +35,16 @@ def mix_clicks(
     peak = float(np.abs(mix).max()) if len(mix) else 0.0
     scale = 1.0 if peak <= 0.99 else 0.99 / peak
     return mix * scale, scale
+
+
+def _click_gain(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 10:  # negative inverts the clicks; NaN or huge drowns the music
+        raise argparse.ArgumentTypeError(f"must be between 0 and 10, got {text}")
+    return value
 
 
 def write_wav(path: Path, y: np.ndarray, sr: int) -> Path:
@@ -157,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "click", _click, help="write the audio with a click on every beat", uses=("out",)
     )
     _add_tracker_options(p)
-    p.add_argument("--click-gain", type=float, default=0.5, help="click level (0.5)")
+    p.add_argument("--click-gain", type=_click_gain, default=0.5, help="click level, 0 to 10 (0.5)")
     p = add_command(
         sub, "plot", _plot, help="draw audio, OSS, CBSS, tempo and beats", uses=("out",)
     )

@@ -123,11 +123,20 @@ def load_audio(path, *, sr: int | None = None) -> tuple[np.ndarray, int]:
     if not path.is_file():
         raise LabcoreError(f"no such audio file: {path}")
     try:
+        import soundfile as sf
+
+        frames = sf.info(str(path)).frames
+    except Exception:  # not a format libsndfile knows (mp3 on old builds): librosa decides
+        frames = None
+    if frames == 0:  # refuse at once (librosa's fallback decoders take seconds to agree)
+        raise LabcoreError(f"{path} holds no samples")
+    try:
         with warnings.catch_warnings():  # librosa warns before falling back to audioread
             warnings.simplefilter("ignore")
             y, rate = librosa.load(path, sr=sr, mono=True)
-    except Exception as e:  # soundfile/audioread raise many types
-        raise LabcoreError(f"cannot read audio {path}: {e}") from None
+    except Exception as e:  # soundfile/audioread raise many types, some without a message
+        reason = str(e).strip() or f"{type(e).__name__}; not a supported audio file"
+        raise LabcoreError(f"cannot read audio {path}: {reason}") from None
     if len(y) == 0:
         raise LabcoreError(f"{path} holds no samples")
     return y.astype(np.float64), int(rate)

@@ -31,7 +31,8 @@ class _SRFParams(BaseEstimator):
         scikit-learn's ``validate_data`` checks the type, shape, dtype and (``reset=False``)
         the feature count and records ``n_features_in_``; its errors are re-raised as
         :class:`LabcoreError` with the same message. Infinite values and a matrix with no
-        observed entry are refused by :func:`srf.transduction.check_features`.
+        observed entry are refused by :func:`srf.transduction.check_features`; at fit
+        (``reset=True``), so is a column with no observed value.
         """
         try:
             X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite="allow-nan")
@@ -40,7 +41,14 @@ class _SRFParams(BaseEstimator):
         except ValueError as exc:
             hint = " (use NaN for missing values)" if "infinity" in str(exc) else ""
             raise LabcoreError(f"{exc}{hint}") from None
-        return check_features(X)
+        X, observed = check_features(X)
+        if reset and (empty := ~observed.any(axis=0)).any():
+            cols = np.flatnonzero(empty)
+            raise LabcoreError(
+                f"column(s) {cols[:10].tolist()} of X have no observed value: nothing to "
+                "complete them from; drop them first"
+            )
+        return X, observed
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -145,6 +153,8 @@ class SRFCompletion(_SRFParams):
         completed[observed] = X[observed]  # exactly, not up to the (un)scaling rounding
         self.mean_, self.std_ = mean, std
         self._record(result, t0)
+        if observed.all():  # nothing to complete: no δ level ran, the rank is X's own
+            self.rank_ = int(np.linalg.matrix_rank(completed))
         return completed
 
 
