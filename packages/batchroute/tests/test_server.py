@@ -545,6 +545,15 @@ def test_http_app():
                 "missing_query": client.post("/route", json={"id": "x"}),
                 "query_not_str": client.post("/route", json={"query": 42}),
                 "id_not_str": client.post("/route", json={"query": "q", "id": 7}),
+                "quality_wrong_models": client.post(
+                    "/route", json={"query": "q", "quality": {"m": "x"}}
+                ),
+                "quality_above_one": client.post(
+                    "/route", json={"query": "q", "quality": {"small": 7.5, "large": 0.5}}
+                ),
+                "cost_negative": client.post(
+                    "/route", json={"query": "q", "cost": {"small": -1, "large": 1}}
+                ),
                 "missing_ticket": client.post("/complete", json={}),
                 "unknown_ticket": client.post("/complete", json={"ticket": "nope"}),
                 "wrong_method": client.get("/route"),
@@ -578,6 +587,9 @@ def test_http_app():
         ("missing_query", "missing field 'query'"),
         ("query_not_str", "'query' must be a string"),
         ("id_not_str", "'id' must be a string"),
+        ("quality_wrong_models", "must map each of the models ['small', 'large']"),
+        ("quality_above_one", "'small' is 7.5; it must be a probability in [0, 1]"),
+        ("cost_negative", "'small' is -1; it must be a finite number >= 0"),
         ("missing_ticket", "missing field 'ticket'"),
         ("unknown_ticket", "unknown"),
     ]:

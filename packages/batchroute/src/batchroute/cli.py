@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -18,12 +19,22 @@ def _read_queries(path: Path) -> list[dict]:
     if not path.is_file():
         raise LabcoreError(f"file not found: {path}")
     queries = []
+    seen: dict[str, int] = {}
     for lineno, item in iter_jsonl(path):
         if isinstance(item, str):
             item = {"query": item}
         if not isinstance(item, dict) or not isinstance(item.get("query"), str):
             raise LabcoreError(f"{path}, line {lineno}: each line needs a 'query' string")
+        if "id" in item and not isinstance(item["id"], str | int):
+            raise LabcoreError(f"{path}, line {lineno}: 'id' must be a string or an integer")
         item.setdefault("id", str(len(queries)))
+        key = str(item["id"])
+        if key in seen:
+            raise LabcoreError(
+                f"{path}, line {lineno}: duplicate query id {item['id']!r} (first on line "
+                f"{seen[key]}); ids name the rows of the routing"
+            )
+        seen[key] = lineno
         queries.append(item)
     if not queries:
         raise LabcoreError(f"{path} holds no queries (the batch is empty)")
@@ -39,13 +50,23 @@ def _given_matrix(queries: list[dict], key: str, names: tuple[str, ...]) -> np.n
     rows = []
     for q in queries:
         entry = q[key]
+        if not isinstance(entry, dict):
+            raise LabcoreError(f"query {q['id']!r}: '{key}' must map each model to a number")
         missing = [m for m in names if m not in entry]
         if missing:
             raise LabcoreError(f"query {q['id']!r}: '{key}' lacks models {missing}")
-        try:
-            rows.append([float(entry[m]) for m in names])
-        except (TypeError, ValueError):
-            raise LabcoreError(f"query {q['id']!r}: '{key}' values must be numbers") from None
+        values = [entry[m] for m in names]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise LabcoreError(f"query {q['id']!r}: '{key}' values must be numbers")
+        for m, v in zip(names, values, strict=True):
+            ok = math.isfinite(v) and (0 <= v <= 1 if key == "quality" else v >= 0)
+            if not ok:
+                allowed = "a probability in [0, 1]" if key == "quality" else "finite and >= 0"
+                shown = "NaN" if math.isnan(v) else v
+                raise LabcoreError(
+                    f"query {q['id']!r}: '{key}' of {m!r} is {shown}; it must be {allowed}"
+                )
+        rows.append([float(v) for v in values])
     return np.asarray(rows)
 
 
@@ -174,7 +195,14 @@ def _serve(args: argparse.Namespace) -> int:
     scorer = _score_model(config, names)
 
     def score_fn(queries: list[dict]):
-        return scorer.score([q["query"] for q in queries])
+        quality, cost = scorer.score([q["query"] for q in queries])
+        quality, cost = np.array(quality, dtype=float), np.array(cost, dtype=float)
+        for k, q in enumerate(queries):  # the client's own figures win (checked by the app)
+            if "quality" in q:
+                quality[k] = [q["quality"][m] for m in names]
+            if "cost" in q:
+                cost[k] = [q["cost"][m] for m in names]
+        return quality, cost
 
     if config.budget is not None:
         raise LabcoreError("the server needs budget_per_query (batches vary in size)")

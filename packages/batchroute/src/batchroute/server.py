@@ -640,9 +640,27 @@ async def _errors(request: web.Request, handler):
         return web.json_response({"error": "internal server error"}, status=500)
 
 
+def _per_model_field(body: dict, name: str, models: Sequence[str]) -> None:
+    """An optional ``{"quality": {model: p}}`` or ``{"cost": {model: c}}`` given by the client:
+    every model, numbers only, quality in [0, 1], cost finite and >= 0."""
+    if name not in body:
+        return
+    value = body[name]
+    if not isinstance(value, dict) or set(value) != set(models):
+        raise LabcoreError(f"field {name!r} must map each of the models {list(models)} to a number")
+    for model, v in value.items():
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        ok = ok and (0 <= v <= 1 if name == "quality" else v >= 0)
+        if not ok:
+            allowed = "a probability in [0, 1]" if name == "quality" else "a finite number >= 0"
+            raise LabcoreError(f"field {name!r}: {model!r} is {v!r}; it must be {allowed}")
+
+
 async def _route(request: web.Request) -> web.Response:
     body = await _json_body(request)
     _string_field(body, "query", required=True)
+    for name in ("quality", "cost"):
+        _per_model_field(body, name, request.app[BATCHER].models)
     query_id = _string_field(body, "id", required=False)
     if query_id is None:
         query_id = uuid.uuid4().hex
@@ -672,8 +690,10 @@ def make_app(batcher: Batcher) -> web.Application:
     Routes
     ------
     ``POST /route``
-        Body ``{"query": str, "id": str (optional), ...}`` (the whole object goes to the
-        batcher's ``score_fn``). Answers ``{"id", "ticket", "model", "batch_id",
+        Body ``{"query": str, "id": str (optional), "quality": {model: p} (optional),
+        "cost": {model: c} (optional), ...}`` (the whole object goes to the batcher's
+        ``score_fn``; ``quality`` and ``cost``, when given, must name every model, with
+        quality in [0, 1] and cost >= 0). Answers ``{"id", "ticket", "model", "batch_id",
         "batch_size", "queued_s", "fallback"}`` once the query's batch is routed. Without an
         ``id`` one is generated.
     ``POST /complete``
