@@ -307,6 +307,32 @@ def test_writing_outside_the_working_directory_is_denied(mode, request):
     assert res.passed and res.stdout.strip() == "ok"
 
 
+def test_reading_outside_the_working_directory_and_python_is_denied():
+    """World-readable files (/etc/passwd, the repository's sources) stay out of reach."""
+    secret = Path(__file__).resolve()  # a world-readable source file of this repository
+    for code in (
+        "print(open('/etc/passwd').read()[:40])",
+        f"print(open({str(secret)!r}).read()[:40])",
+        f"import pathlib\nprint(pathlib.Path({str(secret)!r}).read_bytes()[:40])",
+        f"import os\nos.chdir({str(secret.parent)!r})\nprint(open({secret.name!r}).read())",
+        f"import os\nos.symlink({str(secret)!r}, 'link')\nprint(open('link').read())",
+        "import os\nprint(os.listdir('/'))",
+        f"import os\nprint(list(os.scandir({str(secret.parent)!r})))",
+    ):
+        res = run_python(code, limits=FAST)
+        assert res.status == "failed", (code, res.stdout)
+        assert "not allowed" in res.stderr, (code, res.stderr)
+        assert "root:" not in res.stdout and "import" not in res.stdout, code
+    res = run_python(
+        "import json, zoneinfo, os\n"
+        "open('mine.txt', 'w').write('ok')\n"
+        "print(open('mine.txt').read(), sorted(os.listdir('.')), json.dumps([1]))",
+        limits=FAST,
+    )
+    assert res.passed, res.stderr
+    assert res.stdout.split()[0] == "ok" and "mine.txt" in res.stdout
+
+
 def test_uid_drop_protects_files_even_without_the_guard():
     if not sandbox_capabilities()["uid_drop"]:
         pytest.skip("no uid drop on this machine (not root, or the interpreter is unreachable)")

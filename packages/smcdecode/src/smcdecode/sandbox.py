@@ -61,8 +61,10 @@ Layers, outermost first (what was actually in force is reported in
    test modules; ``resource.setrlimit``; tracing and profiling hooks; ``gc`` object
    walks; raw code-object construction; killing other processes; opening files for
    writing (and opening directories, and any relative path with ``..``) outside the
-   working directory; and deleting, renaming, linking, ``chmod``/``chown``/``truncate``/
-   ``utime`` of paths outside it. Device files other than ``/dev/null``, ``/dev/zero``,
+   working directory; reading files or listing folders anywhere but the working directory,
+   the interpreter's own installation (its standard library) and the time-zone data (so
+   ``/etc/passwd``, ``/proc``, the caller's sources and home stay unread); and deleting,
+   renaming, linking, ``chmod``/``chown``/``truncate``/``utime`` of paths outside it. Device files other than ``/dev/null``, ``/dev/zero``,
    ``/dev/full``, ``/dev/random`` and ``/dev/urandom`` cannot be opened at all. Audit
    hooks are a CPython feature, not a security boundary: code that escapes the
    interpreter (a CPython bug, a ``fork`` + ``exec`` of another program when
@@ -71,7 +73,13 @@ Layers, outermost first (what was actually in force is reported in
 
 Known gaps: there is no PID namespace (the child can list other processes in ``/proc``,
 though as ``nobody`` it can signal none of them) and no cgroup (memory is bounded per
-process by RLIMIT_AS, not per tree); world-readable files stay readable; with
+process by RLIMIT_AS, not per tree). No file-system namespace hides the machine's files:
+reads outside the working directory and the Python installation are stopped by the
+in-child guard only, so code that escapes the interpreter can still read every
+world-readable file (``/etc``, ``/proc``, world-readable sources and data), though not
+what the ``nobody`` uid may not read (``/root`` and other closed homes, mode-0600 files)
+nor, when the interpreter lives under a closed directory, the rest of that directory
+(hidden by the private mount namespace of layer 3); with
 ``allow_subprocess=True`` a descendant that both leaves the session and execs with a new
 environment escapes the tree kill (it is still bound by the rlimits, the uid and the
 network namespace). When the caller is root and the uid drop is unavailable, the child
@@ -272,7 +280,7 @@ _BOOTSTRAP = r"""
 import sys
 
 
-def _arm(work, allow_net, allow_sub):
+def _arm(work, allow_net, allow_sub, readable):
     import pathlib
     import posix
 
@@ -315,6 +323,8 @@ def _arm(work, allow_net, allow_sub):
         ("os.lchflags", ((0, -1),)), ("sqlite3.connect", ((0, -1),)),
     )
     devices = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+    # event -> path index: these read the file system (list a folder), like open for reading
+    read_events = (("os.listdir", 0), ("os.scandir", 0))
     path_classes = tuple(
         c for c in vars(pathlib).values() if isinstance(c, type) and c.__module__ == "pathlib"
     )
@@ -325,7 +335,8 @@ def _arm(work, allow_net, allow_sub):
         _work=work, _allow_sub=allow_sub, _lstat=posix.lstat, _stat=posix.stat,
         _readlink=posix.readlink, _getcwd=posix.getcwd, _getpid=posix.getpid,
         _fspath=posix.fspath, _type=type, _str=str, _bytes=bytes, _int=int,
-        _isinstance=isinstance, _len=len, _reversed=reversed,
+        _isinstance=isinstance, _len=len, _reversed=reversed, _readable=tuple(readable),
+        _read_events=dict(read_events),
         _paths=(pathlib.PosixPath, pathlib.PurePosixPath), _path_classes=path_classes,
         _OSError=OSError, _PermissionError=PermissionError,
         _func_attrs=frozenset({"__code__"}), _devices=frozenset(devices),
@@ -358,6 +369,9 @@ def _arm(work, allow_net, allow_sub):
             if _type(args[2]) is not _int:
                 raise _PermissionError("sandbox: open with unknown flags is not allowed")
             todo = [(args[0], -1, (args[2] & _write_flags) != 0, True)]
+        elif event in _read_events:
+            raw = args[_read_events[event]]
+            todo = [("." if raw is None else raw, -1, False, False)]
         elif event in _path_names:
             if event == "sqlite3.connect":
                 db = args[0]
@@ -458,6 +472,15 @@ def _arm(work, allow_net, allow_sub):
                     f"sandbox: {event} of {path!r} outside the working directory "
                     "is not allowed"
                 )
+            if not inside and not write and real not in _devices:
+                for root in _readable:
+                    if real == root or real[: _len(root) + 1] == root + "/":
+                        break
+                else:
+                    raise _PermissionError(
+                        f"sandbox: reading {path!r} is not allowed (only the working "
+                        "directory and the Python installation are readable)"
+                    )
             if k < _len(todo) and todo[k] is None:
                 # os.symlink: its target, relative to the link's directory, must be inside
                 todo[k] = (args[0], real.rpartition("/")[0] or "/", True, False)
@@ -467,6 +490,7 @@ def _arm(work, allow_net, allow_sub):
 
 def _main():
     import builtins
+    import os
 
     work, program = sys.argv[1], sys.argv[2]
     allow_net, allow_sub = sys.argv[3] == "1", sys.argv[4] == "1"
@@ -477,7 +501,12 @@ def _main():
     module.__builtins__ = builtins
     sys.modules["__main__"] = module
     sys.argv[:] = [program]
-    _arm(work, allow_net, allow_sub)
+    # Readable besides the working directory: the interpreter's own installation (the
+    # standard library it imports from) and the time-zone data; nothing else.
+    readable = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    readable |= {os.path.realpath(p) for p in sys.path if p}
+    readable |= {"/usr/share/zoneinfo", "/etc/localtime", os.path.realpath("/etc/localtime")}
+    _arm(work, allow_net, allow_sub, sorted(readable))
     exec(compile(source, program, "exec", dont_inherit=True), module.__dict__)
 
 
