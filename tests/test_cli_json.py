@@ -160,5 +160,6 @@ def test_json_output_is_one_document(module, argv, setup, tmp_path):
     args = [sys.executable, "-m", module, *argv, *setup(tmp_path), "--json"]
     out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    payload = json.loads(out.stdout)  # raises on anything but exactly one JSON document
+    # raises on anything but exactly one strict JSON document (no bare NaN or Infinity)
+    payload = json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
     assert isinstance(payload, dict | list)
