@@ -96,7 +96,10 @@ def test_multiclass_and_string_free_labels():
     assert model.label_scores_.shape == (200, 4)
     np.testing.assert_array_equal(model.classes_, [0, 1, 2, 3])
     hidden = ~labelled
-    assert np.mean(model.transduction_[hidden] == y[hidden]) > 0.6  # chance 0.25
+    # Measured 0.838 (chance 0.25). Not a claim of superiority: a logistic regression fitted
+    # on the labelled rows alone scores 0.892 on these hidden rows (0.90 at seeds 4 and 5,
+    # where this model has 0.81 and 0.85).
+    assert np.mean(model.transduction_[hidden] == y[hidden]) > 0.8
 
 
 def test_regressor_predicts_a_linear_target():
