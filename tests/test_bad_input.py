@@ -61,6 +61,18 @@ def _then(*steps: Callable[[Path], list[str]]) -> Callable[[Path], list[str]]:
     return setup
 
 
+def _folder(name: str, *, holding: str | None = None) -> Callable[[Path], list[str]]:
+    """Make a folder (with a file of the user's in it, ``mine.txt``, when ``holding``)."""
+
+    def setup(tmp: Path) -> list[str]:
+        (tmp / name).mkdir()
+        if holding is not None:
+            (tmp / name / "mine.txt").write_text(holding)
+        return []
+
+    return setup
+
+
 def _wav(n_samples: int) -> bytes:
     """A mono 16-bit PCM WAV of ``n_samples`` zero samples at 22,050 Hz."""
     data = b"\x00\x00" * n_samples
@@ -153,7 +165,7 @@ CASES = [
          2, "is not UTF-8 text (byte 0xe9 at offset 3, line 1)"),
     # --out of the wrong kind: a sentence, and before any work
     Case("bpseg-out-is-a-folder", "bpseg",
-         _then(lambda t: (t / "some_dir").mkdir() or [],
+         _then(_folder("some_dir"),
                _write("doc.txt", "One sentence. Another one.\n", "segment", "{f}", "--out",
                       "{tmp}/some_dir")),
          2, "is a folder; give a file path"),
@@ -208,20 +220,17 @@ CASES = [
                 "{tmp}/out"),
          0, "wrote", _mode_like_touch),
     Case("qmc-out-exists", "qmc",
-         _then(lambda t: (t / "out").mkdir() or [],
-               lambda t: (t / "out" / "mine.txt").write_text("keep me") and [],
+         _then(_folder("out", holding="keep me"),
                _write("r.csv", RATINGS, "fit", "{f}", "--rank", "2", "--lam", "1.0", "--out",
                       "{tmp}/out")),
          2, "already exists", _foreign_file_intact),
     Case("qmc-overwrite-refuses-a-foreign-folder", "qmc",
-         _then(lambda t: (t / "out").mkdir() or [],
-               lambda t: (t / "out" / "mine.txt").write_text("keep me") and [],
+         _then(_folder("out", holding="keep me"),
                _write("r.csv", RATINGS, "fit", "{f}", "--rank", "2", "--lam", "1.0", "--out",
                       "{tmp}/out", "--overwrite")),
          2, "refusing to replace", _foreign_file_intact),
     Case("archetypal-nmf-overwrite-refuses-a-foreign-folder", "archetypal_nmf",
-         _then(lambda t: (t / "out").mkdir() or [],
-               lambda t: (t / "out" / "mine.txt").write_text("keep me") and [],
+         _then(_folder("out", holding="keep me"),
                _write("x.csv", "1,2\n2,1\n3,3\n", "fit", "{f}", "-k", "2", "--out", "{tmp}/out",
                       "--overwrite")),
          2, "refusing to replace", _foreign_file_intact),
@@ -231,7 +240,7 @@ CASES = [
                       "{tmp}/taken/completed.csv")),
          2, "taken is a file, not a folder"),
     Case("obtain-out-is-a-folder", "obtain",
-         _then(lambda t: (t / "beats").mkdir() or [],
+         _then(_folder("beats"),
                _write("a.wav", _wav(22050), "track", "{f}", "--out", "{tmp}/beats")),
          2, "is a folder; give a file path"),
     Case("qmc-out-is-a-file", "qmc",
@@ -242,8 +251,7 @@ CASES = [
          _write("taken", "a file", "export", "{tmp}/run", "--out", "{f}"),
          2, "is a file; give a folder"),
     Case("layerwise-overwrite-refuses-a-foreign-folder", "layerwise",
-         _then(lambda t: (t / "out").mkdir() or [],
-               lambda t: (t / "out" / "mine.txt").write_text("keep me") and [],
+         _then(_folder("out", holding="keep me"),
                lambda t: ["export", str(t / "run"), "--out", str(t / "out"), "--overwrite"]),
          2, "refusing to replace", _foreign_file_intact),
     # strict JSON: no bare NaN on stdout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -47,26 +46,14 @@ def _given_matrix(queries: list[dict], key: str, names: tuple[str, ...]) -> np.n
         if any(key in q for q in queries):
             raise LabcoreError(f"'{key}' is given for some queries but not all")
         return None
+    from batchroute.problem import query_figures
+
     rows = []
     for q in queries:
-        entry = q[key]
-        if not isinstance(entry, dict):
-            raise LabcoreError(f"query {q['id']!r}: '{key}' must map each model to a number")
-        missing = [m for m in names if m not in entry]
-        if missing:
-            raise LabcoreError(f"query {q['id']!r}: '{key}' lacks models {missing}")
-        values = [entry[m] for m in names]
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            raise LabcoreError(f"query {q['id']!r}: '{key}' values must be numbers")
-        for m, v in zip(names, values, strict=True):
-            ok = math.isfinite(v) and (0 <= v <= 1 if key == "quality" else v >= 0)
-            if not ok:
-                allowed = "a probability in [0, 1]" if key == "quality" else "finite and >= 0"
-                shown = "NaN" if math.isnan(v) else v
-                raise LabcoreError(
-                    f"query {q['id']!r}: '{key}' of {m!r} is {shown}; it must be {allowed}"
-                )
-        rows.append([float(v) for v in values])
+        try:
+            rows.append(query_figures(q[key], key, names))
+        except LabcoreError as exc:
+            raise LabcoreError(f"query {q['id']!r}: {exc}") from None
     return np.asarray(rows)
 
 

@@ -42,6 +42,30 @@ def _per_model(name: str, value, m: int, *, allow_inf: bool = True) -> np.ndarra
     return v
 
 
+def query_figures(value, key: str, models) -> list[float]:
+    """One query's own ``{"quality": {model: p}}`` or ``{"cost": {model: c}}``, checked.
+
+    Every model named, numbers only; quality a probability in [0, 1], cost finite and
+    >= 0. Shared by route files and the HTTP router.
+    """
+    models = list(models)
+    missing = [] if not isinstance(value, dict) else [m for m in models if m not in value]
+    if not isinstance(value, dict) or missing or set(value) - set(models):
+        raise LabcoreError(
+            f"'{key}' must map each of the models {models} to a number"
+            + (f": it lacks models {missing}" if missing else "")
+        )
+    values = [value[m] for m in models]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise LabcoreError(f"'{key}' values must be numbers")
+    for m, v in zip(models, values, strict=True):
+        if not (np.isfinite(v) and (0 <= v <= 1 if key == "quality" else v >= 0)):
+            allowed = "a probability in [0, 1]" if key == "quality" else "a finite number >= 0"
+            shown = "NaN" if np.isnan(v) else v
+            raise LabcoreError(f"'{key}' of {m!r} is {shown}; it must be {allowed}")
+    return [float(v) for v in values]
+
+
 @dataclass(frozen=True)
 class Resource:
     """An extra per-model limit: ``Σ_i usage[i, m] · x_im ≤ limit[m]`` (e.g. tokens)."""

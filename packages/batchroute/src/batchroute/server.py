@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from aiohttp import web
 
-from batchroute.problem import RoutingProblem
+from batchroute.problem import RoutingProblem, query_figures
 from batchroute.solve import METHODS, InfeasibleBudget, solve
 from labcore.errors import LabcoreError
 
@@ -641,19 +641,12 @@ async def _errors(request: web.Request, handler):
 
 
 def _per_model_field(body: dict, name: str, models: Sequence[str]) -> None:
-    """An optional ``{"quality": {model: p}}`` or ``{"cost": {model: c}}`` given by the client:
-    every model, numbers only, quality in [0, 1], cost finite and >= 0."""
-    if name not in body:
-        return
-    value = body[name]
-    if not isinstance(value, dict) or set(value) != set(models):
-        raise LabcoreError(f"field {name!r} must map each of the models {list(models)} to a number")
-    for model, v in value.items():
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-        ok = ok and (0 <= v <= 1 if name == "quality" else v >= 0)
-        if not ok:
-            allowed = "a probability in [0, 1]" if name == "quality" else "a finite number >= 0"
-            raise LabcoreError(f"field {name!r}: {model!r} is {v!r}; it must be {allowed}")
+    """An optional per-model ``quality`` or ``cost`` given by the client, checked."""
+    if name in body:
+        try:
+            query_figures(body[name], name, models)
+        except LabcoreError as exc:
+            raise LabcoreError(f"field {exc}") from None
 
 
 async def _route(request: web.Request) -> web.Response:
