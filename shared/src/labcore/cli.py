@@ -31,7 +31,7 @@ from typing import Any
 from labcore.errors import LabcoreError
 
 #: The options a subcommand may declare it reads, with how each is added.
-COMMON_OPTIONS = ("device", "seed", "out")
+COMMON_OPTIONS = ("device", "seed", "out", "overwrite")
 
 
 def _add_common_options(parser: argparse.ArgumentParser, uses: Iterable[str]) -> None:
@@ -48,6 +48,12 @@ def _add_common_options(parser: argparse.ArgumentParser, uses: Iterable[str]) ->
         g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     if "out" in uses:
         g.add_argument("--out", type=Path, default=None, help="output directory or file")
+    if "overwrite" in uses:  # with labcore.io.check_output_dir / atomic_directory
+        g.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace an earlier output in --out (never a folder this tool did not write)",
+        )
     g.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     g.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging; tracebacks on error"
@@ -71,8 +77,8 @@ def add_command(
 ) -> argparse.ArgumentParser:
     """Add a subcommand; ``handler(args)`` runs it.
 
-    ``uses`` names the common options the handler reads, among ``device``, ``seed`` and
-    ``out``; ``--json``, ``-v`` and ``-q`` are always there.
+    ``uses`` names the common options the handler reads, among ``device``, ``seed``,
+    ``out`` and ``overwrite``; ``--json``, ``-v`` and ``-q`` are always there.
     """
     # No abbreviations: `--seed` must not silently mean `--seeds` (or `--out` `--outdir`).
     p = subparsers.add_parser(name, help=help, description=help, allow_abbrev=False)

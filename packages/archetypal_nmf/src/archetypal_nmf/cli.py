@@ -80,11 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = add_command(
-        sub, "fit", _fit, help="fit archetypes to a CSV (points as rows)", uses=("seed", "out")
+        sub,
+        "fit",
+        _fit,
+        help="fit archetypes to a CSV (points as rows)",
+        uses=("seed", "out", "overwrite"),
     )
     p.add_argument("data", type=Path, help="numeric CSV; empty cells or NA are missing values")
     p.add_argument("-k", type=int, required=True, help="number of archetypes")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--n-nonzero", type=int, default=None, help="total nonzeros allowed in H")
     g.add_argument("--density", type=float, default=None, help="or: the fraction of H kept")

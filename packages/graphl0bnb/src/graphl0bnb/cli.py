@@ -117,10 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = add_command(
-        sub, "fit", _fit, help="estimate a graph from a CSV (rows = samples)", uses=("out",)
+        sub,
+        "fit",
+        _fit,
+        help="estimate a graph from a CSV (rows = samples)",
+        uses=("out", "overwrite"),
     )
     p.add_argument("data", type=Path, help="CSV file, numeric, optional header row")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     p.add_argument(
         "--l0", type=float, default=None, help="price per edge (default (log n + 2 log p)/n)"
     )

@@ -181,9 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
         version=__version__,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = add_command(sub, "fit", _fit, help="complete a user,item,rating CSV", uses=("seed", "out"))
+    p = add_command(
+        sub, "fit", _fit, help="complete a user,item,rating CSV", uses=("seed", "out", "overwrite")
+    )
     p.add_argument("ratings", type=Path, help="CSV with columns user,item,rating (header optional)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     p.add_argument("--rank", type=int, default=30, help="rank cap (default 30)")
     p.add_argument("--lam", type=float, default=None, help="trace-norm weight (default: validated)")
     p.add_argument("--link", default="logistic", choices=["logistic", "probit"])
