@@ -1,0 +1,3 @@
+from skinnytrees.cli import main
+
+raise SystemExit(main())
