@@ -140,6 +140,12 @@ def _strict_json(tmp: Path, proc: subprocess.CompletedProcess) -> None:
     json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in --json output"))
 
 
+#: A small table for skinnytrees: three numeric features and a 0/1 target.
+SKINNY_CSV = "a,b,c,y\n" + "".join(
+    f"{0.1 * i:.1f},{(7 * i) % 5},{(3 * i) % 4},{int(i % 3 == 0)}\n" for i in range(4, 30)
+)
+
+
 CASES = [
     # srf: an all-missing column is refused; a complete matrix reports its own rank
     Case("srf-empty-column", "srf",
@@ -254,6 +260,28 @@ CASES = [
          _then(_folder("out", holding="keep me"),
                lambda t: ["export", str(t / "run"), "--out", str(t / "out"), "--overwrite"]),
          2, "refusing to replace", _foreign_file_intact),
+    # skinnytrees: the budget is a fraction in (0, 1] or a count; features are numbers; a
+    # constant target is refused; --out is checked before any training
+    Case("skinnytrees-budget-above-one", "skinnytrees",
+         _write("d.csv", SKINNY_CSV, "fit", "{f}", "--target", "y", "--budget", "1.5"),
+         2, "a fraction in (0, 1] or a whole feature count"),
+    Case("skinnytrees-budget-zero", "skinnytrees",
+         _write("d.csv", SKINNY_CSV, "fit", "{f}", "--target", "y", "--budget", "0"),
+         2, "the budget must be a fraction in (0, 1]"),
+    Case("skinnytrees-text-feature", "skinnytrees",
+         _write("d.csv", SKINNY_CSV.replace("0.4,", "red,", 1), "fit", "{f}", "--target", "y"),
+         2, "'red' is not a number"),
+    Case("skinnytrees-constant-target", "skinnytrees",
+         _write("d.csv", SKINNY_CSV.replace(",1\n", ",0\n"), "fit", "{f}", "--target", "y"),
+         2, "is constant"),
+    Case("skinnytrees-overwrite-refuses-a-foreign-folder", "skinnytrees",
+         _then(_folder("out", holding="keep me"),
+               _write("d.csv", SKINNY_CSV, "fit", "{f}", "--target", "y", "--out", "{tmp}/out",
+                      "--overwrite")),
+         2, "refusing to replace", _foreign_file_intact),
+    Case("skinnytrees-predict-without-a-model", "skinnytrees",
+         _write("d.csv", SKINNY_CSV, "predict", "{tmp}/nowhere", "{f}"),
+         2, "no model at"),
     # strict JSON: no bare NaN on stdout
     Case("srf-json-is-strict", "srf",
          _write("x.csv", "1,2,3\n2,4,6\n1,0,1\n", "complete", "{f}", "--json"),
@@ -296,5 +324,6 @@ def test_every_package_has_a_row() -> None:
         "batchroute",
         "obtain",
         "layerwise",
+        "skinnytrees",
     }
     assert light <= covered

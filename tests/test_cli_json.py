@@ -73,6 +73,23 @@ CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
     ("rac", ["traces"], _rac_traces),
     ("graphl0bnb", ["fit"], _shipped("packages/graphl0bnb/tests/data/banded6.csv")),
     (
+        "skinnytrees",
+        ["fit"],
+        _shipped(
+            "packages/skinnytrees/tests/data/two_signals.csv",
+            "--target",
+            "label",
+            "--budget",
+            "2",
+            "--trees",
+            "4",
+            "--depth",
+            "2",
+            "--epochs",
+            "20",
+        ),
+    ),
+    (
         "archetypal_nmf",
         ["fit"],
         _shipped("packages/archetypal_nmf/tests/data/planted30x6.csv", "-k", "3"),

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-
 import skinnytrees.bench as bench
 import skinnytrees.data as data
-from labcore.bench import BenchConfig
 from skinnytrees.cli import build_parser, main
+
+from labcore.bench import BenchConfig
 
 
 @pytest.fixture

@@ -80,46 +80,69 @@ def lightgbm_importance(kind: str) -> Callable[[Any], np.ndarray]:
 
 def l1_linear(task: str, X: np.ndarray, y: np.ndarray, k: int, seed: int) -> Selected:
     """l1-logistic regression (one-vs-rest for several classes: a feature counts when any
-    class uses it) or the Lasso; the least-penalized model on a 40-point grid that keeps at
-    most k features (and at least one). Features are standardized first."""
+    class uses it) or the Lasso at the weakest penalty that keeps at most k features (and at
+    least one): a 40-point grid from strong to weak penalty, then bisection of log C (log α)
+    between the last grid point within the budget and the first beyond it. Features are
+    standardized first."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import Lasso, LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    best = None
     if task == "classification":
-        from sklearn.linear_model import LogisticRegression
+        name, grid = "C", np.logspace(-4, 2, 40)
 
-        for C in np.logspace(-3, 2, 40):
-            model = make_pipeline(
-                StandardScaler(),
-                LogisticRegression(l1_ratio=1.0, C=C, solver="liblinear", random_state=seed),
-            ).fit(X, y)
-            used = np.flatnonzero(np.any(model[-1].coef_ != 0, axis=0))
-            if 0 < len(used) <= k:
-                best = (model, used, C)
-            elif len(used) > k:
-                break
-        name = "C"
+        multiclass = len(np.unique(y)) > 2
+
+        def fit(c: float):
+            clf = LogisticRegression(l1_ratio=1.0, C=c, solver="liblinear", random_state=seed)
+            if multiclass:  # liblinear is binary: one classifier per class
+                clf = OneVsRestClassifier(clf)
+            model = make_pipeline(StandardScaler(), clf).fit(X, y)
+            last = model[-1]
+            coef = np.vstack([e.coef_ for e in last.estimators_]) if multiclass else last.coef_
+            return model, np.flatnonzero(np.any(coef != 0, axis=0))
+
     else:
-        import warnings
-
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import Lasso
-
         ys = (y - y.mean()) / y.std()
-        alpha_max = np.abs(StandardScaler().fit_transform(X).T @ ys).max() / len(y)
-        for alpha in alpha_max * np.logspace(0, -3, 40)[1:]:
+        alpha_max = np.abs(StandardScaler().fit_transform(X).T @ ys).max() / len(y) * y.std()
+        # Weak penalty means small α: walk α down, i.e. 1/α up, to share the C logic.
+        name, grid = "alpha", 1.0 / (alpha_max * np.logspace(0, -4, 40)[1:])
+
+        def fit(c: float):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                model = make_pipeline(StandardScaler(), Lasso(alpha=alpha, max_iter=5000)).fit(X, y)
-            used = np.flatnonzero(model[-1].coef_ != 0)
-            if 0 < len(used) <= k:
-                best = (model, used, alpha)
-            elif len(used) > k:
+                model = make_pipeline(StandardScaler(), Lasso(alpha=1.0 / c, max_iter=5000))
+                model.fit(X, y)
+            return model, np.flatnonzero(model[-1].coef_ != 0)
+
+    best, below, above = None, None, None
+    for c in grid:
+        model, used = fit(c)
+        if len(used) > k:
+            above = c
+            break
+        below = c
+        if len(used) > 0:
+            best = (model, used, c)
+    if above is not None and below is not None:
+        for _ in range(12):
+            c = float(np.sqrt(below * above))
+            model, used = fit(c)
+            if len(used) > k:
+                above = c
+            else:
+                below = c
+                if len(used) > 0:
+                    best = (model, used, c)
+            if best is not None and len(best[1]) == k:
                 break
-        name = "alpha"
     if best is None:
         raise LabcoreError("the l1 path kept no model within the budget")
-    model, used, value = best
+    model, used, c = best
+    value = c if name == "C" else 1.0 / c
     # The pipeline reads every column (zero weights elsewhere).
     return Selected(used, model, {name: float(value)}, columns=np.arange(X.shape[1]))

@@ -224,7 +224,8 @@ def _rows_for(data, seed: int, budgets: list, device: str) -> list[Row]:
     # Inference ratios against the dense soft trees of the same seed.
     ref = rows[0].metrics["predict_s"]
     for r in rows:
-        r.metrics["inference_ratio"] = r.metrics["predict_s"] / ref
+        if r.status == "ok":
+            r.metrics["inference_ratio"] = r.metrics["predict_s"] / ref
     return rows
 
 

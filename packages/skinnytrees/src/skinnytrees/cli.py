@@ -95,11 +95,11 @@ def _fit(args: argparse.Namespace) -> int:
     if budget is not None:
         budget = int(budget) if float(budget).is_integer() and budget > 1 else float(budget)
         budget_count(budget, X.shape[1])  # the error before any training
+    if len(np.unique(y)) < 2:
+        raise LabcoreError(
+            f"the target {args.target!r} is constant (every row is {y[0]!r}): nothing to learn"
+        )
     task = _task(y, args.task)
-    if task == "regression" and np.ptp(y.astype(float)) == 0:
-        raise LabcoreError(f"the target {args.target!r} is constant: nothing to learn")
-    if task == "classification" and len(np.unique(y)) < 2:
-        raise LabcoreError(f"the target {args.target!r} has one class: nothing to learn")
     Est = SkinnyTreesClassifier if task == "classification" else SkinnyTreesRegressor
     est = Est(
         max_features=budget,
