@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -307,6 +309,37 @@ def test_writing_outside_the_working_directory_is_denied(mode, request):
     assert res.passed and res.stdout.strip() == "ok"
 
 
+def test_the_file_system_view_hides_the_machine_below_the_interpreter():
+    """Without the audit guard (a probe child runs plain code), the child's root holds only
+    the system folders, the Python installation, a few device files and the run's folder:
+    /etc/passwd, /proc, /home and the repository's sources do not exist there."""
+    caps = sandbox_capabilities()
+    if not caps["fs_view"]:
+        pytest.skip("no mount namespace here: " + "; ".join(caps["notes"]))
+    secret = Path(__file__).resolve()
+    code = (
+        "import os, json\n"
+        f"print(json.dumps([sorted(os.listdir('/')), os.path.exists({str(secret)!r}), "
+        "os.path.exists('/etc/passwd'), os.path.exists('/proc/self'), os.path.exists('/home'), "
+        "sorted(os.listdir('/etc')), sorted(os.listdir('/dev'))]))"
+    )
+    is_root = caps["is_root"]
+    flags = sandbox._CLONE_NEWNS | (0 if is_root else sandbox._CLONE_NEWUSER)
+    ok, out = sandbox._spawn_probe(
+        sandbox._Plan(unshare_flags=flags, drop=is_root, fs_view=True), code
+    )
+    assert ok, out
+    listing, *absent, etc, dev = json.loads(out)
+    tops = {p.strip("/").split("/")[0] for p in (sys.base_prefix, tempfile.gettempdir())}
+    system = {"usr", "bin", "sbin", "lib", "lib64", "lib32", "libx32", "etc", "dev"}
+    assert set(listing) <= system | tops, listing
+    assert absent == [False, False, False, False]
+    assert etc == ["ld.so.cache"] or etc == []
+    assert set(dev) <= {"null", "zero", "full", "random", "urandom"}
+    res = run_python("import json, zoneinfo\nprint(json.dumps([1]))", limits=FAST)
+    assert res.passed and res.isolation["fs_view"] is True, res.stderr
+
+
 def test_reading_outside_the_working_directory_and_python_is_denied():
     """World-readable files (/etc/passwd, the repository's sources) stay out of reach."""
     secret = Path(__file__).resolve()  # a world-readable source file of this repository
@@ -321,9 +354,9 @@ def test_reading_outside_the_working_directory_and_python_is_denied():
     ):
         res = run_python(code, limits=FAST)
         assert res.status == "failed", (code, res.stdout)
-        # denied by the guard, or already by the file permissions of the sandbox uid (a
-        # checkout under a closed folder)
-        denied = ("not allowed" in res.stderr) or ("Permission denied" in res.stderr)
+        # denied by the guard, already by the file permissions of the sandbox uid (a
+        # checkout under a closed folder), or absent from the file-system view
+        denied = any(s in res.stderr for s in ("not allowed", "Permission denied", "No such file"))
         assert denied, (code, res.stderr)
         assert "root:" not in res.stdout and "import" not in res.stdout, code
     res = run_python("print(open('/etc/passwd').read())", limits=FAST)
@@ -338,9 +371,12 @@ def test_reading_outside_the_working_directory_and_python_is_denied():
     assert res.stdout.split()[0] == "ok" and "mine.txt" in res.stdout
 
 
-def test_uid_drop_protects_files_even_without_the_guard():
-    if not sandbox_capabilities()["uid_drop"]:
-        pytest.skip("no uid drop on this machine (not root, or the interpreter is unreachable)")
+@pytest.mark.parametrize("view", [False, True], ids=["uid-drop-alone", "with-fs-view"])
+def test_uid_drop_protects_files_even_without_the_guard(view, monkeypatch):
+    caps = sandbox_capabilities()
+    if not caps["uid_drop"] or (view and not caps["fs_view"]):
+        pytest.skip("no uid drop (or no file-system view) on this machine")
+    monkeypatch.setattr(sandbox, "_CAPS", {**caps, "fs_view": view})
     target = REPO_DIR / f"escape-{uuid.uuid4().hex}.txt"
     # exec a second interpreter: it has no audit hook, only the OS layers hold it
     inner = f"open({str(target)!r}, 'w').write('pwned')"
@@ -349,7 +385,8 @@ def test_uid_drop_protects_files_even_without_the_guard():
     )
     res = run_python(code, limits=SUBPROC)
     assert res.status == "failed"
-    assert "Permission denied" in res.stderr
+    # the uid may not write there; in the view the folder does not even exist
+    assert ("No such file" if view else "Permission denied") in res.stderr, res.stderr
     assert not target.exists()
 
 

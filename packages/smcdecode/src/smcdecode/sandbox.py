@@ -40,6 +40,15 @@ Layers, outermost first (what was actually in force is reported in
    rest of that directory (``/root``'s dotfiles, keys, caches) from the child. If neither
    works the child keeps the caller's uid, ``nproc_binds`` is False and process creation
    is stopped only by the in-child guard (layer 6).
+   **File-system view.** Where a mount namespace is available (the caller is root, or
+   user namespaces are allowed), the child is ``chroot``-ed into a minimal root built on a
+   1 MiB tmpfs: read-only binds of ``/usr``, ``/bin``, ``/sbin``, ``/lib*`` (symlinks
+   where the host has symlinks), the interpreter's installation and ``/etc/ld.so.cache``,
+   the device files ``/dev/null``, ``/dev/zero``, ``/dev/full``, ``/dev/random`` and
+   ``/dev/urandom``, and the run's own folder. Nothing else exists for the child: no
+   ``/etc/passwd``, ``/proc``, ``/sys``, ``/home``, ``/root``, ``/tmp``, ``/var`` or the
+   caller's sources, whatever the code does below the interpreter. The result says
+   ``fs_view: True``.
 4. **No network.** The child gets a new, empty network namespace (``unshare`` with
    CLONE_NEWNET before dropping privileges; an unprivileged caller also needs a user
    namespace for that). Inside, even 127.0.0.1 is unreachable. Where namespaces are not
@@ -71,15 +80,18 @@ Layers, outermost first (what was actually in force is reported in
    subprocesses are allowed, a syscall with no audit event such as ``os.mkfifo``) is
    only held by layers 1 to 5.
 
-Known gaps: there is no PID namespace (the child can list other processes in ``/proc``,
-though as ``nobody`` it can signal none of them) and no cgroup (memory is bounded per
-process by RLIMIT_AS, not per tree). No file-system namespace hides the machine's files:
-reads outside the working directory and the Python installation are stopped by the
-in-child guard only, so code that escapes the interpreter can still read every
-world-readable file (``/etc``, ``/proc``, world-readable sources and data), though not
-what the ``nobody`` uid may not read (``/root`` and other closed homes, mode-0600 files)
-nor, when the interpreter lives under a closed directory, the rest of that directory
-(hidden by the private mount namespace of layer 3); with
+Known gaps: there is no PID namespace (without the file-system view the child can list
+other processes in ``/proc``, though as ``nobody`` it can signal none of them) and no cgroup
+(memory is bounded per process by RLIMIT_AS, not per tree). With the file-system view, what
+the child can read is exactly the view's content: the system's programs and libraries under
+``/usr`` and ``/lib*`` (world-readable, the same on every machine of a distribution), the
+Python installation and its own folder. Without it (no mount namespace: an unprivileged
+caller where user namespaces are disabled), reads outside the working directory and the
+Python installation are stopped by the in-child guard only, so code that escapes the
+interpreter can still read every world-readable file (``/etc``, ``/proc``, world-readable
+sources and data), though not what the ``nobody`` uid may not read (``/root`` and other
+closed homes, mode-0600 files) nor, when the interpreter lives under a closed directory, the
+rest of that directory (hidden by the private mount namespace of layer 3); with
 ``allow_subprocess=True`` a descendant that both leaves the session and execs with a new
 environment escapes the tree kill (it is still bound by the rlimits, the uid and the
 network namespace). When the caller is root and the uid drop is unavailable, the child
@@ -547,6 +559,38 @@ class _Plan:
     drop: bool = False
     cover: str | None = None  # directory hidden behind a tmpfs
     prefix: str | None = None  # interpreter prefix bind-mounted back inside it
+    fs_view: bool = False  # chroot into a minimal read-only root (see _fs_view)
+
+
+#: Top-level system folders shown read-only in the file-system view (as symlinks where the
+#: host has symlinks, e.g. /lib -> usr/lib on merged-/usr systems).
+_VIEW_SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
+#: Single files shown read-only: the dynamic loader's cache (library paths only).
+_VIEW_FILES = ("/etc/ld.so.cache",)
+#: The device files the code may open (as the audit guard allows).
+_VIEW_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+
+
+def _fs_view(base: str) -> list[tuple[str, str, str]]:
+    """What the child's root holds: ``(kind, path, link target)`` with kind ``ro`` (a
+    read-only bind of a host folder), ``file`` (a read-only bind of a host file), ``link``,
+    ``dev`` (a device node) or ``base`` (the run's own folder, read-write for the sandbox uid
+    where its permissions allow). Nothing else of the host exists there: no /etc (but the
+    loader cache), /home, /root, /proc, /sys, /tmp, /var, /opt, /srv or the caller's sources."""
+    view: list[tuple[str, str, str]] = []
+    for top in _VIEW_SYSTEM:
+        if os.path.islink(top):
+            view.append(("link", top, os.readlink(top)))
+        elif os.path.isdir(top):
+            view.append(("ro", top, ""))
+    shown = [p for kind, p, _ in view if kind == "ro"]
+    prefix = os.path.realpath(sys.base_prefix)
+    if not any(_within(prefix, top) for top in shown):
+        view.append(("ro", prefix, ""))
+    view += [("file", f, "") for f in _VIEW_FILES if os.path.isfile(f)]
+    view += [("dev", d, "") for d in _VIEW_DEVICES if os.path.exists(d)]
+    view.append(("base", base, ""))
+    return view
 
 
 def _real_executable() -> str:
@@ -571,8 +615,50 @@ def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
+def _view_steps(stage: str, base: str) -> list[tuple]:
+    """The steps that turn ``stage`` into the child's root (run after ``unshare`` of the
+    mount namespace, before ``chroot``): a small tmpfs, then the binds and links of
+    :func:`_fs_view` at the same paths inside it."""
+    ro = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID
+    steps: list[tuple] = [
+        ("mount", None, b"/", None, _MS_REC | _MS_PRIVATE, None),
+        ("mount", b"tmpfs", stage.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"mode=0755,size=1m"),
+    ]
+    for kind, path, target in _fs_view(base):
+        inside = stage + path
+        parent = os.path.dirname(inside)
+        if kind == "link":
+            steps += [("mkdirs", stage, parent), ("symlink", target, inside)]
+        elif kind == "ro":
+            steps += [
+                ("mkdirs", stage, inside),
+                ("mount", path.encode(), inside.encode(), None, _MS_BIND | _MS_REC, None),
+                ("mount", None, inside.encode(), None, ro | _MS_NODEV, None),
+            ]
+        elif kind in ("file", "dev"):
+            steps += [
+                ("mkdirs", stage, parent),
+                ("touch", inside),
+                ("mount", path.encode(), inside.encode(), None, _MS_BIND, None),
+            ]
+            if kind == "file":
+                steps.append(("mount", None, inside.encode(), None, ro | _MS_NODEV, None))
+        else:  # the run's folder; not recursive, so the new root is not seen inside itself
+            steps += [
+                ("mkdirs", stage, inside),
+                ("mount", path.encode(), inside.encode(), None, _MS_BIND, None),
+            ]
+    steps.append(("chroot", stage))
+    return steps
+
+
 def _make_preexec(
-    plan: _Plan, rlimits: Sequence[tuple[int, int, int]], stage: str | None
+    plan: _Plan,
+    rlimits: Sequence[tuple[int, int, int]],
+    stage: str | None,
+    *,
+    base: str | None = None,
+    cwd: str | None = None,
 ) -> Callable[[], None]:
     """Build the function the child runs after fork and before exec.
 
@@ -584,7 +670,8 @@ def _make_preexec(
     flags = plan.unshare_flags
     mounts: list[tuple[bytes | None, bytes, bytes | None, int, bytes | None]] = []
     mkdirs: list[str] = []
-    if plan.cover and plan.prefix and stage:
+    view = _view_steps(stage, base) if plan.fs_view and stage and base else []
+    if plan.cover and plan.prefix and stage and not view:
         cover, prefix, stage_b = plan.cover.encode(), plan.prefix.encode(), stage.encode()
         rest = plan.prefix[len(plan.cover) :].strip("/").split("/")
         mkdirs = [plan.cover + "/" + "/".join(rest[: i + 1]) for i in range(len(rest))]
@@ -610,9 +697,39 @@ def _make_preexec(
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
+    def mkdirs_under(root: str, path: str) -> None:
+        # Each component made 0755 explicitly: the child's umask (0o077) must not close them.
+        parts = path[len(root) :].strip("/").split("/")
+        current = root
+        for part in parts:
+            if not part:
+                continue
+            current = current + "/" + part
+            if not os.path.lexists(current):
+                os.mkdir(current)
+                os.chmod(current, 0o755)
+
+    def build_view() -> None:
+        for step in view:
+            if step[0] == "mount":
+                _, src, dst, fstype, mflags, data = step
+                if libc.mount(src, dst, fstype, mflags, data) != 0:
+                    fail(f"mount {dst!r}")
+            elif step[0] == "mkdirs":
+                mkdirs_under(step[1], step[2])
+            elif step[0] == "symlink":
+                os.symlink(step[1], step[2])
+            elif step[0] == "touch":
+                os.close(os.open(step[1], os.O_CREAT | os.O_WRONLY, 0o644))
+            else:  # chroot, then back into the working folder (same path inside)
+                os.chroot(step[1])
+                os.chdir(cwd or "/")
+
     def preexec() -> None:
         if flags and (libc is None or libc.unshare(flags) != 0):
             fail("unshare")
+        if view:
+            build_view()
         for src, dst, fstype, mflags, data in mounts:
             if libc.mount(src, dst, fstype, mflags, data) != 0:
                 fail(f"mount {dst!r}")
@@ -659,7 +776,7 @@ def _spawn_probe(plan: _Plan, code: str) -> tuple[bool, str]:
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=30,
-            preexec_fn=_make_preexec(plan, [], stage),
+            preexec_fn=_make_preexec(plan, [], stage, base=base, cwd=base),
             start_new_session=True,
         )
         out = proc.stdout.decode(errors="replace").strip()
@@ -685,6 +802,7 @@ def _probe() -> dict:
         "uid_drop": False,
         "sandbox_uid": None,
         "hidden_dir": None,
+        "fs_view": False,
         "interpreter": _real_executable(),
         "unshare_binary": shutil.which("unshare"),
         "cgroup_pids": False,
@@ -707,6 +825,29 @@ def _probe() -> dict:
         caps["netns_needs_userns"] = ok and not is_root
         if not ok:
             notes.append(f"no network namespace ({msg}); the audit guard alone denies sockets")
+    caps["fs_view"] = False
+    if _libc() is not None:
+        # The minimal root (layer 3b): the uid as it will run, /etc/passwd and /proc absent.
+        view_code = (
+            "import os; print(os.getuid(), os.path.exists('/etc/passwd'), "
+            "os.path.exists('/proc/self'))"
+        )
+        flags = _CLONE_NEWNS if is_root else _CLONE_NEWUSER | _CLONE_NEWNS
+        plan = _Plan(unshare_flags=flags, drop=is_root, fs_view=True)
+        ok, msg = _spawn_probe(plan, view_code)
+        expected_uid = SANDBOX_UID if is_root else None
+        parts = msg.split()
+        if (
+            ok
+            and parts[1:] == ["False", "False"]
+            and (expected_uid is None or parts[0] == str(expected_uid))
+        ):
+            caps["fs_view"] = True
+        else:
+            notes.append(
+                f"no file-system view ({msg}); reads outside the working folder are stopped "
+                "by the audit guard only"
+            )
     if is_root:
         uid_code = "import os; print(os.getuid())"
         ok, msg = _spawn_probe(_Plan(drop=True), uid_code)
@@ -953,15 +1094,21 @@ def run_python(code: str, *, limits: SandboxLimits | None = None) -> RunResult:
     flags = 0
     if netns:
         flags |= _CLONE_NEWNET if caps["is_root"] else _CLONE_NEWUSER | _CLONE_NEWNET
-    drop = caps["uid_drop"]
-    cover = caps["hidden_dir"] if drop else None
-    if cover:
+    fs_view = caps.get("fs_view", False)
+    # The view holds the interpreter at its path, so the uid drop works with it even where
+    # the interpreter lies under a folder closed to the sandbox uid.
+    drop = caps["uid_drop"] or (fs_view and caps["is_root"])
+    cover = caps["hidden_dir"] if drop and not fs_view else None
+    if cover or fs_view:
         flags |= _CLONE_NEWNS
+        if not caps["is_root"]:
+            flags |= _CLONE_NEWUSER
     plan = _Plan(
         unshare_flags=flags,
         drop=drop,
         cover=cover,
         prefix=os.path.realpath(sys.base_prefix) if cover else None,
+        fs_view=fs_view,
     )
     uid = SANDBOX_UID if drop else os.geteuid()
     nproc_binds = drop or not caps["is_root"]
@@ -982,6 +1129,7 @@ def run_python(code: str, *, limits: SandboxLimits | None = None) -> RunResult:
         "nproc_binds": nproc_binds,
         "nproc_limit": nproc_limit,
         "hidden_dir": cover,
+        "fs_view": fs_view,
         "audit_guard": True,
         "network": limits.network,
         "subprocess": limits.allow_subprocess,
@@ -1047,7 +1195,7 @@ def run_python(code: str, *, limits: SandboxLimits | None = None) -> RunResult:
                     stderr=err,
                     close_fds=True,
                     start_new_session=True,
-                    preexec_fn=_make_preexec(plan, rlimits, stage),
+                    preexec_fn=_make_preexec(plan, rlimits, stage, base=base, cwd=work),
                     umask=0o077,
                 )
             except (OSError, subprocess.SubprocessError) as exc:
