@@ -157,6 +157,8 @@ def test_bad_input_is_a_clear_error(cancer):
         SkinnyTreesClassifier(depth=0).fit(X[:50], y[:50])
     with pytest.raises(LabcoreError, match="validation_fraction"):
         SkinnyTreesClassifier(validation_fraction=1.0).fit(X[:50], y[:50])
+    with pytest.raises(LabcoreError, match="device"):
+        SkinnyTreesClassifier(device="tpu").fit(X[:50], y[:50])
     with pytest.raises(NotFittedError):
         SkinnyTreesClassifier().predict(X)
     clf = SkinnyTreesClassifier(l0=1.0, **FAST).fit(X[:100], y[:100])

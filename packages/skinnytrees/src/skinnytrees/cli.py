@@ -109,7 +109,7 @@ def _fit(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         max_epochs=args.epochs,
         random_state=args.seed,
-        device=args.device if args.device != "auto" else "cpu",
+        device=args.device,
     ).fit(X, y)
     selected = [names[j] for j in np.flatnonzero(est.support_)]
     order = np.argsort(-est.feature_importances_, kind="stable")

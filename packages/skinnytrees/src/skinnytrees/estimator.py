@@ -21,14 +21,19 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from labcore.device import resolve_device
 from labcore.errors import LabcoreError
 from skinnytrees.model import SoftTreeEnsemble
 from skinnytrees.train import TrainResult, TrainSettings, train_soft_trees
 
 #: The paper's penalty: λ = 100 / p (``kernel_constraint`` 100 divided by the feature count).
 DEFAULT_L0_SCALE = 100.0
-#: Each step of the λ path's bracketing search multiplies or divides λ by this factor.
+#: Each step of the λ path's bracketing search multiplies or divides λ by this factor, or by
+#: the larger one while a fit keeps every feature (or none): far from the budget.
 PATH_FACTOR = 4.0
+PATH_FACTOR_FAR = 10.0
+#: The path stops early at a fit with between this share of the budget and the budget.
+PATH_CLOSE = 0.9
 #: Below this many samples there is no validation split (no early stopping).
 MIN_SAMPLES_FOR_VALIDATION = 20
 
@@ -125,7 +130,7 @@ class _SkinnyTreesBase(SelectorMixin, BaseEstimator):
         max_epochs: int = 200,
         patience: int = 20,
         validation_fraction: float = 0.2,
-        max_path: int = 8,
+        max_path: int = 10,
         random_state: int | None = None,
         device: str = "cpu",
     ) -> None:
@@ -221,7 +226,7 @@ class _SkinnyTreesBase(SelectorMixin, BaseEstimator):
             tau=None if self.tau is None else float(self.tau),
             patience=self.patience,
             seed=seed,
-            device=str(self.device),
+            device=str(resolve_device(self.device)),
         )
         l0_start = DEFAULT_L0_SCALE / p if self.l0 is None else float(self.l0)
         t0 = time.perf_counter()
@@ -291,16 +296,17 @@ class _SkinnyTreesBase(SelectorMixin, BaseEstimator):
         over, under = None, None  # largest λ with too many features, smallest with few enough
         for _ in range(self.max_path):
             r = run(l0)
-            if r.n_selected == budget:
+            n, p = r.n_selected, r.model.n_features
+            if PATH_CLOSE * budget <= n <= budget and n > 0:
                 break
-            if r.n_selected > budget:
+            if n > budget:
                 over = l0 if over is None else max(over, l0)
             else:
                 under = l0 if under is None else min(under, l0)
             if over is None:
-                l0 = l0 / PATH_FACTOR
+                l0 = l0 / (PATH_FACTOR_FAR if n == 0 else PATH_FACTOR)
             elif under is None:
-                l0 = l0 * PATH_FACTOR
+                l0 = l0 * (PATH_FACTOR_FAR if n == p else PATH_FACTOR)
             else:
                 if under / over < 1.05:
                     break
@@ -396,7 +402,8 @@ class SkinnyTreesClassifier(ClassifierMixin, _SkinnyTreesBase):
     ----------
     max_features : int, float or None, default=None
         Feature budget: a count, or a fraction in (0, 1] of the features. With a budget, λ is
-        searched on a path (bracketing, then bisection of log λ, at most ``max_path`` fits)
+        searched on a path (bracketing, then bisection of log λ, at most ``max_path`` fits,
+        stopping at a fit with 90% to 100% of the budget)
         and the in-budget fit with the best validation score is kept; if no fit on the path
         meets it, the top rows by norm are kept and fine-tuned (``budget_enforced_ == "hard"``).
         None: one fit at ``l0``.
@@ -417,13 +424,14 @@ class SkinnyTreesClassifier(ClassifierMixin, _SkinnyTreesBase):
     validation_fraction : float, default=0.2
         Share of the training data held out for early stopping and the λ choice (stratified);
         0, or fewer than 20 samples, trains without validation for ``max_epochs``.
-    max_path : int, default=8
+    max_path : int, default=10
         Most fits on the λ path.
     random_state : int or None, default=None
         Seed of the initial weights, the batches and the validation split (None means 0: the
         fit is deterministic).
     device : str, default="cpu"
-        Torch device for training ("cpu", "cuda", ...).
+        Torch device for training: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available).
+        Small data train faster on the CPU; prediction always runs on the CPU.
 
     Attributes
     ----------
