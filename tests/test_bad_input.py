@@ -282,6 +282,16 @@ CASES = [
     Case("skinnytrees-predict-without-a-model", "skinnytrees",
          _write("d.csv", SKINNY_CSV, "predict", "{tmp}/nowhere", "{f}"),
          2, "no model at"),
+    # sparta: the privacy budget and the sparsity are checked before any training
+    Case("sparta-epsilon-zero", "sparta",
+         lambda tmp: ["train", "--epsilon", "0"],
+         2, "epsilon must be a positive number"),
+    Case("sparta-sparsity-above-one", "sparta",
+         lambda tmp: ["train", "--sparsity", "1.5"],
+         2, "must be in (0, 1]"),
+    Case("sparta-delta-not-below-one-over-n", "sparta",
+         lambda tmp: ["train", "--delta", "0.01"],
+         2, "is not below 1/n"),
     # strict JSON: no bare NaN on stdout
     Case("srf-json-is-strict", "srf",
          _write("x.csv", "1,2,3\n2,4,6\n1,0,1\n", "complete", "{f}", "--json"),
@@ -325,5 +335,6 @@ def test_every_package_has_a_row() -> None:
         "obtain",
         "layerwise",
         "skinnytrees",
+        "sparta",
     }
     assert light <= covered

@@ -73,6 +73,11 @@ CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
     ("rac", ["traces"], _rac_traces),
     ("graphl0bnb", ["fit"], _shipped("packages/graphl0bnb/tests/data/banded6.csv")),
     (
+        "sparta",
+        ["train"],
+        lambda tmp: ["--epochs", "2", "--probe-epochs", "0", "--method", "last-layer"],
+    ),
+    (
         "skinnytrees",
         ["fit"],
         _shipped(

@@ -1,0 +1,3 @@
+from sparta.cli import main
+
+raise SystemExit(main())
