@@ -365,7 +365,7 @@ BENCH = BenchSpec(
     version=__version__,
     run=run_bench,
     help="Skinny Trees against LightGBM, random-forest, l1 and dense soft-tree feature selection "
-    "at 25% and 50% feature budgets",
+    "at feature budgets of 25 and 50 percent",
     uses=frozenset({"seeds", "device"}),
     default_seeds=(0, 1, 2),
     quick_seeds=(0,),

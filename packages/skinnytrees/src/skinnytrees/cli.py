@@ -97,7 +97,7 @@ def _fit(args: argparse.Namespace) -> int:
         budget_count(budget, X.shape[1])  # the error before any training
     if len(np.unique(y)) < 2:
         raise LabcoreError(
-            f"the target {args.target!r} is constant (every row is {y[0]!r}): nothing to learn"
+            f"the target {args.target!r} is constant (every row is {y[0].item()!r}): nothing to learn"
         )
     task = _task(y, args.task)
     Est = SkinnyTreesClassifier if task == "classification" else SkinnyTreesRegressor
