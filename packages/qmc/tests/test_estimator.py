@@ -66,15 +66,30 @@ def test_predictions_are_consistent(planted, fitted):
     assert fitted.score(planted.Y, mask=planted.mask) > fitted.score(shuffled, mask=planted.mask)
 
 
-def test_beats_soft_impute_on_coarse_levels():
-    d = synthetic(m=80, n=80, rank=3, n_levels=2, observed=0.3, noise=0.3, seed=1)
-    model = QuantizedMatrixCompletion(rank=10, scale=0.3, random_state=0).fit(d.Y, mask=d.mask)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_beats_oracle_tuned_soft_impute_on_the_latent_matrix_at_two_levels(seed):
+    """The README's 2-level claim, on the latent matrix: QMC-BIF's relative error on the
+    hidden entries is below Soft-Impute's at its best λ on a grid, chosen on the hidden truth
+    itself (a baseline given every advantage; level accuracy alone is a tie at 2 levels)."""
+    d = synthetic(m=80, n=80, rank=3, n_levels=2, observed=0.3, noise=0.3, seed=seed)
+    with pytest.warns(RuntimeWarning, match="rank cap 10 binds"):
+        model = QuantizedMatrixCompletion(rank=10, scale=0.3, random_state=0).fit(d.Y, mask=d.mask)
     hidden = ~d.mask
-    ours = np.mean(model.predict_entries(*np.nonzero(hidden)) == d.levels[hidden])
+    truth = d.X[hidden]
+
+    def rel(z):
+        return float(np.linalg.norm(z - truth) / np.linalg.norm(truth))
+
+    ours = rel(model.latent(*np.nonzero(hidden)))
     data = ObservedLevels.from_matrix(d.Y, d.mask)
-    si = soft_impute_levels(data, 2.0, rank=10)
-    theirs = np.mean(np.clip(np.rint(si.Z[hidden]), 1, 2) == d.levels[hidden])
-    assert ours > 0.7 and ours >= theirs - 0.02
+    theirs = min(
+        rel(soft_impute_levels(data, lam, rank=10).Z[hidden]) for lam in np.geomspace(0.25, 8, 11)
+    )
+    assert ours < theirs - 0.01, (
+        ours,
+        theirs,
+    )  # measured: 0.459 vs 0.482 (seed 1), 0.449 vs 0.477 (2)
+    assert np.mean(model.predict_entries(*np.nonzero(hidden)) == d.levels[hidden]) > 0.7
 
 
 def test_fixed_lambda_probit_and_learned_thresholds(planted):
