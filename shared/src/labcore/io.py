@@ -251,8 +251,13 @@ def read_text_file(path: str | os.PathLike) -> str:
 MISSING_TOKENS = frozenset({"", "na", "nan", "null"})
 
 
-def _csv_cell(text: str) -> float | None:
-    """The cell's value; NaN for a missing-value token; None if it is not a number."""
+def parse_csv_cell(text: str) -> float | None:
+    """A CSV cell's value: NaN for a missing-value token (empty, NA, NaN, null), None if it
+    is not a number.
+
+    >>> parse_csv_cell(" 2.5 "), parse_csv_cell("NA"), parse_csv_cell("red")
+    (2.5, nan, None)
+    """
     token = text.strip()
     if token.lower() in MISSING_TOKENS:
         return float("nan")
@@ -301,7 +306,7 @@ def read_numeric_csv(path: str | os.PathLike) -> tuple[Any, list[str] | None]:
     first = rows[0][1]
     # A header: no cell is a number, at least one is text (an empty first cell is common:
     # pandas writes its index column without a name).
-    cells = [_csv_cell(c) for c in first]
+    cells = [parse_csv_cell(c) for c in first]
     if any(v is None for v in cells) and all(
         v is None or c.strip() == "" for v, c in zip(cells, first, strict=True)
     ):
@@ -315,7 +320,7 @@ def read_numeric_csv(path: str | os.PathLike) -> tuple[Any, list[str] | None]:
         if len(cells) != width:
             raise LabcoreError(f"{path}: line {line} has {len(cells)} cells, expected {width}")
         for j, cell in enumerate(cells):
-            value = _csv_cell(cell)
+            value = parse_csv_cell(cell)
             if value is None:
                 raise LabcoreError(
                     f"{path}: line {line}, column {j + 1}: {cell.strip()!r} is not a number "

@@ -19,21 +19,14 @@ MODEL_FILE = "model.pkl"
 SELECTION_FILE = "selection.json"
 
 
-def _number(cell: str) -> float | None:
-    try:
-        return float(cell)
-    except ValueError:
-        return None
-
-
 def read_table(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """A CSV with a header row: the feature matrix (every cell a number), the target column
     (numbers or labels; None when ``target`` is None) and the feature names."""
-    from labcore.io import read_csv_rows
+    from labcore.io import parse_csv_cell, read_csv_rows
 
     rows = read_csv_rows(path)
     header = [c.strip() for c in rows[0][1]]
-    if all(_number(c) is not None for c in header if c):
+    if all(parse_csv_cell(c) is not None for c in header if c.strip()):
         raise LabcoreError(f"{path} needs a header row naming the columns")
     if len(rows) < 2:
         raise LabcoreError(f"{path} has a header but no data rows")
@@ -51,13 +44,17 @@ def read_table(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray |
         c = 0
         for j, cell in enumerate(cells):
             if j == t:
-                if not cell.strip():
+                value = parse_csv_cell(cell)
+                if value is not None and np.isnan(value):
                     raise LabcoreError(f"{path}: line {line}: the target {target!r} is missing")
                 y_cells.append(cell.strip())
                 continue
-            value = _number(cell.strip())
+            value = parse_csv_cell(cell)
             if value is None or not np.isfinite(value):
-                what = "missing" if not cell.strip() else f"{cell.strip()!r} is not a number"
+                if value is None:
+                    what = f"{cell.strip()!r} is not a number"
+                else:
+                    what = "missing" if np.isnan(value) else f"{cell.strip()!r} is not finite"
                 raise LabcoreError(
                     f"{path}: line {line}, column {j + 1} ({header[j]!r}): {what}; Skinny Trees "
                     "needs numeric features without missing values (encode or impute them first)"
@@ -66,7 +63,7 @@ def read_table(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray |
             c += 1
     if t is None:
         return X, None, names
-    numeric = [_number(v) for v in y_cells]
+    numeric = [parse_csv_cell(v) for v in y_cells]
     if all(v is not None for v in numeric):
         y = np.array(numeric)
         if np.all(np.isfinite(y)) and np.all(y == np.round(y)):

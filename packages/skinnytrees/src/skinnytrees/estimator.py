@@ -21,6 +21,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from labcore.checks import finite_float, positive_int
 from labcore.device import resolve_device
 from labcore.errors import LabcoreError
 from skinnytrees.model import SoftTreeEnsemble
@@ -82,33 +83,22 @@ def _target_1d(y: Any, n: int) -> np.ndarray:
 
 
 def _check_params(est: _SkinnyTreesBase) -> None:
-    def positive_int(name):
-        v = getattr(est, name)
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise LabcoreError(f"{name} must be an integer >= 1, got {v!r}")
-
-    def nonneg(name, *, strict=False, allow_none=False):
-        v = getattr(est, name)
-        if v is None and allow_none:
-            return
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-            raise LabcoreError(f"{name} must be a finite number, got {v!r}")
-        if v < 0 or (strict and v == 0):
-            raise LabcoreError(f"{name} must be {'> 0' if strict else '>= 0'}, got {v!r}")
-
     for name in ("n_trees", "depth", "batch_size", "max_epochs", "patience", "max_path"):
-        positive_int(name)
+        positive_int(name, getattr(est, name))
     if est.depth > 12:
         raise LabcoreError(
             f"depth={est.depth} gives {2**est.depth} leaves per tree; use depth <= 12"
         )
-    nonneg("learning_rate", strict=True)
-    nonneg("l0", allow_none=True)
-    nonneg("l2")
-    nonneg("tau", strict=True, allow_none=True)
-    v = est.validation_fraction
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 <= v < 1.0:
-        raise LabcoreError(f"validation_fraction must be in [0, 1), got {v!r}")
+    finite_float("learning_rate", est.learning_rate, minimum=0.0, strict=True)
+    finite_float("l2", est.l2, minimum=0.0)
+    if est.l0 is not None:
+        finite_float("l0", est.l0, minimum=0.0)
+    if est.tau is not None:
+        finite_float("tau", est.tau, minimum=0.0, strict=True)
+    if finite_float("validation_fraction", est.validation_fraction, minimum=0.0) >= 1.0:
+        raise LabcoreError(
+            f"validation_fraction must be in [0, 1), got {est.validation_fraction!r}"
+        )
 
 
 class _SkinnyTreesBase(SelectorMixin, BaseEstimator):
