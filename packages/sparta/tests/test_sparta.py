@@ -162,3 +162,56 @@ def test_batchnorm_is_refused_naming_the_layer():
     X, y = _data()
     with pytest.raises(LabcoreError, match="no module named 'head'"):
         dp_finetune(_net(), X, y, SpartaConfig(), head="head")
+
+
+def _cnn() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1),
+        nn.GroupNorm(2, 6),
+        nn.ReLU(),
+        nn.Conv2d(6, 8, 3, stride=2, padding=1, bias=False),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3),
+    )
+
+
+def test_conv_per_sample_gradients_match_autograd_with_masked_channels_zero():
+    m = _cnn()
+    x = torch.randn(5, 1, 8, 8)
+    before = m(x)
+    assert reparametrize(m, skip=("6",)) == ["0", "3"]
+    torch.testing.assert_close(m(x), before)
+    mask = torch.tensor([1.0, 0, 0, 1, 0, 1, 0, 0])
+    set_masks(m, {"0": torch.ones(6), "3": mask})
+    gsm = GradSampleModule(m, loss_reduction="sum")
+    gsm(x).sum().backward()
+    gs = {k: m[k].weight_delta.grad_sample.clone() for k in (0, 3)}
+    gs_bias = m[0].bias.grad_sample.clone()
+    gsm._close()
+    assert gs[3][:, mask == 0].abs().sum() == 0
+    for i in range(5):
+        m.zero_grad()
+        m(x[i : i + 1]).sum().backward()
+        for k in (0, 3):
+            torch.testing.assert_close(m[k].weight_delta.grad, gs[k][i], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(m[0].bias.grad, gs_bias[i], rtol=1e-4, atol=1e-5)
+
+
+def test_sparta_on_a_groupnorm_cnn_keeps_masked_channels_fixed():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(120, 1, 8, 8, generator=g)
+    y = (X[:, 0, :4].mean(dim=(1, 2)) > 0).long() + (X[:, 0, 4:].mean(dim=(1, 2)) > 0.2).long()
+    m = _cnn()
+    original = {k: v.clone() for k, v in m.state_dict().items()}
+    config = SpartaConfig(epochs=3, probe_epochs=1, batch_size=30, trainable_fraction=0.25)
+    res = dp_finetune(m, X, y, config, head="6")
+    assert res.epsilon <= 4.0
+    for k in ("0", "3"):
+        mask = res.masks[k].bool()
+        W = m[int(k)].weight.detach()
+        torch.testing.assert_close(W[~mask], original[f"{k}.weight"][~mask], rtol=0, atol=0)
+        assert not torch.equal(W[mask], original[f"{k}.weight"][mask])
+    with pytest.raises(LabcoreError, match="groups must be 1"):
+        reparametrize(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Linear(2, 2)), skip=("1",))

@@ -20,7 +20,47 @@ from torch import nn
 from labcore.errors import LabcoreError
 
 
-class DeltaLinear(nn.Module):
+class DeltaLayer(nn.Module):
+    """A layer whose weight is W_init + m ⊙ W_Δ, m one value per output row (neuron or
+    channel). Subclasses set ``weight_init``, ``row_mask``, ``weight_delta`` and ``bias``."""
+
+    weight_init: nn.Parameter
+    row_mask: nn.Parameter
+    weight_delta: nn.Parameter
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The effective weight W_init + m ⊙ W_Δ."""
+        shape = (-1,) + (1,) * (self.weight_delta.dim() - 1)
+        return self.weight_init + self.row_mask.view(shape) * self.weight_delta
+
+    @property
+    def out_rows(self) -> int:
+        return self.weight_delta.shape[0]
+
+    @property
+    def row_size(self) -> int:
+        """Weights per row (what one trainable row adds to the trainable count)."""
+        return self.weight_delta[0].numel()
+
+    @torch.no_grad()
+    def fold_(self) -> None:
+        """Move m ⊙ W_Δ into W_init and reset W_Δ to zero (the function is unchanged)."""
+        self.weight_init.copy_(self.weight)
+        self.weight_delta.zero_()
+
+    def _frozen_init(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        # Frozen parameters, not buffers: Opacus refuses trainable layers holding buffers.
+        self.weight_init = nn.Parameter(weight.detach().clone(), requires_grad=False)
+        self.row_mask = nn.Parameter(
+            torch.ones(weight.shape[0], dtype=weight.dtype, device=weight.device),
+            requires_grad=False,
+        )
+        self.weight_delta = nn.Parameter(torch.zeros_like(weight.detach()))
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+
+
+class DeltaLinear(DeltaLayer):
     """``nn.Linear`` as W_init + m ⊙ W_Δ (m one value per output row).
 
     >>> layer = DeltaLinear.from_linear(nn.Linear(3, 2))
@@ -31,39 +71,49 @@ class DeltaLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        # Frozen parameters, not buffers: Opacus refuses trainable layers holding buffers.
-        self.weight_init = nn.Parameter(torch.zeros(out_features, in_features), requires_grad=False)
-        self.row_mask = nn.Parameter(torch.ones(out_features), requires_grad=False)
-        self.weight_delta = nn.Parameter(torch.zeros(out_features, in_features))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self._frozen_init(
+            torch.zeros(out_features, in_features), torch.zeros(out_features) if bias else None
+        )
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> DeltaLinear:
-        layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None)
-        layer = layer.to(device=linear.weight.device, dtype=linear.weight.dtype)
-        with torch.no_grad():
-            layer.weight_init.copy_(linear.weight)
-            if linear.bias is not None:
-                layer.bias.copy_(linear.bias)
+        layer = cls.__new__(cls)
+        DeltaLayer.__init__(layer)
+        layer.in_features, layer.out_features = linear.in_features, linear.out_features
+        layer._frozen_init(linear.weight, linear.bias)
         return layer
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """The effective weight W_init + m ⊙ W_Δ."""
-        return self.weight_init + self.row_mask[:, None] * self.weight_delta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
 
-    @torch.no_grad()
-    def fold_(self) -> None:
-        """Move m ⊙ W_Δ into W_init and reset W_Δ to zero (the function is unchanged)."""
-        self.weight_init.add_(self.row_mask[:, None] * self.weight_delta)
-        self.weight_delta.zero_()
-
     def extra_repr(self) -> str:
         trainable = int(self.row_mask.sum())
         return f"in={self.in_features}, out={self.out_features}, trainable rows={trainable}"
+
+
+class DeltaConv2d(DeltaLayer):
+    """``nn.Conv2d`` (groups = 1, numeric padding) as W_init + m ⊙ W_Δ, m one value per
+    output channel."""
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> DeltaConv2d:
+        if conv.groups != 1 or isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+            raise LabcoreError(
+                f"{conv} is not supported for sparse fine-tuning (groups must be 1, padding "
+                "numeric with zeros); leave it out with skip=(its name,)"
+            )
+        layer = cls()
+        layer.stride, layer.padding, layer.dilation = conv.stride, conv.padding, conv.dilation
+        layer.kernel_size = conv.kernel_size
+        layer._frozen_init(conv.weight, conv.bias)
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        out, cin, kh, kw = self.weight_delta.shape
+        return f"{cin}, {out}, kernel=({kh}, {kw}), trainable channels={int(self.row_mask.sum())}"
 
 
 @register_grad_sampler(DeltaLinear)
@@ -79,8 +129,33 @@ def _delta_linear_grad_sample(layer: DeltaLinear, activations, backprops):
     return out
 
 
+@register_grad_sampler(DeltaConv2d)
+def _delta_conv_grad_sample(layer: DeltaConv2d, activations, backprops):
+    """Per-sample gradients of a convolution (unfolded input patches times the output's
+    backprops, as Opacus does for ``nn.Conv2d``), masked per output channel."""
+    from opacus.utils.tensor_utils import unfold2d
+
+    a = activations[0].to(backprops.dtype)
+    n = a.shape[0]
+    out = {}
+    if layer.weight_delta.requires_grad:
+        patches = unfold2d(
+            a,
+            kernel_size=layer.kernel_size,
+            padding=layer.padding,
+            stride=layer.stride,
+            dilation=layer.dilation,
+        )
+        b = backprops.reshape(n, layer.out_rows, -1)
+        gs = torch.einsum("noq,npq->nop", b, patches).reshape(n, *layer.weight_delta.shape)
+        out[layer.weight_delta] = gs * layer.row_mask.view(1, -1, 1, 1, 1)
+    if layer.bias is not None and layer.bias.requires_grad:
+        out[layer.bias] = backprops.reshape(n, layer.out_rows, -1).sum(dim=2)
+    return out
+
+
 def reparametrize(model: nn.Module, *, skip: tuple[str, ...] = ()) -> list[str]:
-    """Replace every ``nn.Linear`` of ``model`` (except the modules named in ``skip`` and
+    """Replace every ``nn.Linear`` and ``nn.Conv2d`` of ``model`` (except the modules named in ``skip`` and
     their children, e.g. the classification head) by a :class:`DeltaLinear` in place.
     Returns the names replaced."""
     replaced = []
@@ -89,19 +164,22 @@ def reparametrize(model: nn.Module, *, skip: tuple[str, ...] = ()) -> list[str]:
             continue
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
-            if isinstance(child, nn.Linear) and not any(
-                full == s or full.startswith(s + ".") for s in skip
-            ):
+            if any(full == s or full.startswith(s + ".") for s in skip):
+                continue
+            if isinstance(child, nn.Linear):
                 setattr(module, child_name, DeltaLinear.from_linear(child))
                 replaced.append(full)
+            elif isinstance(child, nn.Conv2d):
+                setattr(module, child_name, DeltaConv2d.from_conv(child))
+                replaced.append(full)
     if not replaced:
-        raise LabcoreError("the model has no nn.Linear layer to fine-tune sparsely")
+        raise LabcoreError("the model has no nn.Linear or nn.Conv2d layer to fine-tune sparsely")
     return replaced
 
 
-def delta_layers(model: nn.Module) -> Iterator[tuple[str, DeltaLinear]]:
+def delta_layers(model: nn.Module) -> Iterator[tuple[str, DeltaLayer]]:
     for name, module in model.named_modules():
-        if isinstance(module, DeltaLinear):
+        if isinstance(module, DeltaLayer):
             yield name, module
 
 

@@ -33,7 +33,7 @@ from torch import nn
 
 from labcore.errors import LabcoreError
 from sparta.reparam import (
-    DeltaLinear,
+    DeltaLayer,
     check_opacus_compatible,
     delta_layers,
     reparametrize,
@@ -206,7 +206,7 @@ class RowScores:
 
     def row_scores(self) -> dict[str, torch.Tensor]:
         """Per layer and row: the sum of its weights' scores, clamped at 0."""
-        return {name: t.sum(dim=1).clamp_min(0.0) for name, t in self.total.items()}
+        return {name: t.flatten(1).sum(dim=1).clamp_min(0.0) for name, t in self.total.items()}
 
 
 def select_rows(scores: dict[str, torch.Tensor], fraction: float) -> dict[str, torch.Tensor]:
@@ -228,7 +228,7 @@ def select_rows(scores: dict[str, torch.Tensor], fraction: float) -> dict[str, t
 
 def _magnitude_masks(model: nn.Module, fraction: float) -> dict[str, torch.Tensor]:
     scores = {
-        name: torch.linalg.vector_norm(layer.weight_init.detach(), dim=1).cpu()
+        name: torch.linalg.vector_norm(layer.weight_init.detach().flatten(1), dim=1).cpu()
         for name, layer in delta_layers(model)
     }
     return select_rows(scores, fraction)
@@ -236,8 +236,7 @@ def _magnitude_masks(model: nn.Module, fraction: float) -> dict[str, torch.Tenso
 
 def _random_masks(model: nn.Module, fraction: float, generator) -> dict[str, torch.Tensor]:
     scores = {
-        name: torch.rand(layer.out_features, generator=generator)
-        for name, layer in delta_layers(model)
+        name: torch.rand(layer.out_rows, generator=generator) for name, layer in delta_layers(model)
     }
     return select_rows(scores, fraction)
 
@@ -245,9 +244,9 @@ def _random_masks(model: nn.Module, fraction: float, generator) -> dict[str, tor
 def _trainable_fraction(model: nn.Module, total: int) -> float:
     n = 0
     for module in model.modules():
-        if isinstance(module, DeltaLinear):
+        if isinstance(module, DeltaLayer):
             if module.weight_delta.requires_grad:
-                n += int(module.row_mask.sum().item()) * module.in_features
+                n += int(module.row_mask.sum().item()) * module.row_size
             if module.bias is not None and module.bias.requires_grad:
                 n += module.bias.numel()
             continue
@@ -262,7 +261,7 @@ def _set_trainable(model: nn.Module, head: str, method: str) -> None:
     for name, module in model.named_modules():
         in_head = name == head or name.startswith(head + ".")
         for pname, p in module.named_parameters(recurse=False):
-            if isinstance(module, DeltaLinear) and pname in ("weight_init", "row_mask"):
+            if isinstance(module, DeltaLayer) and pname in ("weight_init", "row_mask"):
                 continue
             if in_head:
                 p.requires_grad_(True)
