@@ -191,6 +191,18 @@ def test_matched_baselines_reach_the_target_sparsity():
         np.testing.assert_array_equal(fit.precision != 0, (fit.precision != 0).T)
 
 
+@pytest.mark.parametrize("target", [7, 25, 60])
+def test_neighborhood_refines_its_grid_to_the_target(target):
+    """One coarse grid jumps over edge counts; the refined grids land on the target or on a
+    count no grid between the bracketing penalties can reach closer."""
+    X = sample(make_precision("random", 30, seed=1), 60, seed=2)
+    coarse = neighborhood_matched(X, target, n_alphas=8, refine=0)
+    fine = neighborhood_matched(X, target, n_alphas=8, refine=4)
+    assert abs(fine.n_edges - target) <= abs(coarse.n_edges - target)
+    assert abs(fine.n_edges - target) <= 1, (coarse.n_edges, fine.n_edges)
+    assert fine.n_fits >= 1 and coarse.n_fits == 1
+
+
 # --- CLI -------------------------------------------------------------------------------------
 
 

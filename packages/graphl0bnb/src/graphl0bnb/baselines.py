@@ -137,12 +137,32 @@ def neighborhood_selection_path(
     return out
 
 
-def neighborhood_matched(X: np.ndarray, target: int, *, n_alphas: int = 30) -> BaselineFit:
+def neighborhood_matched(
+    X: np.ndarray, target: int, *, n_alphas: int = 30, refine: int = 3
+) -> BaselineFit:
+    """Neighbourhood selection at the edge count nearest ``target``: a geometric grid of
+    ``n_alphas`` penalties, then up to ``refine`` finer grids between the two neighbouring
+    penalties whose counts bracket the target (the count jumps between grid points; one grid
+    missed targets by up to 40%, issue 40). ``n_fits`` counts the grids (each is one Lasso path
+    per variable)."""
     X = check_data(X)
     S, _ = covariance(X)
     off = np.abs(S - np.diag(np.diag(S)))
     alphas = np.geomspace(off.max(), off.max() * 1e-2, n_alphas)
-    ests = neighborhood_selection_path(X, alphas)
-    counts = np.array([_edges(e) for e in ests])
-    k = int(np.argmin(np.abs(counts - target)))
-    return BaselineFit(ests[k], int(counts[k]), float(alphas[k]), X.shape[1])
+    best: BaselineFit | None = None
+    for grid in range(1 + refine):
+        ests = neighborhood_selection_path(X, alphas)
+        counts = np.array([_edges(e) for e in ests])
+        k = int(np.argmin(np.abs(counts - target)))
+        if best is None or abs(counts[k] - target) < abs(best.n_edges - target):
+            best = BaselineFit(ests[k], int(counts[k]), float(alphas[k]), grid + 1)
+        best.n_fits = grid + 1
+        if best.n_edges == target:
+            break
+        # Counts grow as α falls: the last grid point below the target and the next one.
+        below = np.flatnonzero(counts < target)
+        above = np.flatnonzero(counts > target)
+        if below.size == 0 or above.size == 0 or above[0] != below[-1] + 1:
+            break
+        alphas = np.geomspace(alphas[below[-1]], alphas[above[0]], n_alphas)
+    return best
