@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from labcore.checks import positive_int
 from labcore.errors import LabcoreError
 from sparta.reparam import (
     DeltaLayer,
@@ -109,16 +110,9 @@ class SpartaConfig:
             raise LabcoreError(f"trainable_fraction (sparsity) must be in (0, 1], got {f!r}")
         if not 0 <= self.momentum < 1:
             raise LabcoreError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        for name in ("epochs", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise LabcoreError(f"{name} must be an integer >= 1, got {v!r}")
-        if (
-            isinstance(self.probe_epochs, bool)
-            or not isinstance(self.probe_epochs, int)
-            or self.probe_epochs < 0
-        ):
-            raise LabcoreError(f"probe_epochs must be an integer >= 0, got {self.probe_epochs!r}")
+        positive_int("epochs", self.epochs)
+        positive_int("batch_size", self.batch_size)
+        positive_int("probe_epochs", self.probe_epochs, minimum=0)
         if self.method == "sparta" and self.probe_epochs + 1 > self.epochs:
             raise LabcoreError(
                 f"SPARTA needs probe_epochs + 1 mask epoch <= epochs; got probe_epochs="
