@@ -292,6 +292,12 @@ CASES = [
     Case("sparta-delta-not-below-one-over-n", "sparta",
          lambda tmp: ["train", "--delta", "0.01"],
          2, "is not below 1/n"),
+    Case("sparta-model-does-not-fit-the-data", "sparta",
+         lambda tmp: ["train", "--data", "bbc", "--model", "mlp"],
+         2, "model 'mlp' does not go with data 'bbc'"),
+    Case("sparta-missing-fashion-mnist", "sparta",
+         lambda tmp: ["train", "--data", "fashion-mnist", "--data-root", f"{tmp}/nowhere"],
+         2, "Fashion-MNIST folder not found"),
     # strict JSON: no bare NaN on stdout
     Case("srf-json-is-strict", "srf",
          _write("x.csv", "1,2,3\n2,4,6\n1,0,1\n", "complete", "{f}", "--json"),

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
-from opacus.grad_sample import register_grad_sampler
+from opacus.grad_sample import register_grad_sampler, register_norm_sampler
 from torch import nn
 
 from labcore.errors import LabcoreError
@@ -122,10 +122,43 @@ def _delta_linear_grad_sample(layer: DeltaLinear, activations, backprops):
     a = activations[0].to(backprops.dtype)
     out = {}
     if layer.weight_delta.requires_grad:
-        gs = torch.einsum("n...i,n...j->nij", backprops, a)
-        out[layer.weight_delta] = gs * layer.row_mask[None, :, None]
+        rows = layer.row_mask.nonzero().squeeze(1)
+        if len(rows) == layer.out_rows:
+            gs = torch.einsum("n...i,n...j->nij", backprops, a) * layer.row_mask[None, :, None]
+        else:  # only the trainable rows cost work (20% of the rows: a fifth of the einsum)
+            gs = a.new_zeros((a.shape[0], *layer.weight_delta.shape))
+            picked = backprops.index_select(-1, rows)
+            gs[:, rows] = torch.einsum("n...i,n...j->nij", picked, a) * layer.row_mask[rows, None]
+        out[layer.weight_delta] = gs
     if layer.bias is not None and layer.bias.requires_grad:
         out[layer.bias] = torch.einsum("n...k->nk", backprops)
+    return out
+
+
+@register_norm_sampler(DeltaLinear)
+def _delta_linear_norm_sample(layer: DeltaLinear, activations, backprops):
+    """Per-sample gradient norms without the per-sample gradients (ghost clipping, Li et al.
+    2022): for a sequence, ‖Σ_t b̃_t a_tᵀ‖_F² = Σ_{t,s} (a_t·a_s)(b̃_t·b̃_s), where b̃ keeps the
+    backprops of the trainable rows (times their mask). It costs n·T²·(in + out) instead of
+    n·T·in·out and no n·out·in tensor is stored: what makes DP-SGD on MiniLM fit a CPU."""
+    a = activations[0].to(backprops.dtype)
+    n = a.shape[0]
+    a, b = a.reshape(n, -1, a.shape[-1]), backprops.reshape(n, -1, backprops.shape[-1])
+    out = {}
+    if layer.weight_delta.requires_grad:
+        rows = layer.row_mask.nonzero().squeeze(1)
+        bt = b if len(rows) == layer.out_rows else b.index_select(-1, rows)
+        bt = bt * layer.row_mask[rows]
+        if bt.shape[-1] == 0:
+            out[layer.weight_delta] = b.new_zeros(n)
+        elif b.shape[1] == 1:
+            out[layer.weight_delta] = (bt[:, 0].square().sum(1) * a[:, 0].square().sum(1)).sqrt()
+        else:
+            gram_b = torch.einsum("nik,njk->nij", bt, bt)
+            gram_a = torch.einsum("nik,njk->nij", a, a)
+            out[layer.weight_delta] = (gram_b * gram_a).sum(dim=(1, 2)).clamp_min(0).sqrt()
+    if layer.bias is not None and layer.bias.requires_grad:
+        out[layer.bias] = torch.linalg.vector_norm(b.sum(dim=1), dim=1)
     return out
 
 

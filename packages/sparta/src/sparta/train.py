@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,14 +251,20 @@ def _trainable_fraction(model: nn.Module, total: int) -> float:
     return n / total
 
 
-def _set_trainable(model: nn.Module, head: str, method: str) -> None:
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _set_trainable(model: nn.Module, head: str, method: str, frozen: tuple[str, ...]) -> None:
     """Which parameters DP-SGD sees (W_init and the masks are always frozen)."""
     for name, module in model.named_modules():
-        in_head = name == head or name.startswith(head + ".")
+        in_head = _under(name, (head,))
         for pname, p in module.named_parameters(recurse=False):
             if isinstance(module, DeltaLayer) and pname in ("weight_init", "row_mask"):
                 continue
-            if in_head:
+            if _under(name, frozen):
+                p.requires_grad_(False)
+            elif in_head:
                 p.requires_grad_(True)
             elif method == "last-layer":
                 p.requires_grad_(False)
@@ -284,16 +291,29 @@ def dp_finetune(
     config: SpartaConfig,
     *,
     head: str,
+    frozen: tuple[str, ...] = (),
     X_eval: torch.Tensor | None = None,
     y_eval: torch.Tensor | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` (logits out, cross-entropy) on (X, y) by ``config.method``, in
     place. ``head`` names the classification head module (always trainable, never
-    re-parametrized). Returns the privacy actually spent and the history."""
-    from opacus import GradSampleModule
+    re-parametrized); the modules named in ``frozen`` (and their children) train under no
+    method. Returns the privacy actually spent and the history."""
+    with warnings.catch_warnings():
+        # Opacus' backward hooks fire on the first trainable layer, whose input needs no
+        # gradient; PyTorch warns about that case, which is the expected one here.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        return _finetune(model, X, y, config, head, tuple(frozen), X_eval, y_eval)
+
+
+def _finetune(model, X, y, config, head, frozen, X_eval, y_eval) -> FinetuneResult:
     from opacus.accountants import PRVAccountant, RDPAccountant
     from opacus.data_loader import DPDataLoader
-    from opacus.optimizers import DPOptimizer
+    from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import (
+        GradSampleModuleFastGradientClipping,
+    )
+    from opacus.optimizers import DPOptimizerFastGradientClipping
+    from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
     from torch.utils.data import DataLoader, TensorDataset
 
     t0 = time.perf_counter()
@@ -306,10 +326,11 @@ def dp_finetune(
         )
     private = config.method != "non-private"
     delta = config.delta_for(n) if private else None
+    model.train()  # pretrained models often come in eval mode; Opacus validates training mode
     check_opacus_compatible(model)
     total = sum(p.numel() for p in model.parameters())
-    reparametrize(model, skip=(head,))
-    _set_trainable(model, head, config.method)
+    reparametrize(model, skip=(head, *frozen))
+    _set_trainable(model, head, config.method, frozen)
     gen = torch.Generator().manual_seed(config.seed)
     layers = dict(delta_layers(model))
 
@@ -345,15 +366,20 @@ def dp_finetune(
                 loss_fn(model(xb), yb).backward()
                 sgd.step()
                 result.steps += 1
-            _log(history, epoch, "train", model, X_eval, y_eval)
+            _log(history, epoch, "train", model, X_eval, y_eval, t0)
         result.trainable_fraction = _trainable_fraction(model, total)
         result.history, result.time_s = history, time.perf_counter() - t0
         return result
 
     sigma = noise_for_budget(config.epsilon, delta, q, total_steps, config.accountant)
     accountant = PRVAccountant() if config.accountant == "prv" else RDPAccountant()
-    gsm = GradSampleModule(model, loss_reduction="mean")
-    optimizer = DPOptimizer(
+    # Ghost clipping (Opacus' fast gradient clipping): per-example norms from the layer
+    # inputs and backprops, then a second backward of the clip-weighted loss gives
+    # Σ_i clip(g_i) in p.grad; the per-example gradients are never stored.
+    gsm = GradSampleModuleFastGradientClipping(
+        model, max_grad_norm=config.max_grad_norm, use_ghost_clipping=True, loss_reduction="mean"
+    )
+    optimizer = DPOptimizerFastGradientClipping(
         sgd,
         noise_multiplier=sigma,
         max_grad_norm=config.max_grad_norm,
@@ -361,6 +387,7 @@ def dp_finetune(
         loss_reduction="mean",
         generator=gen,
     )
+    criterion = DPLossFastGradientClipping(gsm, optimizer, loss_fn, loss_reduction="mean")
     loader = DPDataLoader.from_data_loader(
         DataLoader(dataset, batch_size=config.batch_size), generator=gen
     )
@@ -377,12 +404,11 @@ def dp_finetune(
                 accountant.step(noise_multiplier=sigma, sample_rate=q)
                 result.steps += 1
                 continue
-            loss_fn(gsm(xb), yb).backward()
+            criterion(gsm(xb), yb).backward()  # p.grad = Σ_i clip(g_i), no noise yet
             if scores is None:
-                optimizer.step()
-            else:  # the mask epoch: Opacus clips and sums; nothing is updated
-                optimizer.clip_and_accumulate()
-                summed = {name: layer.weight_delta.summed_grad for name, layer in layers.items()}
+                optimizer.step()  # adds N(0, σ²C²), divides by the expected batch size
+            else:  # the mask epoch: the clipped sum goes to the scores; nothing is updated
+                summed = {name: layer.weight_delta.grad for name, layer in layers.items()}
                 scores.update(summed, 1.0 / (config.batch_size * steps_per_epoch))
             accountant.step(noise_multiplier=sigma, sample_rate=q)
             result.steps += 1
@@ -392,7 +418,7 @@ def dp_finetune(
     if config.method == "sparta":
         for _ in range(config.probe_epochs):
             one_epoch("probe")
-            _log(history, epoch, "probe", model, X_eval, y_eval)
+            _log(history, epoch, "probe", model, X_eval, y_eval, t0)
             epoch += 1
         set_masks(model, 1.0)  # folds the probe's updates (none: masks were 0), W_Δ = 0
         shapes = {name: tuple(layer.weight_delta.shape) for name, layer in layers.items()}
@@ -401,13 +427,13 @@ def dp_finetune(
         result.masks = select_rows(scores.row_scores(), config.trainable_fraction)
         set_masks(model, result.masks)
         sgd.state.clear()  # momentum restarts with the new trainable rows
-        _log(history, epoch, "mask", model, X_eval, y_eval)
+        _log(history, epoch, "mask", model, X_eval, y_eval, t0)
         epoch += 1
     else:
         result.masks = {name: layer.row_mask.detach().clone() for name, layer in layers.items()}
     while epoch < config.epochs:
         one_epoch("train")
-        _log(history, epoch, "train", model, X_eval, y_eval)
+        _log(history, epoch, "train", model, X_eval, y_eval, t0)
         epoch += 1
     gsm._close()
     for layer in layers.values():
@@ -419,8 +445,8 @@ def dp_finetune(
     return result
 
 
-def _log(history, epoch, phase, model, X_eval, y_eval) -> None:
-    entry = {"epoch": epoch + 1, "phase": phase}
+def _log(history, epoch, phase, model, X_eval, y_eval, t0) -> None:
+    entry = {"epoch": epoch + 1, "phase": phase, "time_s": time.perf_counter() - t0}
     if X_eval is not None:
-        entry["accuracy"] = evaluate(model, X_eval, y_eval)
+        entry["accuracy"] = evaluate(model, X_eval, y_eval, t0)
     history.append(entry)
