@@ -215,3 +215,14 @@ def test_sparta_on_a_groupnorm_cnn_keeps_masked_channels_fixed():
         assert not torch.equal(W[mask], original[f"{k}.weight"][mask])
     with pytest.raises(LabcoreError, match="groups must be 1"):
         reparametrize(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Linear(2, 2)), skip=("1",))
+
+
+def test_history_scores_held_out_data_after_every_epoch():
+    X, y = _data()
+    Xe, ye = _data(n=60, seed=1)
+    config = SpartaConfig(epochs=3, probe_epochs=1, batch_size=40)
+    res = dp_finetune(_net(), X, y, config, head="4", X_eval=Xe, y_eval=ye)
+    assert [h["phase"] for h in res.history] == ["probe", "mask", "train"]
+    assert all(0.0 <= h["accuracy"] <= 1.0 for h in res.history)
+    times = [h["time_s"] for h in res.history]
+    assert times == sorted(times) and res.time_s >= times[-1]
