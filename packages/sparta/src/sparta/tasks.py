@@ -180,30 +180,20 @@ def _fashion(seed: int, data_root: str | os.PathLike | None, n_train: int) -> Ta
 def _bbc_tokens(max_length: int):
     key = ("bbc", max_length)
     if key not in _CACHE:
+        from msam.data import load_bbc_dataset
+
         from labcore import load_sentence_encoder
-        from labcore.data import load_topics
 
         st = load_sentence_encoder("minilm-l6", device="cpu")
         tokenizer = st[0].tokenizer
-        topics = load_topics("bbc")
-
-        def encode(texts: tuple[str, ...]) -> torch.Tensor:
-            enc = tokenizer(
-                list(texts),
-                truncation=True,
-                max_length=max_length,
-                padding="max_length",
-                return_tensors="pt",
-            )
-            return enc["input_ids"]
-
+        ds = load_bbc_dataset(tokenizer, max_length=max_length)  # msam's tokenization
         _CACHE[key] = (
             st[0].auto_model,
             tokenizer.pad_token_id,
-            encode(topics.train),
-            torch.tensor(topics.train_labels),
-            encode(topics.test),
-            torch.tensor(topics.test_labels),
+            ds.train_x["input_ids"],
+            ds.train_y,
+            ds.test_x["input_ids"],
+            ds.test_y,
         )
     return _CACHE[key]
 
