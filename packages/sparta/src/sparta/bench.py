@@ -67,6 +67,13 @@ def _lr(task: dict[str, Any], method: str) -> float:
     return lr[method] if isinstance(lr, dict) else (0.05 if method == "non-private" else lr)
 
 
+def default_lr(data: str, method: str) -> float:
+    """The benchmark's learning rate for a data set and method (what ``sparta train`` uses
+    when no ``--lr`` is given)."""
+    task = {"bbc": BBC, "digits": DIGITS_MLP, "fashion-mnist": FASHION}[data]
+    return _lr(task, method)
+
+
 def _name(task: dict[str, Any]) -> str:
     return f"{task['data']}-{task['model']}"
 

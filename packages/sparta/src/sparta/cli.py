@@ -10,13 +10,12 @@ from sparta.bench import BENCH
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sparta.bench import BBC_LR
+    from sparta.bench import default_lr
     from sparta.tasks import load_task
     from sparta.train import SpartaConfig, dp_finetune, evaluate
 
     if args.lr is None:  # the benchmark's rates: tuned per method on bbc, 0.5 on images
-        lr = BBC_LR[args.method] if args.data == "bbc" else 0.5
-        nonprivate_lr = BBC_LR["non-private"] if args.data == "bbc" else 0.05
+        lr, nonprivate_lr = default_lr(args.data, args.method), default_lr(args.data, "non-private")
     else:
         lr = nonprivate_lr = args.lr
     config = SpartaConfig(

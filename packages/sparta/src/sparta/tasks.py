@@ -36,8 +36,11 @@ from labcore.errors import LabcoreError
 DATASETS = ("bbc", "digits", "fashion-mnist")
 MODELS = ("minilm-l6", "mlp", "cnn-small")
 DEFAULT_MODEL = {"bbc": "minilm-l6", "digits": "mlp", "fashion-mnist": "cnn-small"}
-VALID = {("bbc", "minilm-l6"), ("digits", "mlp"), ("digits", "cnn-small")} | {
-    ("fashion-mnist", "cnn-small")
+VALID = {
+    ("bbc", "minilm-l6"),
+    ("digits", "mlp"),
+    ("digits", "cnn-small"),
+    ("fashion-mnist", "cnn-small"),
 }
 
 
