@@ -1,0 +1,3 @@
+from dpbss.cli import main
+
+raise SystemExit(main())
