@@ -68,7 +68,7 @@ def mcmc_exponential(
     p = cost.p
     current = np.sort(start if start is not None else rng.choice(p, size=s, replace=False))
     scale = epsilon / (2.0 * sensitivity)
-    cur_loss = float(cost.losses(current[None, :])[0])
+    cur_loss = cost.value(current)
     for _ in range(steps):
         i = int(rng.integers(s))
         j = int(rng.integers(p - s))
@@ -76,7 +76,7 @@ def mcmc_exponential(
         proposal = current.copy()
         proposal[i] = outsider
         proposal.sort()
-        loss = float(cost.losses(proposal[None, :])[0])
+        loss = cost.value(proposal)
         if math.log(rng.random() + 1e-300) < -scale * (loss - cur_loss):  # symmetric proposal
             current, cur_loss = proposal, loss
     return current
