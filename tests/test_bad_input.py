@@ -140,6 +140,13 @@ def _strict_json(tmp: Path, proc: subprocess.CompletedProcess) -> None:
     json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in --json output"))
 
 
+#: A small bounded table for dpbss: three features in [-0.5, 0.5] and a response.
+DPBSS_CSV = "a,b,c,y\n" + "".join(
+    f"{0.1 * (i % 5)},{0.05 * ((7 * i) % 9) - 0.2},{0.1 * ((3 * i) % 4)},{0.02 * (i % 11)}\n"
+    for i in range(1, 40)
+)
+
+
 #: A small table for skinnytrees: three numeric features and a 0/1 target.
 SKINNY_CSV = "a,b,c,y\n" + "".join(
     f"{0.1 * i:.1f},{(7 * i) % 5},{(3 * i) % 4},{int(i % 3 == 0)}\n" for i in range(4, 30)
@@ -298,6 +305,22 @@ CASES = [
     Case("sparta-missing-fashion-mnist", "sparta",
          lambda tmp: ["train", "--data", "fashion-mnist", "--data-root", f"{tmp}/nowhere"],
          2, "Fashion-MNIST folder not found"),
+    # dpbss: the budget, k and the data's bounds are checked before any optimization
+    Case("dpbss-epsilon-zero", "dpbss",
+         _write("d.csv", DPBSS_CSV, "fit", "{f}", "--target", "y", "--epsilon", "0"),
+         2, "epsilon must be > 0.0"),
+    Case("dpbss-k-above-p", "dpbss",
+         _write("d.csv", DPBSS_CSV, "fit", "{f}", "--target", "y", "--k", "4"),
+         2, "k = 4 is larger than the number of features p = 3"),
+    Case("dpbss-unbounded-data", "dpbss",
+         _write("d.csv", DPBSS_CSV.replace("0.1,", "3.0,", 1), "fit", "{f}", "--target", "y"),
+         2, "is outside [-x_bound, x_bound]"),
+    Case("dpbss-missing-target", "dpbss",
+         _write("d.csv", DPBSS_CSV, "fit", "{f}", "--target", "label"),
+         2, "is not a column"),
+    Case("dpbss-hinge-needs-two-classes", "dpbss",
+         _write("d.csv", DPBSS_CSV, "fit", "{f}", "--target", "y", "--loss", "hinge"),
+         2, "needs exactly two classes"),
     # strict JSON: no bare NaN on stdout
     Case("srf-json-is-strict", "srf",
          _write("x.csv", "1,2,3\n2,4,6\n1,0,1\n", "complete", "{f}", "--json"),
@@ -342,5 +365,6 @@ def test_every_package_has_a_row() -> None:
         "layerwise",
         "skinnytrees",
         "sparta",
+        "dpbss",
     }
     assert light <= covered

@@ -73,6 +73,11 @@ CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
     ("rac", ["traces"], _rac_traces),
     ("graphl0bnb", ["fit"], _shipped("packages/graphl0bnb/tests/data/banded6.csv")),
     (
+        "dpbss",
+        ["fit"],
+        _shipped("packages/dpbss/tests/data/synthetic300x8.csv", "--target", "y", "--k", "2"),
+    ),
+    (
         "sparta",
         ["train"],
         lambda tmp: ["--epochs", "2", "--probe-epochs", "0", "--method", "last-layer"],

@@ -12,7 +12,9 @@ def test_silent_highs_keeps_stdout_clean_and_the_lock_is_shared():
         "import importlib\n"
         "a = importlib.import_module('archetypal_nmf.init')\n"
         "b = importlib.import_module('batchroute.solve')\n"
+        "c = importlib.import_module('dpbss.bss')\n"
         "assert a.HIGHS_LOCK is HIGHS_LOCK and b.HIGHS_LOCK is HIGHS_LOCK\n"
+        "assert c.HIGHS_LOCK is HIGHS_LOCK\n"
         "with HIGHS_LOCK:\n"
         "    with HIGHS_LOCK:\n"  # re-entrant
         "        h = silent_highs()\n"

@@ -24,9 +24,10 @@ from dpbss.select import (
     sensitivity,
     top_r_log_weights,
 )
-from labcore.errors import LabcoreError
 from scipy.special import logsumexp
 from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from labcore.errors import LabcoreError
 
 pytest.importorskip("highspy")
 

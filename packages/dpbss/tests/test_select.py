@@ -167,3 +167,22 @@ def test_one_swaps_are_all_distinct_neighbours():
     assert len({tuple(r) for r in sw}) == 3 * 5
     assert all(len(set(r) & {1, 4, 6}) == 2 for r in sw)
     assert list(itertools.chain.from_iterable(sw)) and sw.shape == (15, 3)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mistakes_branch_and_bound_matches_brute_force(seed):
+    from dpbss.loss import SquaredCost
+    from dpbss.mistakes import best_with_mistakes
+
+    p, s = (10, 12)[seed % 2], 3
+    X, y = _data(80, p, s, seed, snr=0.5)
+    supports, losses = brute_force_losses(X, y, s, lam=3.0, r=1.1)
+    reference = supports[np.argsort(losses)[seed]]  # not always the optimum
+    mistakes = np.array([len(set(S) - set(reference)) for S in supports])
+    cost = SquaredCost(X, y, 3.0, 1.1)
+    for j in range(0, s + 1):
+        res = best_with_mistakes(cost, reference, j, gap=1e-12)
+        assert res.status == "optimal"
+        assert res.value == pytest.approx(losses[mistakes >= j].min(), rel=1e-10)
+        assert len(set(res.support) - set(reference)) >= j
+        assert res.lower_bound <= res.value

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Below this many features :class:`SquaredCost` keeps XᵀX (p² floats) and works from it.
-GRAM_MAX_P = 4000
+#: Up to this many features :class:`SquaredCost` keeps XᵀX (p² floats: 800 MB at p = 10⁴)
+#: and works from it; the branch and bound of :mod:`dpbss.mistakes` needs it.
+GRAM_MAX_P = 10_000
 
 
 @dataclass

@@ -30,6 +30,7 @@ lie in [0, 1 + b_x·r·√s], so Δ = (1 + b_x·r·√s)/n.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -38,6 +39,8 @@ from scipy.special import gammaln, logsumexp
 
 from dpbss.bss import OAResult, OuterApproximation
 from dpbss.loss import make_cost
+from dpbss.mistakes import best_with_mistakes
+from labcore.highs import HIGHS_LOCK
 
 
 def sensitivity(
@@ -103,26 +106,57 @@ def neighbourhood(
     mistakes: int | None = None,
     time_limit: float = 60.0,
     cost=None,
+    branch_and_bound: bool = True,
     **oa_kwargs,
 ) -> Neighbourhood:
     """S* by outer approximation, its one-swaps refit, and the best supports with at least
     j = 2 … ``mistakes`` (default s) mistakes, all in one master MILP with shared cuts.
 
-    ``time_limit`` bounds each outer-approximation solve; a solve that stops on it keeps its
-    best support found (``Neighbourhood.solves`` records the status and the gap)."""
+    The mistake problems of the least-squares cost are solved by the branch and bound of
+    :mod:`dpbss.mistakes` when the Gram matrix is at hand (``branch_and_bound``), else by
+    outer approximation with a mistake row. ``time_limit`` bounds each solve; a solve that
+    stops on it keeps its best support found (``Neighbourhood.solves`` records the status
+    and the gap)."""
     p = X.shape[1]
     cost = cost if cost is not None else make_cost(X, y, loss=loss, lam=lam, r=r)
     oa = OuterApproximation(cost, s, **oa_kwargs)
     try:
         first = oa.solve(time_limit=time_limit)
+        use_bnb = branch_and_bound and getattr(cost, "gram", None) is not None
+        if use_bnb and first.status != "optimal" and len(first.support):
+            # The master MILP grows with p (10^4 binaries): finish the proof by the branch
+            # and bound over the best support found (any support has ≥ 0 mistakes).
+            proof = best_with_mistakes(
+                cost,
+                first.support,
+                0,
+                gap=oa.gap,
+                time_limit=time_limit,
+                incumbent=(first.support, first.value),
+            )
+            first = dataclasses.replace(
+                proof,
+                lower_bound=max(proof.lower_bound, first.lower_bound),
+                iterations=first.iterations + proof.iterations,
+                cuts=first.cuts,
+                seconds=first.seconds + proof.seconds,
+                status=proof.status,
+            )
         best = first.support
         swaps = one_swaps(best, p) if s < p else np.empty((0, s), np.int64)
         swap_values = cost.losses(swaps) if len(swaps) else np.empty(0)
         solves = [first]
         at_least: dict[int, tuple[np.ndarray, float]] = {}
         for j in range(2, min(s, p - s, mistakes if mistakes is not None else s) + 1):
-            oa.set_mistakes(best, j)
-            res = oa.solve(time_limit=time_limit)
+            if use_bnb:
+                res = best_with_mistakes(
+                    cost, best, j, gap=oa.gap, time_limit=time_limit, incumbent=None
+                )
+            else:
+                oa.set_mistakes(best, j)
+                with HIGHS_LOCK:
+                    oa.guess_mistakes(best, j)
+                res = oa.solve(time_limit=time_limit)
             solves.append(res)
             if res.status != "infeasible":
                 at_least[j] = (res.support, res.value)
