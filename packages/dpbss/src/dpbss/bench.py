@@ -202,8 +202,8 @@ def run_bench(config: BenchConfig) -> BenchReport:
             "draws": DRAWS,
             "mcmc_steps": MCMC_STEPS,
             "mcmc_chains": mcmc_chains,
-            "oa_time_limit_s": time_limit,
-            "oa_gap": 1e-3,
+            "time_limit_s": time_limit,
+            "gap": 1e-4,
         },
     )
     for p, n in grid(config.quick):
