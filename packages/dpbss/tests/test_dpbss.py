@@ -232,7 +232,7 @@ def test_cli_fit_writes_json(tmp_path, capsys):
     d = make_synthetic(300, 6, 2, seed=0)
     path = tmp_path / "data.csv"
     header = ",".join([f"f{j}" for j in range(6)] + ["y"])
-    rows = "\n".join(",".join(f"{v:.6f}" for v in [*x, t]) for x, t in zip(d.X, d.y))
+    rows = "\n".join(",".join(f"{v:.6f}" for v in [*x, t]) for x, t in zip(d.X, d.y, strict=False))
     path.write_text(header + "\n" + rows + "\n")
     out = tmp_path / "result.json"
     argv = ["fit", str(path), "--target", "y", "--k", "2", "--epsilon", "4", "--json"]
@@ -242,3 +242,15 @@ def test_cli_fit_writes_json(tmp_path, capsys):
     assert json.loads(out.read_text())["support"] == payload["support"]
     assert main(["fit", str(path), "--target", "z", "--k", "2"]) != 0
     assert "not a column" in capsys.readouterr().err
+
+
+def test_k_equal_to_p_with_a_tiny_time_limit_does_not_crash():
+    d = make_synthetic(200, 3, 1, seed=0)
+    model = DPBestSubset(3, epsilon=1.0, time_limit=1e-9, random_state=0).fit(d.X, d.y)
+    assert list(model.support_) == [0, 1, 2]
+
+
+def test_a_solve_stopped_by_the_time_limit_warns():
+    d = make_synthetic(3000, 200, 5, seed=0)
+    with pytest.warns(RuntimeWarning, match="assumes exact optima"):
+        DPBestSubset(5, epsilon=1.0, time_limit=1e-9, random_state=0).fit(d.X, d.y)

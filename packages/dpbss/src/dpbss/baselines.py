@@ -38,8 +38,12 @@ def lasso_votes(X: np.ndarray, y: np.ndarray, s: int, *, rng: np.random.Generato
     order = rng.permutation(n)
     votes = np.zeros(p)
     for block in np.array_split(order, k):
-        _, active, _ = lars_path(X[block], y[block], method="lasso", max_iter=4 * s)
-        chosen = list(dict.fromkeys(int(a) for a in active))[:s]
+        _, _, coefs = lars_path(X[block], y[block], method="lasso", max_iter=4 * s)
+        # The order of first entry along the path (a variable may leave it later).
+        nonzero = coefs != 0
+        entered = np.flatnonzero(nonzero.any(axis=1))
+        first = nonzero[entered].argmax(axis=1)
+        chosen = entered[np.lexsort((-np.abs(coefs[entered, -1]), first))][:s]
         votes[chosen] += 1.0 / k
     return votes
 

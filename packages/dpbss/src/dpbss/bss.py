@@ -35,7 +35,7 @@ class OAResult:
     value: float  # c at the support (upper bound)
     lower_bound: float
     gap: float
-    status: str  # "optimal" (gap reached), "time_limit", "max_iter", "infeasible"
+    status: str  # "optimal" (gap reached), "time_limit", "max_iter", "stalled", "infeasible"
     iterations: int  # master solves
     cuts: int  # cuts in the master (seed cuts included)
     seconds: float
@@ -65,14 +65,13 @@ def iht_support(X: np.ndarray, y: np.ndarray, s: int, *, iters: int = 300) -> np
     n, p = X.shape
     L = 1.01 * _top_eigenvalue(X) / n  # a little above ‖X‖₂²/n: the step stays safe
     beta = np.zeros(p)
-    support = np.argsort(-np.abs(X.T @ y))[:s]
+    support: np.ndarray | None = None  # the first step from β = 0 is marginal screening
     for _ in range(iters):
         step = beta + X.T @ (y - X @ beta) / (n * L)
         new = np.argpartition(-np.abs(step), s - 1)[:s]
         beta = np.zeros(p)
         beta[new] = step[new]
-        if set(new) == set(support):
-            support = new
+        if support is not None and set(new) == set(support):
             break
         support = new
     return np.sort(support)
@@ -281,13 +280,13 @@ class OuterApproximation:
                 if (ub - lb) <= self.gap * max(abs(ub), 1e-300):
                     status = "optimal"
                     break
-                if known:
-                    # The master's optimum is a support already evaluated, whose cut is tight
-                    # there: its η ≥ c ≥ UB, so UB is optimal up to HiGHS's own gap.
-                    status = "optimal"
-                    break
                 if model_status == "Time limit reached":
                     status = "time_limit"
+                    break
+                if known:
+                    # The master's optimum is a support already evaluated, whose cut is tight
+                    # there (η ≥ c ≥ UB): UB is optimal up to HiGHS's own gap.
+                    status = "optimal" if model_status == "Optimal" else "stalled"
                     break
         support = np.array(best_key if best_key is not None else (), dtype=np.int64)
         gap = (ub - lb) / max(abs(ub), 1e-300) if math.isfinite(ub) else math.inf

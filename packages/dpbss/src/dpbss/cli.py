@@ -51,6 +51,7 @@ def _fit(args: argparse.Namespace) -> int:
         random_state=args.seed,
     ).fit(X, y)
     selected = [names[i] for i in model.support_]
+    estimated = not args.no_estimate and args.loss == "squared"
     payload = {
         "data": str(args.data),
         "n_samples": int(X.shape[0]),
@@ -60,21 +61,18 @@ def _fit(args: argparse.Namespace) -> int:
         "epsilon": model.epsilon_spent_,
         "support": selected,
         "support_index": [int(i) for i in model.support_],
-        "coef": {names[i]: float(model.coef_[i]) for i in model.support_},
+        "coef": ({names[i]: float(model.coef_[i]) for i in model.support_} if estimated else None),
         "sensitivity": model.sensitivity_,
-        # Not private: how the non-private optimization went (see DPBestSubset.solve_info_).
-        "solve_info": model.solve_info_,
-        "certified": bool(model.certified_),
     }
+    if args.solve_info:
+        # Not private: how the non-private optimization went (see DPBestSubset.solve_info_).
+        payload["solve_info"] = model.solve_info_
+        payload["certified"] = bool(model.certified_)
     coef = ", ".join(f"{names[i]} {model.coef_[i]:+.4g}" for i in model.support_)
     text = (
         f"{X.shape[0]} rows × {X.shape[1]} features, k = {args.k}, ε = {args.epsilon:g} "
         f"({args.mechanism}, {args.loss} loss): selected {', '.join(selected)}"
-        + (
-            f"\ncoefficients (private): {coef}"
-            if not args.no_estimate and args.loss == "squared"
-            else ""
-        )
+        + (f"\ncoefficients (private): {coef}" if estimated else "")
     )
     if args.out is not None:
         atomic_write_json(args.out, payload)
@@ -111,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epsilon-split", type=float, default=0.5, help="share of ε for the selection")
     p.add_argument(
         "--time-limit", type=float, default=60.0, help="seconds per optimization (default 60)"
+    )
+    p.add_argument(
+        "--solve-info",
+        action="store_true",
+        help="add the solver's statistics to the output (NOT private: do not publish them)",
     )
     add_bench_command(sub, BENCH)
     return parser

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -152,6 +153,20 @@ class DPBestSubset(RegressorMixin, BaseEstimator):
         draw = sample_mistakes if mechanism == "mistakes" else sample_top_r
         self.support_ = draw(nb, epsilon=eps_select, sensitivity=self.sensitivity_, rng=rng)
         self.certified_ = nb.certified
+        inexact = [r for r in nb.solves if r.status not in ("optimal", "infeasible")]
+        if inexact or (mechanism == "top-r" and not nb.certified):
+            # The privacy analyses assume exact optima (and Top-R its certificate).
+            warnings.warn(
+                f"{len(inexact)} of {len(nb.solves)} solves stopped before their gap "
+                f"(worst gap {max((r.gap for r in inexact), default=0.0):.1e}; raise "
+                f"time_limit)"
+                * bool(inexact)
+                + ("; " if inexact and not nb.certified and mechanism == "top-r" else "")
+                + "the Top-R certificate failed" * (mechanism == "top-r" and not nb.certified)
+                + ": the ε-DP guarantee assumes exact optima",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if estimate:
             self.coef_ = objective_perturbation(
                 X,

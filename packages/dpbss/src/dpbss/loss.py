@@ -187,6 +187,11 @@ class HingeCost:
         settings.tol_gap_abs = settings.tol_gap_rel = 1e-10
         settings.tol_feas = 1e-10
         sol = clarabel.DefaultSolver(P, q, A, b, cones, settings).solve()
+        if str(sol.status) not in ("Solved", "AlmostSolved"):
+            raise RuntimeError(
+                f"the hinge subproblem on support {support.tolist()} was not solved "
+                f"(Clarabel: {sol.status}); its cost would be wrong"
+            )
         x = np.asarray(sol.x)
         beta, xi = x[:s], np.maximum(x[s:], 0.0)
         value = xi.sum() / n + self.lam / n * np.sum(beta**2 / z)

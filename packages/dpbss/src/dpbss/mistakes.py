@@ -37,6 +37,8 @@ from dpbss.loss import SquaredCost
 def _threshold_scan(rho2: np.ndarray, d: np.ndarray, m: int, lam: float) -> tuple[float, int]:
     """max over |A| = m of Σ_A ρ_a² / (λ + max(min_A d_a, 0)), and the index of the member
     with the largest ρ² in the maximizing set."""
+    if len(rho2) < m or m <= 0:
+        return -math.inf, -1
     order = np.argsort(-d)  # admit candidates by decreasing d: the threshold τ falls
     best, best_member = -math.inf, int(np.argmax(rho2))
     heap: list[tuple[float, int]] = []  # the m largest ρ² admitted so far (min-heap)
@@ -144,6 +146,7 @@ def best_with_mistakes(
         best_key, ub = tuple(int(i) for i in np.sort(incumbent[0])), float(incumbent[1])
     heap: list[tuple[float, int, tuple[int, ...], tuple[int, ...], int]] = []
     counter = itertools.count()
+    floor = math.inf  # the smallest bound of a subtree dropped within the gap tolerance
 
     def candidates_of(forced, excluded) -> np.ndarray:
         return np.setdiff1d(prob.outsiders, np.array((*excluded, *forced), dtype=np.int64))
@@ -154,6 +157,10 @@ def best_with_mistakes(
         if value < ub:
             ub, best_key = value, tuple(sorted(forced))
 
+    def drop(lb: float) -> None:
+        nonlocal floor
+        floor = min(floor, lb)
+
     def push(forced: tuple[int, ...], excluded: tuple[int, ...]) -> None:
         m = s - len(forced)
         if m == 0:
@@ -162,26 +169,38 @@ def best_with_mistakes(
         candidates = candidates_of(forced, excluded)
         if len(candidates) < m:
             return
-        if prob.cheap_bound(forced, candidates, m) >= ub * (1 - gap):
+        cheap_lb = prob.cheap_bound(forced, candidates, m)
+        if cheap_lb >= ub * (1 - gap):
+            drop(cheap_lb)
             return
         lb, member = prob.node(forced, candidates, m)
         if lb < ub * (1 - gap):
             heapq.heappush(heap, (lb, next(counter), forced, excluded, member))
+        else:
+            drop(lb)
 
     # Roots: every kept set K ⊆ reference with |K| ≤ s − at_least, by their cheap bounds;
     # an incumbent first, by a greedy dive from the most promising root.
     top = min(s - at_least, s - 1)  # K = reference (no mistake) is a leaf, not a root
-    roots = [kept for k in range(top + 1) for kept in itertools.combinations(ref.tolist(), k)]
+    n_out = len(prob.outsiders)
+    roots = [
+        kept
+        for k in range(max(0, s - n_out), top + 1)  # enough outsiders to fill the support
+        for kept in itertools.combinations(ref.tolist(), k)
+    ]
     if at_least == 0:
         leaf(tuple(ref.tolist()))
     cheap = [prob.cheap_bound(K, candidates_of(K, ()), s - len(K)) for K in roots]
-    forced = roots[int(np.argmin(cheap))]
-    while len(forced) < s:
-        forced = (*forced, prob.greedy_member(forced, candidates_of(forced, ())))
-    leaf(forced)
+    if roots:
+        forced = roots[int(np.argmin(cheap))]
+        while len(forced) < s:
+            forced = (*forced, prob.greedy_member(forced, candidates_of(forced, ())))
+        leaf(forced)
     for i in np.argsort(cheap):
         if cheap[i] < ub * (1 - gap):
             push(roots[i], ())
+        else:
+            drop(cheap[i])
     nodes, status = 0, "optimal"
     while heap:
         lb, _, forced, excluded, member = heap[0]
@@ -194,8 +213,7 @@ def best_with_mistakes(
         nodes += 1
         push((*forced, member), excluded)  # the candidate in
         push(forced, (*excluded, member))  # and out
-    lower = heap[0][0] if heap else ub
-    lower = min(lower, ub)
+    lower = min(heap[0][0] if heap else math.inf, floor, ub)
     rel_gap = (ub - lower) / max(abs(ub), 1e-300) if math.isfinite(ub) else math.inf
     return OAResult(
         support=np.array(best_key if best_key is not None else (), dtype=np.int64),

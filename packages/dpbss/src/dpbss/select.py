@@ -123,7 +123,7 @@ def neighbourhood(
     try:
         first = oa.solve(time_limit=time_limit)
         use_bnb = branch_and_bound and getattr(cost, "gram", None) is not None
-        if use_bnb and first.status != "optimal" and len(first.support):
+        if use_bnb and first.status != "optimal" and len(first.support) and s < p:
             # The master MILP grows with p (10^4 binaries): finish the proof by the branch
             # and bound over the best support found (any support has ≥ 0 mistakes).
             proof = best_with_mistakes(
@@ -134,9 +134,11 @@ def neighbourhood(
                 time_limit=time_limit,
                 incumbent=(first.support, first.value),
             )
+            lower = max(proof.lower_bound, first.lower_bound)
             first = dataclasses.replace(
                 proof,
-                lower_bound=max(proof.lower_bound, first.lower_bound),
+                lower_bound=lower,
+                gap=max(0.0, (proof.value - lower) / max(abs(proof.value), 1e-300)),
                 iterations=first.iterations + proof.iterations,
                 cuts=first.cuts,
                 seconds=first.seconds + proof.seconds,
@@ -160,7 +162,9 @@ def neighbourhood(
             solves.append(res)
             if res.status != "infeasible":
                 at_least[j] = (res.support, res.value)
-        certified = 2 not in at_least or at_least[2][1] >= (
+        # The proof needs a lower bound on every ≥2-mistake cost (exact or not).
+        two = next((r for r in solves[1:2] if r.status != "infeasible"), None)
+        certified = two is None or two.lower_bound >= (
             swap_values.max() if len(swap_values) else -math.inf
         )
     finally:
