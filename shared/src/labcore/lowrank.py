@@ -15,6 +15,8 @@ ignored and may be NaN. ``P_Ω(Y)`` below is ``Y`` with the unobserved entries s
 * :func:`check_random_state`: scikit-learn's ``check_random_state``, also taking a numpy
   ``Generator`` and giving a private ``RandomState`` for None.
 * :func:`relative_error`: ``‖estimate − truth‖_F / ‖truth‖_F``, optionally on a mask.
+* :func:`spectral_norm_squared`: σ_max(A)² by warm-started power iteration (step sizes of
+  gradient methods: archetypal-nmf's block updates, dpbss's hard thresholding).
 
 Examples
 --------
@@ -659,3 +661,33 @@ def relative_error(estimate: Any, truth: Any, *, mask: Any = None) -> float:
     if denom == 0.0:
         raise LabcoreError("truth has zero norm on the compared entries")
     return float(np.linalg.norm(estimate - truth)) / denom
+
+
+def spectral_norm_squared(
+    A: np.ndarray, *, v0: np.ndarray | None = None, iters: int = 30, rtol: float = 1e-6
+) -> tuple[float, np.ndarray]:
+    """σ_max(A)², by power iteration on AᵀA warm-started from ``v0``; returns it with the
+    final vector (pass it back next time: the blocks change little between iterations).
+
+    The estimate is from below; solvers that need a safe Lipschitz constant multiply it by
+    a small margin.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    n = A.shape[1]
+    if v0 is None or v0.shape != (n,) or not np.any(v0):
+        v = np.random.default_rng(0).standard_normal(n)
+    else:
+        v = np.asarray(v0, dtype=np.float64).copy()
+    v /= np.linalg.norm(v)
+    value = 0.0
+    for _ in range(iters):
+        w = A.T @ (A @ v)
+        norm = float(np.linalg.norm(w))
+        if norm == 0.0:
+            return 0.0, v
+        v = w / norm
+        if abs(norm - value) <= rtol * norm:
+            value = norm
+            break
+        value = norm
+    return value, v

@@ -33,13 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from archetypal_nmf.projections import (
-    hard_threshold_nonnegative,
-    project_rows_to_simplex,
-    spectral_norm_squared,
-)
+from archetypal_nmf.projections import hard_threshold_nonnegative, project_rows_to_simplex
 from labcore.checks import finite_array, finite_float, positive_int
 from labcore.errors import LabcoreError
+from labcore.lowrank import spectral_norm_squared
 
 __all__ = ["BCDResult", "BCDState", "continuation", "lambda_path", "prox_bcd"]
 

@@ -33,14 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from archetypal_nmf.projections import (
-    hard_threshold_nonnegative,
-    project_rows_to_simplex,
-    spectral_norm_squared,
-)
+from archetypal_nmf.projections import hard_threshold_nonnegative, project_rows_to_simplex
 from labcore.checks import choice, finite_array, finite_float, positive_int
 from labcore.errors import LabcoreError
 from labcore.highs import HIGHS_LOCK, silent_highs
+from labcore.lowrank import spectral_norm_squared
 
 METHODS = ("spa", "furthest", "random", "mip")
 

@@ -50,33 +50,3 @@ def hard_threshold_nonnegative(V: np.ndarray, n_nonzero: int) -> np.ndarray:
         keep = np.argsort(-flat, kind="stable")[:n_nonzero]
         out[keep] = flat[keep]
     return out.reshape(P.shape)
-
-
-def spectral_norm_squared(
-    A: np.ndarray, *, v0: np.ndarray | None = None, iters: int = 30, rtol: float = 1e-6
-) -> tuple[float, np.ndarray]:
-    """σ_max(A)², by power iteration on AᵀA warm-started from ``v0``; returns it with the
-    final vector (pass it back next time: the blocks change little between iterations).
-
-    The estimate is from below; solvers that need a safe Lipschitz constant multiply it by
-    a small margin.
-    """
-    A = np.asarray(A, dtype=np.float64)
-    n = A.shape[1]
-    if v0 is None or v0.shape != (n,) or not np.any(v0):
-        v = np.random.default_rng(0).standard_normal(n)
-    else:
-        v = np.asarray(v0, dtype=np.float64).copy()
-    v /= np.linalg.norm(v)
-    value = 0.0
-    for _ in range(iters):
-        w = A.T @ (A @ v)
-        norm = float(np.linalg.norm(w))
-        if norm == 0.0:
-            return 0.0, v
-        v = w / norm
-        if abs(norm - value) <= rtol * norm:
-            value = norm
-            break
-        value = norm
-    return value, v
