@@ -152,31 +152,33 @@ class OuterApproximation:
         keep = coef > 1e-12 * top if top > 0 else np.zeros(self.p, bool)
         rhs -= float(coef[~keep].sum())
         idx = np.flatnonzero(keep)
-        h = self._master()
-        h.addRow(
-            float(rhs),
-            self._inf,
-            idx.size + 1,
-            np.concatenate([[self.p], idx]).astype(np.int32),
-            np.concatenate([[1.0], coef[idx]]),
-        )
+        with HIGHS_LOCK:
+            h = self._master()
+            h.addRow(
+                float(rhs),
+                self._inf,
+                idx.size + 1,
+                np.concatenate([[self.p], idx]).astype(np.int32),
+                np.concatenate([[1.0], coef[idx]]),
+            )
         self.n_cuts += 1
         return fit
 
     def set_mistakes(self, reference, at_least: int) -> None:
         """Restrict the next solves to supports with at least ``at_least`` features outside
         ``reference`` (Σ_{i∈reference} z_i ≤ s − at_least); 0 lifts the restriction."""
-        h = self._master()
-        upper = float(self.s - at_least) if at_least > 0 else self._inf
-        if self._mistake_row is None:
-            idx = np.asarray(sorted(reference), dtype=np.int32)
-            self._mistake_ref = tuple(int(i) for i in idx)
-            h.addRow(-self._inf, upper, idx.size, idx, np.ones(idx.size))
-            self._mistake_row = h.getNumRow() - 1
-        else:
-            if tuple(sorted(int(i) for i in reference)) != self._mistake_ref:
-                raise ValueError("the mistake rows refer to one reference support")
-            h.changeRowBounds(self._mistake_row, -self._inf, upper)
+        with HIGHS_LOCK:
+            h = self._master()
+            upper = float(self.s - at_least) if at_least > 0 else self._inf
+            if self._mistake_row is None:
+                idx = np.asarray(sorted(reference), dtype=np.int32)
+                self._mistake_ref = tuple(int(i) for i in idx)
+                h.addRow(-self._inf, upper, idx.size, idx, np.ones(idx.size))
+                self._mistake_row = h.getNumRow() - 1
+            else:
+                if tuple(sorted(int(i) for i in reference)) != self._mistake_ref:
+                    raise ValueError("the mistake rows refer to one reference support")
+                h.changeRowBounds(self._mistake_row, -self._inf, upper)
         self._at_least = at_least
 
     def guess_mistakes(self, reference, at_least: int) -> None:

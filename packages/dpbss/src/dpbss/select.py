@@ -40,7 +40,6 @@ from scipy.special import gammaln, logsumexp
 from dpbss.bss import OAResult, OuterApproximation
 from dpbss.loss import make_cost
 from dpbss.mistakes import best_with_mistakes
-from labcore.highs import HIGHS_LOCK
 
 
 def sensitivity(
@@ -156,8 +155,7 @@ def neighbourhood(
                 )
             else:
                 oa.set_mistakes(best, j)
-                with HIGHS_LOCK:
-                    oa.guess_mistakes(best, j)
+                oa.guess_mistakes(best, j)
                 res = oa.solve(time_limit=time_limit)
             solves.append(res)
             if res.status != "infeasible":
