@@ -1,7 +1,5 @@
 """Baselines run side by side with the private samplers.
 
-- :func:`non_private_support`: best subset selection itself (outer approximation): the upper
-  bound every private method is measured against.
 - :func:`samp_agg_lasso`: subsample and aggregate (Kifer, Smith and Thakurta 2012): ⌊√n⌋
   disjoint blocks, each selects s features by the Lasso path (LARS, the first s variables
   to enter), the vote counts get Laplace noise of scale 2s/(K·ε) (one row changes one block's
@@ -19,13 +17,7 @@ import math
 
 import numpy as np
 
-from dpbss.bss import best_subset
 from dpbss.loss import SquaredCost
-
-
-def non_private_support(X, y, s, *, lam, r, time_limit=60.0) -> np.ndarray:
-    """The best support itself (no privacy)."""
-    return best_subset(X, y, s, lam=lam, r=r, time_limit=time_limit).support
 
 
 def lasso_votes(X: np.ndarray, y: np.ndarray, s: int, *, rng: np.random.Generator) -> np.ndarray:

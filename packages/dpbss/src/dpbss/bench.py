@@ -241,7 +241,6 @@ BENCH = BenchSpec(
     run=run_bench,
     help="Top-R and Mistakes against BSS, samp-agg Lasso and MCMC (synthetic, p = 100 … 10^4)",
     uses=frozenset({"seeds"}),
-    default_seeds=(0, 1, 2),
-    quick_seeds=(0, 1, 2),
+    default_seeds=(0, 1, 2),  # the quick run too
     add_arguments=_add_arguments,
 )

@@ -181,7 +181,6 @@ class DPBestSubset(RegressorMixin, BaseEstimator):
         else:
             self.coef_ = np.zeros(p)
         self.epsilon_spent_ = eps
-        self.n_features_in_ = p
         self.solve_info_ = {
             "solves": [
                 {"status": r.status, "gap": r.gap, "iterations": r.iterations, "seconds": r.seconds}
