@@ -1,0 +1,3 @@
+"""MixLM: LLM ranking with text-embedding mix-interaction."""
+
+__version__ = "0.1.0"
