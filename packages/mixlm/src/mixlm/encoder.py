@@ -1,0 +1,83 @@
+"""The item encoder: item text → k vectors in the ranker's hidden size.
+
+A text encoder (MiniLM by default) reads the item; its token states are mean-pooled over
+the real tokens, a linear map gives k × d, and each of the k vectors is normalized
+(LayerNorm without affine terms) and scaled by a learnable gain that starts at the mean
+norm of the ranker's own token embeddings. Without that norm matching the ranker either
+ignores the injected vectors or lets them swamp the text around them (the notes' pitfall).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from labcore.errors import LabcoreError
+
+
+def token_embedding_norm(ranker_model: Any) -> float:
+    """The mean L2 norm of a causal LM's input token embeddings."""
+    weight = ranker_model.get_input_embeddings().weight.detach()
+    return float(weight.float().norm(dim=1).mean())
+
+
+class ItemEncoder(nn.Module):
+    """Item texts → (batch, k, hidden) item vectors.
+
+    Parameters
+    ----------
+    encoder, tokenizer
+        A transformers encoder (``AutoModel``; e.g. the MiniLM inside
+        :func:`labcore.models.load_sentence_encoder`) and its tokenizer.
+    k
+        Item vectors per item.
+    hidden_size
+        The ranker's hidden size.
+    target_norm
+        Initial norm of each item vector (:func:`token_embedding_norm` of the ranker).
+    max_length
+        Item tokens the encoder reads (longer items are truncated).
+    """
+
+    def __init__(
+        self,
+        encoder: Any,
+        tokenizer: Any,
+        *,
+        k: int,
+        hidden_size: int,
+        target_norm: float,
+        max_length: int = 256,
+    ) -> None:
+        super().__init__()
+        if k < 1:
+            raise LabcoreError(f"k (item vectors per item) must be >= 1, got {k}")
+        if not math.isfinite(target_norm) or target_norm <= 0:
+            raise LabcoreError(f"target_norm must be a positive number, got {target_norm}")
+        self.encoder, self.tokenizer = encoder, tokenizer
+        self.k, self.hidden_size, self.max_length = int(k), int(hidden_size), int(max_length)
+        width = int(encoder.config.hidden_size)
+        self.project = nn.Linear(width, self.k * self.hidden_size)
+        self.norm = nn.LayerNorm(self.hidden_size, elementwise_affine=False)
+        # LayerNorm output has norm √d; the gain takes it to the token embeddings' norm.
+        self.gain = nn.Parameter(torch.tensor(float(target_norm) / math.sqrt(self.hidden_size)))
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        if not texts:
+            raise LabcoreError("no item texts to encode")
+        device = self.project.weight.device
+        batch = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        ).to(device)
+        states = self.encoder(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        vectors = self.project(pooled).view(len(texts), self.k, self.hidden_size)
+        return self.norm(vectors) * self.gain
