@@ -11,8 +11,9 @@ import time
 
 import numpy as np
 import pytest
-from labcore.errors import LabcoreError
 from mixlm.cache import ItemCache, StaleCacheError, text_hash
+
+from labcore.errors import LabcoreError
 
 
 def _encode(texts):

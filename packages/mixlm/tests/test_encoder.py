@@ -6,32 +6,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from labcore.errors import LabcoreError
-from labcore.models import tiny_causal_lm, tiny_tokenizer
 from mixlm.cache import ItemCache, fingerprint, text_hash
 from mixlm.encoder import ItemEncoder, token_embedding_norm
 from mixlm.ranker import MixRanker, PromptTemplate
 
+from labcore.errors import LabcoreError
+from labcore.models import tiny_causal_lm
+
 TEXTS = ["Markets rose on Tuesday.", "The team won the match after a late goal."]
 
 
-def _tiny_bert():
-    from transformers import BertConfig, BertModel
-
-    tok = tiny_tokenizer()
-    config = BertConfig(
-        vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.pad_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return BertModel(config).eval(), tok
-
-
 @pytest.fixture
-def parts():
+def parts(tiny_bert):
     model, tok = tiny_causal_lm("llama", seed=2)
     ranker = MixRanker(model, tok, PromptTemplate(yes=" the", no=" a"))
-    bert, btok = _tiny_bert()
+    bert, btok = tiny_bert
     enc = ItemEncoder(
         bert, btok, k=4, hidden_size=64, target_norm=token_embedding_norm(model)
     ).eval()
@@ -54,7 +43,8 @@ def test_cached_and_recomputed_vectors_give_identical_scores(parts, tmp_path):
     fresh, _ = ranker.score("goal", list(vectors))
     with ItemCache(tmp_path / "c.db", encoder_version=fingerprint(enc), k=4, dim=64) as cache:
         cache.put_many(
-            (str(i), text_hash(t), v.numpy()) for i, (t, v) in enumerate(zip(TEXTS, vectors))
+            (str(i), text_hash(t), v.numpy())
+            for i, (t, v) in enumerate(zip(TEXTS, vectors, strict=True))
         )
         stored = cache.get_many(["0", "1"])
     cached, _ = ranker.score("goal", [torch.from_numpy(np.array(v)) for v in stored])
@@ -69,8 +59,8 @@ def test_the_fingerprint_changes_with_the_weights(parts):
     assert fingerprint(enc) != before
 
 
-def test_bad_encoder_settings_are_clear_errors():
-    bert, btok = _tiny_bert()
+def test_bad_encoder_settings_are_clear_errors(tiny_bert):
+    bert, btok = tiny_bert
     with pytest.raises(LabcoreError, match="k"):
         ItemEncoder(bert, btok, k=0, hidden_size=64, target_norm=1.0)
     with pytest.raises(LabcoreError, match="target_norm"):

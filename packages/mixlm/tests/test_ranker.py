@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from mixlm.ranker import MixRanker, PromptTemplate
+
 from labcore.errors import LabcoreError
 from labcore.models import tiny_causal_lm
-from mixlm.ranker import MixRanker, PromptTemplate
 
 ITEMS = [
     "Markets rose on Tuesday as investors weighed new figures.",

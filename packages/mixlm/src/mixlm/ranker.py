@@ -139,6 +139,17 @@ class MixRanker:
         )
         return torch.cat(scores), prefill
 
+    def pair_scores(self, queries: list[str], items: list[torch.Tensor]) -> torch.Tensor:
+        """Scores of (query, item) pairs, each run in full, with gradients (training)."""
+        if len(queries) != len(items):
+            raise LabcoreError(f"{len(queries)} queries but {len(items)} items")
+        answer = self.embed_ids(self.ids(self.template.answer))
+        seqs = [
+            torch.cat([self.embed_ids(self.prefix_ids(q)), item.to(answer), answer])
+            for q, item in zip(queries, items, strict=True)
+        ]
+        return self._score_sequences(seqs)
+
     def _logit_gap(self, logits: torch.Tensor) -> torch.Tensor:
         return (logits[:, self.yes_id] - logits[:, self.no_id]).float()
 
