@@ -44,7 +44,7 @@ class TrainConfig:
 Pair = tuple[str, str, float]  # query, item text, label in {0, 1}
 
 
-def _check_pairs(pairs: Sequence[Pair]) -> None:
+def check_pairs(pairs: Sequence[Pair]) -> None:
     if not pairs:
         raise LabcoreError("no training pairs")
     bad = [p for p in pairs if p[2] not in (0, 1, 0.0, 1.0)]
@@ -52,7 +52,7 @@ def _check_pairs(pairs: Sequence[Pair]) -> None:
         raise LabcoreError(f"labels must be 0 or 1, got {bad[0][2]!r}")
 
 
-def _batches(n: int, size: int, epochs: int, seed: int):
+def iterate_batches(n: int, size: int, epochs: int, seed: int):
     order = list(range(n))
     rng = random.Random(seed)
     for _ in range(epochs):
@@ -63,12 +63,12 @@ def _batches(n: int, size: int, epochs: int, seed: int):
 
 def train_full_text(ranker: MixRanker, pairs: Sequence[Pair], config: TrainConfig) -> list[float]:
     """Fine-tune the ranker on full item text (the teacher); returns the loss per step."""
-    _check_pairs(pairs)
+    check_pairs(pairs)
     model = ranker.model
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
     losses = []
-    for idx in _batches(len(pairs), config.batch_size, config.epochs, config.seed):
+    for idx in iterate_batches(len(pairs), config.batch_size, config.epochs, config.seed):
         queries = [pairs[i][0] for i in idx]
         items = [ranker.item_text_vectors(pairs[i][1]) for i in idx]
         labels = torch.tensor([float(pairs[i][2]) for i in idx])
@@ -107,7 +107,7 @@ def train_mixlm(
 ) -> list[float]:
     """Train the item encoder, its projection and the ranker on labels (+ distillation to
     ``teacher``, one score per pair); returns the loss per step."""
-    _check_pairs(pairs)
+    check_pairs(pairs)
     if teacher is not None and len(teacher) != len(pairs):
         raise LabcoreError(f"{len(teacher)} teacher scores for {len(pairs)} pairs")
     ranker.model.train()
@@ -119,7 +119,7 @@ def train_mixlm(
         ]
     )
     losses = []
-    for idx in _batches(len(pairs), config.batch_size, config.epochs, config.seed):
+    for idx in iterate_batches(len(pairs), config.batch_size, config.epochs, config.seed):
         vectors = encoder([pairs[i][1] for i in idx])
         scores = ranker.pair_scores([pairs[i][0] for i in idx], list(vectors))
         labels = torch.tensor([float(pairs[i][2]) for i in idx])
