@@ -63,7 +63,11 @@ class ItemCache:
             raise LabcoreError(f"cache path {self.path} is a folder; give a file name")
         if not self.path.parent.is_dir():
             raise LabcoreError(f"the folder of the cache {self.path} does not exist")
-        self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        # check_same_thread=False: the service reads from a worker thread; its calls are
+        # serialized (one at a time), which is what SQLite needs of a shared connection.
+        self._conn = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._init_or_check()
