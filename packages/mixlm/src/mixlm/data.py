@@ -47,8 +47,11 @@ def bbc_ranking(
     n_queries: int = 50,
     n_candidates: int = 20,
     seed: int = 0,
+    validation: bool = False,
 ) -> RankingTask:
-    """The BBC News ranking task (see the module notes)."""
+    """The BBC News ranking task (see the module notes). With ``validation`` the queries and
+    candidates come from training-split articles that no training pair uses (for tuning;
+    never tune on the test split)."""
     from labcore.data import load_topics
 
     if n_candidates < 2:
@@ -70,11 +73,15 @@ def bbc_ranking(
     train = articles(corpus.train, corpus.train_labels, "bbc-train-")
     test = articles(corpus.test, corpus.test_labels, "bbc-test-")
     pairs: list[Pair] = []
+    used_ids: set[str] = set()
     for item_id, title, _ in rng.sample(train, min(n_train_pairs // 2, len(train))):
         pairs.append((title, items[item_id], 1.0))
         other = rng.choice([a for a in train if a[0] != item_id])
         pairs.append((title, items[other[0]], 0.0))
+        used_ids.update((item_id, other[0]))
     rng.shuffle(pairs)
+    if validation:
+        test = [a for a in train if a[0] not in used_ids]
     queries, candidates, relevance = [], [], []
     for item_id, title, topic in rng.sample(test, min(n_queries, len(test))):
         same = [a for a in test if a[2] == topic and a[0] != item_id]
