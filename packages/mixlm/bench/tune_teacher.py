@@ -12,12 +12,12 @@ import time
 
 import numpy as np
 import torch
-
-from labcore.models import load_causal_lm
 from mixlm.bench import _evaluate, _truncate
 from mixlm.data import bbc_ranking
 from mixlm.ranker import MixRanker
 from mixlm.train import TrainConfig, train_full_text
+
+from labcore.models import load_causal_lm
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--lr", type=float, default=1e-4)
@@ -27,7 +27,9 @@ ap.add_argument("--item-tokens", type=int, default=128)
 ap.add_argument("--queries", type=int, default=10)
 args = ap.parse_args()
 torch.manual_seed(0)
-task = bbc_ranking(n_train_pairs=args.pairs, n_queries=args.queries, n_candidates=10, validation=True)
+task = bbc_ranking(
+    n_train_pairs=args.pairs, n_queries=args.queries, n_candidates=10, validation=True
+)
 model, tok = load_causal_lm("smollm2-135m")
 r = MixRanker(model, tok)
 items = {k: _truncate(r, v, args.item_tokens) for k, v in task.items.items()}
@@ -43,6 +45,15 @@ before, _, _ = _evaluate(task, full_text)
 t0 = time.perf_counter()
 losses = train_full_text(r, pairs, TrainConfig(epochs=args.epochs, batch_size=8, lr=args.lr))
 after, _, _ = _evaluate(task, full_text)
-print(json.dumps({**vars(args), "before": before, "after": after,
-                  "loss_first": float(np.mean(losses[:3])), "loss_last": float(np.mean(losses[-3:])),
-                  "train_s": time.perf_counter() - t0}))
+print(
+    json.dumps(
+        {
+            **vars(args),
+            "before": before,
+            "after": after,
+            "loss_first": float(np.mean(losses[:3])),
+            "loss_last": float(np.mean(losses[-3:])),
+            "train_s": time.perf_counter() - t0,
+        }
+    )
+)

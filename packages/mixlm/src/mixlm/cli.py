@@ -1,12 +1,136 @@
-"""``mixlm`` command line (work in progress: ``bench``; ``train``, ``index`` and ``serve``
-are still to come)."""
+"""``mixlm`` command line: train a run, fill the item cache, serve scores, benchmark."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from labcore.cli import add_bench_command, make_parser, run
+from labcore.cli import add_bench_command, add_command, emit, make_parser, run
+from labcore.errors import LabcoreError
 from mixlm.bench import BENCH
+
+
+def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
+    from labcore.io import iter_jsonl
+
+    rows = []
+    for line, obj in iter_jsonl(path):
+        if not isinstance(obj, dict):
+            raise LabcoreError(f"{path}: line {line} is not a JSON object")
+        missing = [f for f in fields if f not in obj]
+        if missing:
+            raise LabcoreError(f"{path}: line {line} lacks {missing}")
+        rows.append(obj)
+    if not rows:
+        raise LabcoreError(f"{path} has no records")
+    return rows
+
+
+def _pairs(args) -> list[tuple[str, str, float]]:
+    if args.data == "bbc":
+        from mixlm.data import bbc_ranking
+
+        return list(bbc_ranking(n_train_pairs=args.pairs, seed=args.seed).train_pairs)
+    rows = _read_jsonl(Path(args.data), ("query", "item", "label"))
+    return [(str(r["query"]), str(r["item"]), float(r["label"])) for r in rows]
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from mixlm.ranker import PromptTemplate
+    from mixlm.run import RunConfig, build, save_run
+    from mixlm.train import TrainConfig, teacher_scores, train_full_text, train_mixlm
+
+    if args.out is None:
+        raise LabcoreError("give the run folder with --out")
+    torch.manual_seed(args.seed)
+    pairs = _pairs(args)
+    cfg = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, encoder_lr=args.encoder_lr,
+        seed=args.seed,
+    )  # fmt: skip
+    words = [w.strip() for w in args.answer_words.split(",")]
+    if len(words) != 2 or not all(words):
+        raise LabcoreError(f"--answer-words must be two words, YES,NO; got {args.answer_words!r}")
+    template = PromptTemplate(yes=f" {words[0]}", no=f" {words[1]}")
+    config = RunConfig(ranker=args.ranker, encoder=args.encoder, k=args.k, template=template)
+    teacher_targets = None
+    if not args.no_teacher:
+        teacher, _ = build(config)
+        train_full_text(teacher, pairs, cfg)
+        teacher_targets = teacher_scores(teacher, pairs)
+        del teacher
+    ranker, encoder = build(config)
+    losses = train_mixlm(ranker, encoder, pairs, cfg, teacher=teacher_targets)
+    config = save_run(args.out, config, ranker, encoder)
+    payload = {
+        "out": str(args.out),
+        "pairs": len(pairs),
+        "k": args.k,
+        "final_loss": losses[-1],
+        "encoder_version": config.encoder_version,
+    }
+    emit(args, payload, f"trained on {len(pairs)} pairs (k = {args.k}); wrote {args.out}")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    import torch
+
+    from mixlm.cache import ItemCache
+    from mixlm.run import load_run
+
+    config, ranker, encoder = load_run(args.run)
+    rows = _read_jsonl(args.items, ("id", "text"))
+    items = {str(r["id"]): str(r["text"]) for r in rows}
+    if args.rebuild and args.cache.exists():
+        args.cache.unlink()
+        for suffix in ("-wal", "-shm"):
+            Path(str(args.cache) + suffix).unlink(missing_ok=True)
+
+    @torch.no_grad()
+    def encode(texts):
+        return encoder(texts).numpy()
+
+    with ItemCache(
+        args.cache, encoder_version=config.encoder_version, k=config.k, dim=ranker.hidden_size
+    ) as cache:
+        stats = cache.refresh(items, encode, remove_missing=args.remove_missing)
+        total = len(cache)
+    payload = {"cache": str(args.cache), **stats, "items": total}
+    emit(
+        args,
+        payload,
+        f"{args.cache}: {stats['added']} added, {stats['updated']} updated, "
+        f"{stats['unchanged']} unchanged, {stats['removed']} removed ({total} items)",
+    )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mixlm.cache import ItemCache
+    from mixlm.run import load_run
+    from mixlm.server import ScoringService, ServiceLimits, serve
+
+    config, ranker, _ = load_run(args.run)
+    if not args.cache.is_file():
+        raise LabcoreError(f"no item cache at {args.cache}: fill one with mixlm index")
+    cache = ItemCache(
+        args.cache, encoder_version=config.encoder_version, k=config.k, dim=ranker.hidden_size
+    )
+    limits = ServiceLimits(max_items=args.max_items, timeout_s=args.timeout)
+
+    def ready(url: str) -> None:
+        print(json.dumps({"url": url}) if args.json else f"serving on {url}", flush=True)
+
+    try:
+        serve(ScoringService(ranker, cache), host=args.host, port=args.port, limits=limits,
+              on_ready=ready)  # fmt: skip
+    finally:
+        cache.close()
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +142,33 @@ def build_parser() -> argparse.ArgumentParser:
         version=__version__,
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    p = add_command(sub, "train", _train, help="train a MixLM run", uses=("seed", "out"))
+    p.add_argument("--data", default="bbc", help="bbc, or a JSONL of query,item,label records")
+    p.add_argument("--pairs", type=int, default=400, help="training pairs drawn from bbc")
+    p.add_argument("--k", type=int, default=4, help="item vectors per item (default 4)")
+    p.add_argument("--ranker", default="smollm2-135m", help="causal LM name or path")
+    p.add_argument("--encoder", default="minilm-l6", help="item encoder (minilm-l6)")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-4, help="ranker learning rate")
+    p.add_argument("--encoder-lr", type=float, default=1e-4)
+    p.add_argument("--no-teacher", action="store_true", help="labels only, no distillation")
+    p.add_argument(
+        "--answer-words", default="yes,no", help="the two single-token answers (default yes,no)"
+    )
+    p = add_command(sub, "index", _index, help="fill or refresh the item cache", uses=())
+    p.add_argument("run", type=Path, help="a run folder from mixlm train")
+    p.add_argument("items", type=Path, help="JSONL of id,text records")
+    p.add_argument("--cache", type=Path, required=True, help="the cache file (SQLite)")
+    p.add_argument("--rebuild", action="store_true", help="start the cache afresh")
+    p.add_argument("--remove-missing", action="store_true", help="drop items not listed")
+    p = add_command(sub, "serve", _serve, help="serve scores over HTTP on loopback", uses=())
+    p.add_argument("run", type=Path, help="a run folder from mixlm train")
+    p.add_argument("--cache", type=Path, required=True, help="the cache file")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080, help="TCP port (0: any free one)")
+    p.add_argument("--max-items", type=int, default=512, help="items per request at most")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request at most")
     add_bench_command(sub, BENCH)
     return parser
 
