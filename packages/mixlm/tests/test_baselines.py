@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from mixlm.baselines import BiEncoder, CrossEncoder
-from mixlm.train import TrainConfig
 
 from labcore.errors import LabcoreError
 
@@ -22,7 +21,7 @@ PAIRS = [(q, ITEMS[w], float(q == w)) for q in ITEMS for w in ITEMS]
 def test_cross_encoder_learns_the_pairs(tiny_bert):
     torch.manual_seed(0)
     model = CrossEncoder(*tiny_bert)
-    losses = model.fit(PAIRS, TrainConfig(epochs=150, batch_size=16, encoder_lr=3e-3))
+    losses = model.fit(PAIRS, epochs=150, batch_size=16, lr=3e-3)
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     scores = model.score("goal", list(ITEMS.values()))
     assert scores.shape == (4,) and int(scores.argmax()) == 1
@@ -31,17 +30,17 @@ def test_cross_encoder_learns_the_pairs(tiny_bert):
 def test_bi_encoder_trains_with_in_batch_negatives(tiny_bert):
     torch.manual_seed(0)
     model = BiEncoder(*tiny_bert)
-    losses = model.fit(PAIRS, TrainConfig(epochs=40, batch_size=4, encoder_lr=3e-3))
+    losses = model.fit(PAIRS, epochs=40, batch_size=4, lr=3e-3)
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     scores = model.score("goal", list(ITEMS.values()))
     assert torch.all(scores.abs() <= 1 + 1e-6) and int(scores.argmax()) == 1
     with pytest.raises(LabcoreError, match="two positive pairs"):
-        model.fit([("q", "x", 1.0), ("q", "y", 0.0)], TrainConfig())
+        model.fit([("q", "x", 1.0), ("q", "y", 0.0)])
 
 
 def test_the_baselines_do_not_train_the_shared_encoder(tiny_bert):
     bert, tok = tiny_bert
     before = {k: v.clone() for k, v in bert.state_dict().items()}
-    CrossEncoder(bert, tok).fit(PAIRS, TrainConfig(epochs=1, encoder_lr=1e-2))
+    CrossEncoder(bert, tok).fit(PAIRS, epochs=1, lr=1e-2)
     for k, v in bert.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)

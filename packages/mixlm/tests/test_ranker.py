@@ -49,6 +49,18 @@ def test_prefix_reuse_and_batching_do_not_change_scores(ranker):
     torch.testing.assert_close(pairs.flip(0), alone, rtol=0, atol=1e-5)
 
 
+def test_the_training_grid_equals_pairwise_scores_and_carries_gradients(ranker):
+    torch.manual_seed(0)
+    items = [torch.randn(n, 64, requires_grad=True) for n in (3, 1, 5)]
+    queries = ["markets today", "a goal"]
+    grid = ranker.score_grid(queries, items)
+    pairwise = torch.stack([ranker.pair_scores([q] * len(items), items) for q in queries])
+    torch.testing.assert_close(grid, pairwise, rtol=0, atol=1e-5)
+    grid[1, 2].backward()
+    assert items[2].grad.abs().sum() > 0
+    assert items[0].grad is None or items[0].grad.abs().sum() == 0  # row 1 reads item 2 only
+
+
 def test_prefill_tokens_per_item_are_the_item_vectors_and_the_answer(ranker):
     query = "phones"
     k = 4

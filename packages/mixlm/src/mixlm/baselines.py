@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from labcore.errors import LabcoreError
-from mixlm.train import Pair, TrainConfig, check_pairs, iterate_batches
+from mixlm.train import Pair, check_pairs, iterate_batches
 
 
 def minilm(device: str = "cpu") -> tuple[Any, Any]:
@@ -52,15 +52,23 @@ class BiEncoder(nn.Module):
         pooled = _mean_pool(self.encoder(**batch).last_hidden_state, batch["attention_mask"])
         return nn.functional.normalize(pooled, dim=-1)
 
-    def fit(self, pairs: Sequence[Pair], config: TrainConfig) -> list[float]:
+    def fit(
+        self,
+        pairs: Sequence[Pair],
+        *,
+        epochs: int = 1,
+        batch_size: int = 8,
+        lr: float = 2e-5,
+        seed: int = 0,
+    ) -> list[float]:
         check_pairs(pairs)
         positives = [(q, t) for q, t, y in pairs if y == 1]
         if len(positives) < 2:
             raise LabcoreError("the bi-encoder needs at least two positive pairs")
-        opt = torch.optim.AdamW(self.encoder.parameters(), lr=config.encoder_lr)
+        opt = torch.optim.AdamW(self.encoder.parameters(), lr=lr)
         self.train()
         losses = []
-        for idx in iterate_batches(len(positives), config.batch_size, config.epochs, config.seed):
+        for idx in iterate_batches(len(positives), batch_size, epochs, seed):
             if len(idx) < 2:
                 continue
             q = self.embed([positives[i][0] for i in idx])
@@ -97,12 +105,20 @@ class CrossEncoder(nn.Module):
         ).to(self.head.weight.device)  # fmt: skip
         return self.head(self.encoder(**batch).last_hidden_state[:, 0]).squeeze(-1)
 
-    def fit(self, pairs: Sequence[Pair], config: TrainConfig) -> list[float]:
+    def fit(
+        self,
+        pairs: Sequence[Pair],
+        *,
+        epochs: int = 1,
+        batch_size: int = 8,
+        lr: float = 2e-5,
+        seed: int = 0,
+    ) -> list[float]:
         check_pairs(pairs)
-        opt = torch.optim.AdamW(self.parameters(), lr=config.encoder_lr)
+        opt = torch.optim.AdamW(self.parameters(), lr=lr)
         self.train()
         losses = []
-        for idx in iterate_batches(len(pairs), config.batch_size, config.epochs, config.seed):
+        for idx in iterate_batches(len(pairs), batch_size, epochs, seed):
             scores = self([pairs[i][0] for i in idx], [pairs[i][1] for i in idx])
             labels = torch.tensor([float(pairs[i][2]) for i in idx])
             loss = nn.functional.binary_cross_entropy_with_logits(scores, labels)

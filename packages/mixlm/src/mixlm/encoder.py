@@ -1,7 +1,11 @@
 """The item encoder: item text → k vectors in the ranker's hidden size.
 
-A text encoder (MiniLM by default) reads the item; its token states are mean-pooled over
-the real tokens, a linear map gives k × d, and each of the k vectors is normalized
+A text encoder (MiniLM by default) reads the item. Vector j of k sees the mean of the
+encoder's token states over the j-th of k contiguous parts of the item, next to the mean
+over the whole item; one linear map (shared by the k slots, plus a bias per slot) takes
+that pair to the ranker's hidden size d. So k vectors carry k parts of the item in reading
+order (a single pooled vector mapped to k × d would carry the same information k times).
+Each vector is normalized
 (LayerNorm without affine terms) and scaled by a learnable gain that starts at the mean
 norm of the ranker's own token embeddings. Without that norm matching the ranker either
 ignores the injected vectors or lets them swamp the text around them (the notes' pitfall).
@@ -60,12 +64,23 @@ class ItemEncoder(nn.Module):
         self.encoder, self.tokenizer = encoder, tokenizer
         self.k, self.hidden_size, self.max_length = int(k), int(hidden_size), int(max_length)
         width = int(encoder.config.hidden_size)
-        self.project = nn.Linear(width, self.k * self.hidden_size)
+        self.project = nn.Linear(2 * width, self.hidden_size)
+        self.slot_bias = nn.Parameter(torch.zeros(self.k, self.hidden_size))
         self.norm = nn.LayerNorm(self.hidden_size, elementwise_affine=False)
         # LayerNorm output has norm √d; the gain takes it to the token embeddings' norm.
         self.gain = nn.Parameter(torch.tensor(float(target_norm) / math.sqrt(self.hidden_size)))
 
     def forward(self, texts: list[str]) -> torch.Tensor:
+        return self.head(self.features(texts))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Item vectors (batch, k, hidden) from :meth:`features`."""
+        vectors = self.project(features) + self.slot_bias
+        return self.norm(vectors) * self.gain
+
+    def features(self, texts: list[str]) -> torch.Tensor:
+        """The encoder's pooled states (batch, k, 2 × encoder width): part means and the
+        whole-item mean. With the encoder frozen they can be computed once per item."""
         if not texts:
             raise LabcoreError("no item texts to encode")
         device = self.project.weight.device
@@ -77,7 +92,19 @@ class ItemEncoder(nn.Module):
             return_tensors="pt",
         ).to(device)
         states = self.encoder(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
-        pooled = (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        vectors = self.project(pooled).view(len(texts), self.k, self.hidden_size)
-        return self.norm(vectors) * self.gain
+        mask = batch["attention_mask"].to(states.dtype)
+        parts = chunk_means(states, mask, self.k)  # (batch, k, width)
+        whole = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1.0)
+        return torch.cat([parts, whole[:, None].expand_as(parts)], dim=-1)
+
+
+def chunk_means(states: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """Means of ``states`` (batch, length, width) over k contiguous parts of each row's real
+    tokens (``mask`` 1 for real, 0 for padding; real tokens first). A part with no token
+    (an item shorter than k tokens) is zero."""
+    length = mask.sum(1, keepdim=True).clamp_min(1.0)  # (batch, 1)
+    position = torch.arange(states.shape[1], device=states.device, dtype=states.dtype)
+    part = torch.floor(position[None] * k / length).clamp_max(k - 1).long()  # (batch, length)
+    weights = torch.nn.functional.one_hot(part, k).to(states.dtype) * mask[..., None]
+    sums = torch.einsum("btk,btw->bkw", weights, states)
+    return sums / weights.sum(1)[..., None].clamp_min(1.0)

@@ -150,6 +150,32 @@ class MixRanker:
         ]
         return self._score_sequences(seqs)
 
+    def score_grid(self, queries: list[str], items: list[torch.Tensor]) -> torch.Tensor:
+        """Scores of every query against every item, (queries, items), with gradients
+        (in-batch training): each query's prefix runs once and its key/value cache serves
+        all the items, so a grid costs about queries × (prefix + items × suffix) tokens."""
+        if not queries or not items:
+            raise LabcoreError("score_grid needs at least one query and one item")
+        answer = self.embed_ids(self.ids(self.template.answer))
+        embeds, mask, last = self._pad([torch.cat([item.to(answer), answer]) for item in items])
+        batch, width = mask.shape
+        rows = []
+        for query in queries:
+            prefix = self.embed_ids(self.prefix_ids(query))
+            cache = self._prefix_cache(prefix)  # used once: extended in place, no copy
+            cache.batch_repeat_interleave(batch)
+            full_mask = torch.cat([mask.new_ones((batch, len(prefix))), mask], dim=1)
+            positions = torch.arange(len(prefix), len(prefix) + width, device=mask.device)
+            logits = self.model(
+                inputs_embeds=embeds,
+                attention_mask=full_mask,
+                **{self._cache_argument: cache},
+                position_ids=positions[None].expand(batch, -1),
+                use_cache=True,
+            ).logits
+            rows.append(self._logit_gap(logits[torch.arange(batch), last]))
+        return torch.stack(rows)
+
     def _logit_gap(self, logits: torch.Tensor) -> torch.Tensor:
         return (logits[:, self.yes_id] - logits[:, self.no_id]).float()
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import torch
 from aiohttp import web
 
 from labcore.errors import LabcoreError
+from labcore.serve import json_object, run_app
 from mixlm.cache import ItemCache
 from mixlm.ranker import MixRanker
 
@@ -116,14 +116,7 @@ async def _errors(request: web.Request, handler):
 
 async def _score(request: web.Request) -> web.Response:
     limits = request.app[LIMITS]
-    try:
-        body = await request.json()
-    except web.HTTPRequestEntityTooLarge:
-        raise
-    except Exception:
-        raise LabcoreError("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise LabcoreError("the body must be a JSON object with 'query' and 'items'")
+    body = await json_object(request)
     query, items = body.get("query"), body.get("items")
     if not isinstance(query, str) or not query.strip():
         raise LabcoreError("field 'query' must be a non-empty string")
@@ -185,34 +178,7 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Run the service until SIGTERM or SIGINT (blocking)."""
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise LabcoreError(f"port must be an integer in [0, 65535], got {port!r}")
-    asyncio.run(_serve_forever(make_app(service, limits), host, port, on_ready))
-
-
-async def _serve_forever(app, host, port, on_ready) -> None:
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=2.0)
-    await runner.setup()
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    handled = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound = runner.addresses[0][1] if runner.addresses else port
-        if on_ready is not None:
-            on_ready(f"http://{host}:{bound}")
-        await stop.wait()
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-        await runner.cleanup()
+    run_app(make_app(service, limits), host=host, port=port, on_ready=on_ready)
 
 
 async def load_test(

@@ -24,21 +24,39 @@ from mixlm.ranker import MixRanker
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings shared by both stages."""
+    """Optimisation settings of both stages.
+
+    The full-text stage trains the ranker at ``lr`` for ``epochs``. The MixLM stage first
+    aligns the item encoder to the ranker for ``align_epochs`` (the ranker frozen, so that
+    vectors are learnt for a ranker that already ranks), then trains both for ``epochs``.
+    ``encoder_lr`` is the text encoder's body (0 freezes it: its pooled states are then
+    computed once per item, which makes many cheap epochs possible); ``head_lr`` the
+    projection, slot biases and gain. ``listwise_weight`` weighs the in-batch softmax loss
+    of the MixLM stage (see :func:`train_mixlm`).
+    """
 
     epochs: int = 1
     batch_size: int = 8
     lr: float = 2e-5  # the ranker's weights
-    encoder_lr: float = 1e-4  # the item encoder and projection
+    encoder_lr: float = 0.0  # the item encoder's body
+    head_lr: float = 1e-3  # the projection to the ranker's hidden size
+    align_epochs: int = 0
     distill_weight: float = 1.0
+    listwise_weight: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         positive_int("epochs", self.epochs)
         positive_int("batch_size", self.batch_size)
         finite_float("lr", self.lr, minimum=0.0, strict=True)
-        finite_float("encoder_lr", self.encoder_lr, minimum=0.0, strict=True)
+        finite_float("encoder_lr", self.encoder_lr, minimum=0.0)
+        finite_float("head_lr", self.head_lr, minimum=0.0, strict=True)
+        if isinstance(self.align_epochs, bool) or not isinstance(self.align_epochs, int):
+            raise LabcoreError(f"align_epochs must be an integer, got {self.align_epochs!r}")
+        if self.align_epochs < 0:
+            raise LabcoreError(f"align_epochs must be >= 0, got {self.align_epochs}")
         finite_float("distill_weight", self.distill_weight, minimum=0.0)
+        finite_float("listwise_weight", self.listwise_weight, minimum=0.0)
 
 
 Pair = tuple[str, str, float]  # query, item text, label in {0, 1}
@@ -105,34 +123,115 @@ def train_mixlm(
     *,
     teacher: torch.Tensor | None = None,
 ) -> list[float]:
-    """Train the item encoder, its projection and the ranker on labels (+ distillation to
-    ``teacher``, one score per pair); returns the loss per step."""
+    """Train the item encoder (and then the ranker) on labels plus distillation to
+    ``teacher`` (the full-text ranker's score of each pair); returns the loss per step.
+
+    The loss is ``listwise_weight`` × an in-batch softmax loss (each query against every
+    item of its batch, computed with one prefix pass per query: :meth:`MixRanker.score_grid`)
+    plus binary cross-entropy on the labels plus ``distill_weight`` × the squared
+    error to the teacher's scores, divided by their variance (the raw logit gaps of a
+    fine-tuned ranker span tens of units and would swamp the label term). Start ``ranker``
+    from the teacher's weights: the encoder then learns vectors that a ranker which
+    already ranks reads like the item's text."""
     check_pairs(pairs)
     if teacher is not None and len(teacher) != len(pairs):
         raise LabcoreError(f"{len(teacher)} teacher scores for {len(pairs)} pairs")
-    ranker.model.train()
-    encoder.train()
-    opt = torch.optim.AdamW(
-        [
-            {"params": ranker.model.parameters(), "lr": config.lr},
-            {"params": encoder.parameters(), "lr": config.encoder_lr},
-        ]
-    )
+    distill = teacher is not None and config.distill_weight > 0
+    if distill:
+        teacher = teacher.detach().float()
+        scale = config.distill_weight / float(teacher.var().clamp_min(1e-6))
+    frozen_body = config.encoder_lr == 0
+    for p in encoder.encoder.parameters():
+        p.requires_grad_(not frozen_body)
+    head = [p for n, p in encoder.named_parameters() if not n.startswith("encoder.")]
+    features = None
+    if frozen_body:
+        texts = sorted({p[1] for p in pairs})
+        with torch.no_grad():
+            encoder.eval()
+            pooled = torch.cat(
+                [encoder.features(texts[i : i + 32]) for i in range(0, len(texts), 32)]
+            )
+        features = dict(zip(texts, pooled, strict=True))
+
+    def vectors(texts):
+        if features is not None:
+            return encoder.head(torch.stack([features[t] for t in texts]))
+        return encoder(texts)
+
     losses = []
-    for idx in iterate_batches(len(pairs), config.batch_size, config.epochs, config.seed):
-        vectors = encoder([pairs[i][1] for i in idx])
-        scores = ranker.pair_scores([pairs[i][0] for i in idx], list(vectors))
-        labels = torch.tensor([float(pairs[i][2]) for i in idx])
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(scores, labels)
-        if teacher is not None and config.distill_weight > 0:
-            loss = loss + config.distill_weight * torch.mean((scores - teacher[idx]) ** 2)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    for stage, epochs in (("align", config.align_epochs), ("joint", config.epochs)):
+        if epochs == 0:
+            continue
+        train_ranker = stage == "joint"
+        for p in ranker.model.parameters():
+            p.requires_grad_(train_ranker)
+        groups = [{"params": head, "lr": config.head_lr}]
+        if not frozen_body:
+            groups.append({"params": list(encoder.encoder.parameters()), "lr": config.encoder_lr})
+        if train_ranker:
+            groups.append({"params": list(ranker.model.parameters()), "lr": config.lr})
+        opt = torch.optim.AdamW(groups)
+        ranker.model.train(train_ranker)
+        encoder.train(not frozen_body)
+        seed = config.seed + (0 if stage == "align" else 1)
+        for idx in iterate_batches(len(pairs), config.batch_size, epochs, seed):
+            batch = [pairs[i] for i in idx]
+            labels = torch.tensor([float(p[2]) for p in batch])
+            if config.listwise_weight > 0:
+                grid, rows, cols = _grid(ranker, batch, vectors)
+                scores = grid[rows, cols]
+                loss = config.listwise_weight * _in_batch_softmax(grid, rows, cols, labels)
+            else:
+                scores = ranker.pair_scores(
+                    [p[0] for p in batch], list(vectors([p[1] for p in batch]))
+                )
+                loss = scores.new_zeros(())
+            loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(scores, labels)
+            if distill:
+                loss = loss + scale * torch.mean((scores - teacher[idx]) ** 2)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+    for p in ranker.model.parameters():
+        p.requires_grad_(True)
+    for p in encoder.encoder.parameters():
+        p.requires_grad_(True)
     ranker.model.eval()
     encoder.eval()
     return losses
+
+
+def _grid(ranker: MixRanker, batch: Sequence[Pair], vectors):
+    """Every query of the batch against every item of the batch; the row and column of each
+    labelled pair."""
+    queries = list(dict.fromkeys(p[0] for p in batch))
+    texts = list(dict.fromkeys(p[1] for p in batch))
+    grid = ranker.score_grid(queries, list(vectors(texts)))
+    rows = torch.tensor([queries.index(p[0]) for p in batch])
+    cols = torch.tensor([texts.index(p[1]) for p in batch])
+    return grid, rows, cols
+
+
+def _in_batch_softmax(grid, rows, cols, labels) -> torch.Tensor:
+    """Softmax cross-entropy of each positive pair against the other items of the batch
+    (the query's other labelled positives left out): every item is a negative for the
+    batch's other queries, so the loss rewards matching the query, not recognising items
+    that were positives in training."""
+    positive = labels > 0.5
+    if not bool(positive.any()):
+        return grid.new_zeros(())
+    other_positive = torch.zeros_like(grid, dtype=torch.bool)
+    other_positive[rows[positive], cols[positive]] = True
+    losses = []
+    for r, c in zip(rows[positive].tolist(), cols[positive].tolist(), strict=True):
+        keep = ~other_positive[r]
+        keep[c] = True
+        row = grid[r][keep]
+        target = int(keep[:c].sum())
+        losses.append(torch.logsumexp(row, 0) - row[target])
+    return torch.stack(losses).mean()
 
 
 def save_weights(module: Any, path: str | Path) -> Path:
