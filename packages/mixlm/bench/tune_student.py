@@ -22,6 +22,7 @@ from mixlm.ranker import MixRanker
 from mixlm.run import load_ranker_base
 from mixlm.train import (
     TrainConfig,
+    align_encoder,
     load_weights,
     save_weights,
     teacher_scores,
@@ -35,7 +36,8 @@ ap.add_argument("--lr", type=float, default=1e-5)
 ap.add_argument("--encoder-lr", type=float, default=0.0)
 ap.add_argument("--head-lr", type=float, default=1e-3)
 ap.add_argument("--pairs", type=int, default=128)
-ap.add_argument("--align-epochs", type=int, default=8)
+ap.add_argument("--align-epochs", type=int, default=1)
+ap.add_argument("--align-items", type=int, default=500)
 ap.add_argument("--epochs", type=int, default=1)
 ap.add_argument("--distill-weight", type=float, default=1.0)
 ap.add_argument("--listwise-weight", type=float, default=1.0)
@@ -67,6 +69,9 @@ cfg = TrainConfig(
     align_epochs=args.align_epochs, distill_weight=args.distill_weight,
     listwise_weight=args.listwise_weight,
 )  # fmt: skip
+align = [_truncate(teacher, t, args.item_tokens) for t in task.unlabelled[: args.align_items]]
+align_losses = align_encoder(student, encoder, align, cfg) if args.align_epochs else [0.0]
+print("align loss", align_losses[:3], align_losses[-3:], flush=True)
 losses = train_mixlm(student, encoder, pairs, cfg, teacher=targets)
 train_s = time.perf_counter() - t0
 with torch.no_grad():
@@ -74,10 +79,11 @@ with torch.no_grad():
 student_m, _, _ = _evaluate(
     task, lambda q, c: (student.score(q, [vec[i] for i in c])[0].numpy(), 0)
 )
-steps = max(1, len(losses) // (args.align_epochs + args.epochs))
+steps = max(1, len(losses) // args.epochs)
 line = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "student": student_m, "loss_first_epoch": sum(losses[:steps]) / steps,
-        "loss_last_epoch": sum(losses[-steps:]) / steps, "train_s": train_s}  # fmt: skip
+        "loss_last_epoch": sum(losses[-steps:]) / steps,
+        "align_loss_first": align_losses[0], "align_loss_last": sum(align_losses[-5:]) / 5, "train_s": train_s}  # fmt: skip
 print(json.dumps(line))
 with args.out.open("a") as f:
     f.write(json.dumps(line) + "\n")

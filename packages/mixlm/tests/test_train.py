@@ -9,6 +9,7 @@ from mixlm.encoder import ItemEncoder, token_embedding_norm
 from mixlm.ranker import MixRanker, PromptTemplate
 from mixlm.train import (
     TrainConfig,
+    align_encoder,
     load_weights,
     save_weights,
     teacher_scores,
@@ -69,6 +70,24 @@ def test_both_stages_lower_their_loss_and_checkpoints_reload(tiny_bert, tmp_path
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
+def test_alignment_trains_only_the_encoder_and_lowers_its_loss(tiny_bert):
+    torch.manual_seed(0)
+    ranker = _ranker()
+    bert, btok = tiny_bert
+    enc = ItemEncoder(
+        bert, btok, k=2, hidden_size=64, target_norm=token_embedding_norm(ranker.model)
+    )
+    before = {n: p.detach().clone() for n, p in ranker.model.named_parameters()}
+    cfg = TrainConfig(align_epochs=40, batch_size=4, head_lr=1e-2, align_tokens=8)
+    losses = align_encoder(ranker, enc, list(SENTENCES.values()), cfg)
+    # A random tiny LM cannot be steered far by two vectors; the loss must still fall (it
+    # stays flat when no gradient reaches the projection).
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.1
+    for name, p in ranker.model.named_parameters():
+        torch.testing.assert_close(p, before[name], rtol=0, atol=0)
+        assert p.requires_grad  # unfrozen again for the next stage
+
+
 def test_bad_training_input_is_a_clear_error(tmp_path):
     with pytest.raises(LabcoreError, match="labels must be 0 or 1"):
         train_full_text(_ranker(), [("q", "item", 2.0)], TrainConfig())
@@ -76,5 +95,9 @@ def test_bad_training_input_is_a_clear_error(tmp_path):
         train_full_text(_ranker(), [], TrainConfig())
     with pytest.raises(LabcoreError, match="epochs"):
         TrainConfig(epochs=0)
+    with pytest.raises(LabcoreError, match="align_epochs"):
+        TrainConfig(align_epochs=-1)
+    with pytest.raises(LabcoreError, match="no item texts"):
+        align_encoder(_ranker(), None, ["  "], TrainConfig())
     with pytest.raises(LabcoreError, match="no checkpoint"):
         load_weights(_ranker().model, tmp_path / "missing.safetensors")

@@ -41,28 +41,38 @@ def _train(args: argparse.Namespace) -> int:
 
     from mixlm.ranker import PromptTemplate
     from mixlm.run import RunConfig, build, save_run
-    from mixlm.train import TrainConfig, teacher_scores, train_full_text, train_mixlm
+    from mixlm.train import (
+        TrainConfig,
+        align_encoder,
+        teacher_scores,
+        train_full_text,
+        train_mixlm,
+    )
 
     if args.out is None:
         raise LabcoreError("give the run folder with --out")
     torch.manual_seed(args.seed)
     pairs = _pairs(args)
+    teacher_cfg = TrainConfig(
+        epochs=args.teacher_epochs, batch_size=args.batch_size, lr=args.teacher_lr, seed=args.seed
+    )
     cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, encoder_lr=args.encoder_lr,
-        seed=args.seed,
+        head_lr=args.head_lr, align_epochs=args.align_epochs, seed=args.seed,
     )  # fmt: skip
     words = [w.strip() for w in args.answer_words.split(",")]
     if len(words) != 2 or not all(words):
         raise LabcoreError(f"--answer-words must be two words, YES,NO; got {args.answer_words!r}")
     template = PromptTemplate(yes=f" {words[0]}", no=f" {words[1]}")
     config = RunConfig(ranker=args.ranker, encoder=args.encoder, k=args.k, template=template)
+    ranker, encoder = build(config)
     teacher_targets = None
     if not args.no_teacher:
-        teacher, _ = build(config)
-        train_full_text(teacher, pairs, cfg)
-        teacher_targets = teacher_scores(teacher, pairs)
-        del teacher
-    ranker, encoder = build(config)
+        # The teacher is the full-text ranker; the MixLM ranker then starts from its weights.
+        train_full_text(ranker, pairs, teacher_cfg)
+        teacher_targets = teacher_scores(ranker, pairs)
+    if cfg.align_epochs:
+        align_encoder(ranker, encoder, [p[1] for p in pairs], cfg)
     losses = train_mixlm(ranker, encoder, pairs, cfg, teacher=teacher_targets)
     config = save_run(args.out, config, ranker, encoder)
     payload = {
@@ -148,10 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=4, help="item vectors per item (default 4)")
     p.add_argument("--ranker", default="smollm2-135m", help="causal LM name or path")
     p.add_argument("--encoder", default="minilm-l6", help="item encoder (minilm-l6)")
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--teacher-epochs", type=int, default=2, help="full-text ranker epochs")
+    p.add_argument("--teacher-lr", type=float, default=1e-4, help="full-text ranker lr")
+    p.add_argument("--align-epochs", type=int, default=1, help="encoder alignment epochs")
+    p.add_argument("--epochs", type=int, default=1, help="MixLM epochs")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-4, help="ranker learning rate")
-    p.add_argument("--encoder-lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=1e-5, help="MixLM ranker learning rate")
+    p.add_argument("--head-lr", type=float, default=1e-3, help="item projection lr")
+    p.add_argument("--encoder-lr", type=float, default=0.0, help="item encoder lr (0: frozen)")
     p.add_argument("--no-teacher", action="store_true", help="labels only, no distillation")
     p.add_argument(
         "--answer-words", default="yes,no", help="the two single-token answers (default yes,no)"

@@ -5,11 +5,13 @@ line is its title, the rest its body. A query is a title; its candidates are its
 and bodies of other articles (half from the same topic, half from others). Graded
 relevance: 2 for the article itself, 1 for a same-topic article, 0 otherwise. Training pairs
 come from the training split only (the title with its own body: label 1; with another
-body: label 0); evaluation queries from the test split.
+body: label 0); evaluation queries from the test split. Bodies of other training
+articles come as ``unlabelled`` texts, for MixLM's alignment stage.
 
 **Reasoning** (:func:`reasoning_ranking`, ``--data-root``): problem → worked solution
 matching on the GSM8K/MATH500 files of ``../shared/data/reasoning``: the query is a
-problem, its candidates are its own solution (relevance 2) and solutions of other problems.
+problem, its candidates are its own solution (relevance 2) and solutions of other problems;
+training pairs and the ``unlabelled`` solutions come from the other half of the problems.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class RankingTask:
     candidates: tuple[tuple[str, ...], ...]  # per query, the candidate item ids
     relevance: tuple[tuple[int, ...], ...]  # per query, graded relevance of each candidate
     items: dict[str, str]  # item id → text
+    unlabelled: tuple[str, ...] = ()  # training-side item texts, for the alignment stage
 
 
 def _split_article(text: str) -> tuple[str, str]:
@@ -48,6 +51,7 @@ def bbc_ranking(
     n_candidates: int = 20,
     seed: int = 0,
     validation: bool = False,
+    n_unlabelled: int = 1000,
 ) -> RankingTask:
     """The BBC News ranking task (see the module notes). With ``validation`` the queries and
     candidates come from training-split articles that no training pair uses (for tuning;
@@ -95,6 +99,8 @@ def bbc_ranking(
         candidates.append(tuple(c for c, _ in cands))
         relevance.append(tuple(r for _, r in cands))
     used = {c for cs in candidates for c in cs}
+    unlabelled = [items[a[0]] for a in train if a[0] not in used]
+    rng.shuffle(unlabelled)
     return RankingTask(
         "bbc",
         tuple(pairs),
@@ -102,6 +108,7 @@ def bbc_ranking(
         tuple(candidates),
         tuple(relevance),
         {k: v for k, v in items.items() if k in used},
+        tuple(unlabelled[:n_unlabelled]),
     )
 
 
@@ -112,6 +119,7 @@ def reasoning_ranking(
     n_queries: int = 50,
     n_candidates: int = 20,
     seed: int = 0,
+    n_unlabelled: int = 1000,
 ) -> RankingTask:
     """Problem → solution matching on the GSM8K test problems under ``data_root``."""
     root = Path(data_root).expanduser()
@@ -156,4 +164,5 @@ def reasoning_ranking(
         tuple(candidates),
         tuple(relevance),
         {k: v for k, v in items.items() if k in used},
+        tuple(a for _, a in train[:n_unlabelled]),
     )

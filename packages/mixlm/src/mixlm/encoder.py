@@ -67,6 +67,11 @@ class ItemEncoder(nn.Module):
         self.project = nn.Linear(2 * width, self.hidden_size)
         self.slot_bias = nn.Parameter(torch.zeros(self.k, self.hidden_size))
         self.norm = nn.LayerNorm(self.hidden_size, elementwise_affine=False)
+        # Pooled states of different items share a large common part; the head reads them
+        # centred and scaled per feature (statistics of the training items, see
+        # fit_feature_stats), else the k vectors of all items start out nearly equal.
+        self.register_buffer("feature_mean", torch.zeros(2 * width))
+        self.register_buffer("feature_scale", torch.ones(2 * width))
         # LayerNorm output has norm √d; the gain takes it to the token embeddings' norm.
         self.gain = nn.Parameter(torch.tensor(float(target_norm) / math.sqrt(self.hidden_size)))
 
@@ -75,8 +80,19 @@ class ItemEncoder(nn.Module):
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         """Item vectors (batch, k, hidden) from :meth:`features`."""
+        features = (features - self.feature_mean) / self.feature_scale
         vectors = self.project(features) + self.slot_bias
         return self.norm(vectors) * self.gain
+
+    @torch.no_grad()
+    def fit_feature_stats(self, features: torch.Tensor) -> None:
+        """Set the centring and scale of the head's input from the pooled states
+        (items, k, 2 × width) of training items."""
+        flat = features.reshape(-1, features.shape[-1]).float()
+        if flat.shape[0] < 2:
+            raise LabcoreError("feature statistics need at least two item vectors")
+        self.feature_mean.copy_(flat.mean(0))
+        self.feature_scale.copy_(flat.std(0).clamp_min(1e-4))
 
     def features(self, texts: list[str]) -> torch.Tensor:
         """The encoder's pooled states (batch, k, 2 × encoder width): part means and the

@@ -26,9 +26,10 @@ from mixlm.ranker import MixRanker
 class TrainConfig:
     """Optimisation settings of both stages.
 
-    The full-text stage trains the ranker at ``lr`` for ``epochs``. The MixLM stage first
-    aligns the item encoder to the ranker for ``align_epochs`` (the ranker frozen, so that
-    vectors are learnt for a ranker that already ranks), then trains both for ``epochs``.
+    The full-text stage trains the ranker at ``lr`` for ``epochs``. The alignment stage
+    (:func:`align_encoder`) trains the item encoder for ``align_epochs`` to make the frozen
+    ranker continue each item's first ``align_tokens`` tokens from its vectors; the MixLM
+    stage then trains encoder and ranker for ``epochs``.
     ``encoder_lr`` is the text encoder's body (0 freezes it: its pooled states are then
     computed once per item, which makes many cheap epochs possible); ``head_lr`` the
     projection, slot biases and gain. ``listwise_weight`` weighs the in-batch softmax loss
@@ -40,7 +41,8 @@ class TrainConfig:
     lr: float = 2e-5  # the ranker's weights
     encoder_lr: float = 0.0  # the item encoder's body
     head_lr: float = 1e-3  # the projection to the ranker's hidden size
-    align_epochs: int = 0
+    align_epochs: int = 1
+    align_tokens: int = 32
     distill_weight: float = 1.0
     listwise_weight: float = 1.0
     seed: int = 0
@@ -55,6 +57,7 @@ class TrainConfig:
             raise LabcoreError(f"align_epochs must be an integer, got {self.align_epochs!r}")
         if self.align_epochs < 0:
             raise LabcoreError(f"align_epochs must be >= 0, got {self.align_epochs}")
+        positive_int("align_tokens", self.align_tokens)
         finite_float("distill_weight", self.distill_weight, minimum=0.0)
         finite_float("listwise_weight", self.listwise_weight, minimum=0.0)
 
@@ -141,66 +144,116 @@ def train_mixlm(
         teacher = teacher.detach().float()
         scale = config.distill_weight / float(teacher.var().clamp_min(1e-6))
     frozen_body = config.encoder_lr == 0
+    head = [p for n, p in encoder.named_parameters() if not n.startswith("encoder.")]
+    vectors = item_vectors(encoder, [p[1] for p in pairs], frozen_body=frozen_body)
     for p in encoder.encoder.parameters():
         p.requires_grad_(not frozen_body)
-    head = [p for n, p in encoder.named_parameters() if not n.startswith("encoder.")]
-    features = None
-    if frozen_body:
-        texts = sorted({p[1] for p in pairs})
-        with torch.no_grad():
-            encoder.eval()
-            pooled = torch.cat(
-                [encoder.features(texts[i : i + 32]) for i in range(0, len(texts), 32)]
-            )
-        features = dict(zip(texts, pooled, strict=True))
-
-    def vectors(texts):
-        if features is not None:
-            return encoder.head(torch.stack([features[t] for t in texts]))
-        return encoder(texts)
 
     losses = []
-    for stage, epochs in (("align", config.align_epochs), ("joint", config.epochs)):
-        if epochs == 0:
-            continue
-        train_ranker = stage == "joint"
-        for p in ranker.model.parameters():
-            p.requires_grad_(train_ranker)
-        groups = [{"params": head, "lr": config.head_lr}]
-        if not frozen_body:
-            groups.append({"params": list(encoder.encoder.parameters()), "lr": config.encoder_lr})
-        if train_ranker:
-            groups.append({"params": list(ranker.model.parameters()), "lr": config.lr})
-        opt = torch.optim.AdamW(groups)
-        ranker.model.train(train_ranker)
-        encoder.train(not frozen_body)
-        seed = config.seed + (0 if stage == "align" else 1)
-        for idx in iterate_batches(len(pairs), config.batch_size, epochs, seed):
-            batch = [pairs[i] for i in idx]
-            labels = torch.tensor([float(p[2]) for p in batch])
-            if config.listwise_weight > 0:
-                grid, rows, cols = _grid(ranker, batch, vectors)
-                scores = grid[rows, cols]
-                loss = config.listwise_weight * _in_batch_softmax(grid, rows, cols, labels)
-            else:
-                scores = ranker.pair_scores(
-                    [p[0] for p in batch], list(vectors([p[1] for p in batch]))
-                )
-                loss = scores.new_zeros(())
-            loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(scores, labels)
-            if distill:
-                loss = loss + scale * torch.mean((scores - teacher[idx]) ** 2)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-    for p in ranker.model.parameters():
-        p.requires_grad_(True)
+    groups = [
+        {"params": head, "lr": config.head_lr},
+        {"params": list(ranker.model.parameters()), "lr": config.lr},
+    ]
+    if not frozen_body:
+        groups.append({"params": list(encoder.encoder.parameters()), "lr": config.encoder_lr})
+    opt = torch.optim.AdamW(groups)
+    ranker.model.train()
+    encoder.train(not frozen_body)
+    for idx in iterate_batches(len(pairs), config.batch_size, config.epochs, config.seed):
+        batch = [pairs[i] for i in idx]
+        labels = torch.tensor([float(p[2]) for p in batch])
+        if config.listwise_weight > 0:
+            grid, rows, cols = _grid(ranker, batch, vectors)
+            scores = grid[rows, cols]
+            loss = config.listwise_weight * _in_batch_softmax(grid, rows, cols, labels)
+        else:
+            scores = ranker.pair_scores([p[0] for p in batch], list(vectors([p[1] for p in batch])))
+            loss = scores.new_zeros(())
+        loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(scores, labels)
+        if distill:
+            loss = loss + scale * torch.mean((scores - teacher[idx]) ** 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
     for p in encoder.encoder.parameters():
         p.requires_grad_(True)
     ranker.model.eval()
     encoder.eval()
     return losses
+
+
+def align_encoder(
+    ranker: MixRanker, encoder: Any, texts: Sequence[str], config: TrainConfig
+) -> list[float]:
+    """The alignment stage (before :func:`train_mixlm`): the ranker, frozen, reads an
+    item's k vectors and must continue with the item's first ``align_tokens`` tokens
+    (next-token cross-entropy). Only the encoder learns, so its vectors move into what the
+    language model can read, from unlabelled items (any catalogue text will do); returns
+    the loss per step, ``align_epochs`` epochs over ``texts``."""
+    texts = list(dict.fromkeys(t for t in texts if t.strip()))
+    if not texts:
+        raise LabcoreError("no item texts to align the encoder on")
+    frozen_body = config.encoder_lr == 0
+    head = [p for n, p in encoder.named_parameters() if not n.startswith("encoder.")]
+    vectors_of = item_vectors(encoder, texts, frozen_body=frozen_body)
+    groups = [{"params": head, "lr": config.head_lr}]
+    if not frozen_body:
+        groups.append({"params": list(encoder.encoder.parameters()), "lr": config.encoder_lr})
+    opt = torch.optim.AdamW(groups)
+    for p in ranker.model.parameters():
+        p.requires_grad_(False)
+    for p in encoder.encoder.parameters():
+        p.requires_grad_(not frozen_body)
+    encoder.train(not frozen_body)
+    losses = []
+    try:
+        for idx in iterate_batches(len(texts), config.batch_size, config.align_epochs, config.seed):
+            batch = [texts[i] for i in idx]
+            vectors = vectors_of(batch)
+            targets = [ranker.ids(t)[: config.align_tokens] for t in batch]
+            seqs = [
+                torch.cat([v, ranker.embed_ids(ids[:-1])]) if len(ids) > 1 else v
+                for v, ids in zip(vectors, targets, strict=True)
+            ]
+            embeds, mask, _ = ranker._pad(seqs)
+            logits = ranker.model(inputs_embeds=embeds, attention_mask=mask).logits
+            k = vectors.shape[1]
+            labels = torch.full(mask.shape, -100, dtype=torch.long, device=mask.device)
+            for row, ids in enumerate(targets):  # the last vector predicts the first token
+                labels[row, k - 1 : k - 1 + len(ids)] = torch.tensor(ids)
+            loss = torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+    finally:
+        for p in ranker.model.parameters():
+            p.requires_grad_(True)
+        for p in encoder.encoder.parameters():
+            p.requires_grad_(True)
+        encoder.eval()
+    return losses
+
+
+def item_vectors(encoder: Any, texts: Sequence[str], *, frozen_body: bool):
+    """A function texts → item vectors for training. With the encoder's body frozen its
+    pooled states are computed once per text (and set the head's feature statistics);
+    otherwise every call runs the encoder."""
+    if not frozen_body:
+        return encoder
+    unique = list(dict.fromkeys(texts))
+    with torch.no_grad():
+        encoder.eval()
+        pooled = torch.cat(
+            [encoder.features(unique[i : i + 32]) for i in range(0, len(unique), 32)]
+        )
+    if len(unique) >= 2 and bool((encoder.feature_scale == 1).all()):
+        encoder.fit_feature_stats(pooled)
+    features = dict(zip(unique, pooled, strict=True))
+    return lambda batch: encoder.head(torch.stack([features[t] for t in batch]))
 
 
 def _grid(ranker: MixRanker, batch: Sequence[Pair], vectors):
