@@ -120,17 +120,19 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from labcore.serve import check_port
     from mixlm.cache import ItemCache
     from mixlm.run import load_run
     from mixlm.server import ScoringService, ServiceLimits, serve
 
+    check_port(args.port)
+    limits = ServiceLimits(max_items=args.max_items, timeout_s=args.timeout)
     config, ranker, _ = load_run(args.run)
     if not args.cache.is_file():
         raise LabcoreError(f"no item cache at {args.cache}: fill one with mixlm index")
     cache = ItemCache(
         args.cache, encoder_version=config.encoder_version, k=config.k, dim=ranker.hidden_size
     )
-    limits = ServiceLimits(max_items=args.max_items, timeout_s=args.timeout)
 
     def ready(url: str) -> None:
         print(json.dumps({"url": url}) if args.json else f"serving on {url}", flush=True)

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from aiohttp import web
 
+from labcore.checks import finite_float, positive_int
 from labcore.errors import LabcoreError
 from labcore.serve import json_object, run_app
 from mixlm.cache import ItemCache
@@ -46,6 +47,12 @@ class ServiceLimits:
     max_query_chars: int = 4000
     max_body_bytes: int = 1 << 20
     timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        positive_int("max_items", self.max_items)
+        positive_int("max_query_chars", self.max_query_chars)
+        positive_int("max_body_bytes", self.max_body_bytes)
+        finite_float("timeout_s", self.timeout_s, minimum=0.0, strict=True)
 
 
 @dataclass
