@@ -75,3 +75,43 @@ def test_run_app_serves_until_sigint():
     assert urls[0].startswith("http://127.0.0.1:") and not urls[0].endswith(":0")
     assert '"x": 2' in urls[1]
     assert stopped.is_set()
+
+
+class _Busy(LabcoreError):
+    retry_after_s = 3
+
+
+@pytest.mark.parametrize(
+    ("raise_", "status", "text", "retry"),
+    [
+        (LabcoreError("bad field 'x'"), 400, "bad field 'x'", None),
+        (_Busy("try later"), 503, "try later", "3"),
+        (KeyError("secret"), 500, "internal server error", None),
+    ],
+)
+def test_json_errors_maps_exceptions_to_statuses(raise_, status, text, retry):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from labcore.serve import json_errors
+
+    seen = []
+
+    async def fail(request):
+        raise raise_
+
+    app = web.Application(
+        middlewares=[json_errors(statuses=((_Busy, 503),), on_client_error=seen.append)]
+    )
+    app.router.add_get("/fail", fail)
+
+    async def go():
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.get("/fail")
+            missing = await client.get("/nowhere")
+            return resp.status, await resp.json(), resp.headers.get("Retry-After"), missing
+
+    got, body, got_retry, missing = asyncio.run(go())
+    assert (got, got_retry) == (status, retry)
+    assert text in body["error"] and "secret" not in body["error"]
+    assert missing.status == 404
+    assert len(seen) == (1 if status == 400 else 0)

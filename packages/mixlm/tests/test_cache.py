@@ -105,3 +105,20 @@ def test_a_killed_writer_leaves_a_readable_cache_and_readers_keep_reading(tmp_pa
         assert n >= 200 and n % 50 == 0  # whole batches only
         vectors = cache.get_many([f"i{j}" for j in range(n)])
         np.testing.assert_array_equal(vectors[:, 2, 5], np.arange(n, dtype=np.float32))
+
+
+def test_rebuild_empties_only_a_mixlm_cache(tmp_path):
+    path = tmp_path / "c.db"
+    with ItemCache(path, encoder_version="v1", k=2, dim=8) as cache:
+        cache.refresh({"a": "one", "b": "two"}, _encode)
+    with ItemCache.emptied(path, encoder_version="v2", k=2, dim=8) as cache:
+        assert len(cache) == 0  # and stamped for the new encoder: no StaleCacheError
+    with pytest.raises(StaleCacheError):
+        ItemCache(path, encoder_version="v1", k=2, dim=8)
+    notes = tmp_path / "notes.db"
+    notes.write_text("my notes, not a cache\n")
+    with pytest.raises(LabcoreError, match="not a mixlm item cache; refusing"):
+        ItemCache.emptied(notes, encoder_version="v1", k=2, dim=8)
+    assert notes.read_text() == "my notes, not a cache\n"
+    with pytest.raises(LabcoreError, match="is not a mixlm item cache"):
+        ItemCache(notes, encoder_version="v1", k=2, dim=8)

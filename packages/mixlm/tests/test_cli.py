@@ -44,9 +44,37 @@ def test_train_index_and_refresh(run_dir, tmp_path, capsys):
     stats = json.loads(capsys.readouterr().out)
     assert (stats["added"], stats["updated"], stats["unchanged"]) == (0, 1, 4)
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"id": "x"}\n')
-    assert main(["index", str(run_dir), str(bad), "--cache", str(cache)]) == 2
-    assert "lacks ['text']" in capsys.readouterr().err
+    for content, says in [
+        ('{"id": "x"}\n', "lacks ['text']"),
+        ('{"id": "x", "text": null}\n', "'text' must be a non-empty string"),
+        ('{"id": "x", "text": "a"}\n{"id": "x", "text": "b"}\n', "line 2 repeats the item id"),
+    ]:
+        bad.write_text(content)
+        assert main(["index", str(run_dir), str(bad), "--cache", str(cache)]) == 2
+        assert says in capsys.readouterr().err
+    assert main(["index", str(run_dir), str(items), "--cache", str(cache), "--rebuild",
+                 "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["added"] == 5
+
+
+@pytest.mark.parametrize(
+    ("label", "says"), [('"yes"', "labels must be 0 or 1, got 'yes'"), ("true", "got True")]
+)
+def test_bad_training_records_and_an_existing_run_are_refused_before_training(
+    run_dir, tmp_path, capsys, label, says
+):
+    data = tmp_path / "bad.jsonl"
+    data.write_text(f'{{"query": "q", "item": "an item", "label": {label}}}\n')
+    argv = ["train", "--data", str(data), "--ranker", "tiny-llama", "--encoder", "tiny-bert",
+            "--answer-words", "the,a", "--out", str(tmp_path / "other")]  # fmt: skip
+    assert main(argv) == 2
+    assert says in capsys.readouterr().err
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
+    argv = ["train", "--data", str(good), "--ranker", "tiny-llama", "--encoder", "tiny-bert",
+            "--answer-words", "the,a", "--out", str(run_dir)]  # fmt: skip
+    assert main(argv) == 2
+    assert "already exists" in capsys.readouterr().err
 
 
 def test_serve_answers_scores_over_http(run_dir, tmp_path, capsys):

@@ -42,7 +42,7 @@ def test_the_service_scores_like_the_library(service):
     vectors = service.cache.get_many(["i3", "i7"])
     direct, _ = service.ranker.score("late goal", list(torch.from_numpy(vectors)))
     np.testing.assert_allclose(body["scores"], direct.numpy(), rtol=0, atol=1e-6)
-    assert body["prefill_tokens_per_item"] == 2 + len(
+    assert body["tokens_per_item_after_prefix"] == 2 + len(
         service.ranker.ids(service.ranker.template.answer)
     )
 
@@ -92,3 +92,40 @@ def test_a_bounded_load_test_reports_throughput_and_latency(service):
     assert stats["items_per_s"] > 0 and 0 < stats["p50_s"] <= stats["p99_s"]
     with pytest.raises(LabcoreError):
         _run(load_test("http://127.0.0.1:9", [], concurrency=1))
+
+
+def test_a_timed_out_request_never_runs_beside_the_next(service, monkeypatch):
+    """A request that times out while scoring keeps its thread (threads cannot be stopped);
+    the next request must wait for it, and one that times out while waiting is skipped."""
+    import threading
+    import time
+
+    running, overlaps, calls = [0], [], []
+    lock = threading.Lock()
+    real = service.score_now
+
+    def slow_score_now(query, item_ids):
+        with lock:
+            running[0] += 1
+            overlaps.append(running[0])
+        calls.append(query)
+        time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+        return real(query, item_ids)
+
+    monkeypatch.setattr(service, "score_now", slow_score_now)
+
+    async def go():
+        first = asyncio.ensure_future(asyncio.wait_for(service.score("first", ["i1"]), 0.1))
+        while not calls:  # the first request is in the model
+            await asyncio.sleep(0.01)
+        second = asyncio.wait_for(service.score("second", ["i2"]), 0.1)  # waits, times out
+        third = service.score("third", ["i3"])
+        return await asyncio.gather(first, second, third, return_exceptions=True)
+
+    first, second, third = _run(go())
+    assert isinstance(first, TimeoutError) and isinstance(second, TimeoutError)
+    assert len(third["scores"]) == 1
+    assert max(overlaps) == 1  # never two model runs at once
+    assert calls == ["first", "third"]  # the abandoned second never ran

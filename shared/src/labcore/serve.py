@@ -1,5 +1,5 @@
 """Running an aiohttp service: the blocking loop with graceful SIGTERM/SIGINT, the port
-check, and JSON-object request bodies with clear errors.
+check, JSON-object request bodies and the JSON error middleware, with clear errors.
 
 aiohttp is imported where it is used: labcore does not depend on it, the services that
 call these helpers do.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from labcore.errors import LabcoreError
@@ -94,3 +94,42 @@ async def json_object(request: Any) -> dict:
     if not isinstance(body, dict):
         raise LabcoreError(f"the request body must be a JSON object, got {type(body).__name__}")
     return body
+
+
+def json_errors(
+    *,
+    statuses: Sequence[tuple[type[BaseException], int]] = (),
+    on_client_error: Callable[[Any], None] | None = None,
+) -> Any:
+    """An aiohttp middleware that answers every error as ``{"error": message}``.
+
+    aiohttp's HTTP errors (404, 405, 413...) keep their status; an exception of a type in
+    ``statuses`` gets its status (checked in order, before the rest; an exception with a
+    ``retry_after_s`` attribute adds a ``Retry-After`` header); a :class:`LabcoreError` is
+    the client's mistake, 400 (``on_client_error(request)`` is called first, e.g. to count
+    it); anything else is logged with its traceback and answers a bare 500.
+    """
+    from aiohttp import web
+
+    @web.middleware
+    async def middleware(request, handler):
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return web.json_response({"error": exc.reason}, status=exc.status)
+        except Exception as exc:
+            for kind, status in statuses:
+                if isinstance(exc, kind):
+                    retry = getattr(exc, "retry_after_s", None)
+                    headers = {"Retry-After": str(retry)} if retry is not None else None
+                    return web.json_response({"error": str(exc)}, status=status, headers=headers)
+            if isinstance(exc, LabcoreError):
+                if on_client_error is not None:
+                    on_client_error(request)
+                return web.json_response({"error": str(exc)}, status=400)
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            return web.json_response({"error": "internal server error"}, status=500)
+
+    return middleware

@@ -51,7 +51,7 @@ from aiohttp import web
 from batchroute.problem import RoutingProblem, query_figures
 from batchroute.solve import METHODS, InfeasibleBudget, solve
 from labcore.errors import LabcoreError
-from labcore.serve import json_object, run_app
+from labcore.serve import json_errors, json_object, run_app
 
 __all__ = ["BatchError", "Batcher", "Routed", "Unavailable", "make_app", "serve"]
 
@@ -607,29 +607,6 @@ def _string_field(body: dict, name: str, *, required: bool) -> str | None:
     return value
 
 
-@web.middleware
-async def _errors(request: web.Request, handler):
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return web.json_response({"error": exc.reason}, status=exc.status)
-    except Unavailable as exc:
-        return web.json_response(
-            {"error": str(exc)},
-            status=503,
-            headers={"Retry-After": str(exc.retry_after_s)},
-        )
-    except LabcoreError as exc:
-        return web.json_response({"error": str(exc)}, status=400)
-    except BatchError as exc:
-        return web.json_response({"error": str(exc)}, status=500)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return web.json_response({"error": "internal server error"}, status=500)
-
-
 def _per_model_field(body: dict, name: str, models: Sequence[str]) -> None:
     """An optional per-model ``quality`` or ``cost`` given by the client, checked."""
     if name in body:
@@ -696,7 +673,9 @@ def make_app(batcher: Batcher) -> web.Application:
     """
     if not isinstance(batcher, Batcher):
         raise LabcoreError(f"make_app needs a Batcher, got {type(batcher).__name__}")
-    app = web.Application(middlewares=[_errors])
+    app = web.Application(
+        middlewares=[json_errors(statuses=((Unavailable, 503), (BatchError, 500)))]
+    )
     app[BATCHER] = batcher
     app.router.add_post("/route", _route)
     app.router.add_post("/complete", _complete)

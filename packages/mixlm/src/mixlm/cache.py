@@ -68,9 +68,46 @@ class ItemCache:
         self._conn = sqlite3.connect(
             self.path, timeout=30.0, isolation_level=None, check_same_thread=False
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._init_or_check()
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._init_or_check()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise LabcoreError(f"{self.path} is not a mixlm item cache: {exc}") from None
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @classmethod
+    def emptied(cls, path: str | Path, *, encoder_version: str, k: int, dim: int) -> ItemCache:
+        """The cache at ``path`` emptied and stamped for this encoder (``mixlm index
+        --rebuild``). Only a mixlm cache is emptied, in one transaction (readers see the old
+        cache or the empty one); any other file is refused, never deleted."""
+        path = Path(path)
+        if path.is_file():
+            conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            try:
+                try:
+                    tables = {
+                        r[0]
+                        for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                    }
+                except sqlite3.DatabaseError:
+                    tables = set()
+                if not {"meta", "items"} <= tables:
+                    raise LabcoreError(f"{path} is not a mixlm item cache; refusing to replace it")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute("DELETE FROM items")
+                    conn.execute("DELETE FROM meta")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            finally:
+                conn.close()
+        return cls(path, encoder_version=encoder_version, k=k, dim=dim)
 
     # -- lifecycle ------------------------------------------------------------------------
     def _init_or_check(self) -> None:
@@ -149,14 +186,19 @@ class ItemCache:
         """(len(item_ids), k, dim) vectors; a missing id is an error naming it."""
         ids = [str(i) for i in item_ids]
         found: dict[str, bytes] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                self._conn.execute(
-                    f"SELECT item_id, vectors FROM items WHERE item_id IN ({marks})", chunk
-                ).fetchall()
-            )
+        c = self._conn
+        c.execute("BEGIN")  # one snapshot: no mix of before and after a concurrent refresh
+        try:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    c.execute(
+                        f"SELECT item_id, vectors FROM items WHERE item_id IN ({marks})", chunk
+                    ).fetchall()
+                )
+        finally:
+            c.execute("COMMIT")
         missing = [i for i in ids if i not in found]
         if missing:
             raise LabcoreError(
@@ -190,11 +232,16 @@ class ItemCache:
             self.put_many((i, text_hash(t), v) for (i, t), v in zip(chunk, vectors, strict=True))
         removed = 0
         if remove_missing:
-            gone = [i for i in known if i not in {str(k) for k in items}]
+            given = {str(k) for k in items}
+            gone = [i for i in known if i not in given]
             c = self._conn
             c.execute("BEGIN IMMEDIATE")
-            c.executemany("DELETE FROM items WHERE item_id = ?", [(i,) for i in gone])
-            c.execute("COMMIT")
+            try:
+                c.executemany("DELETE FROM items WHERE item_id = ?", [(i,) for i in gone])
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
             removed = len(gone)
         return {
             "added": added,

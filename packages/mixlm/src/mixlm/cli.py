@@ -11,7 +11,9 @@ from labcore.errors import LabcoreError
 from mixlm.bench import BENCH
 
 
-def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
+def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[tuple[int, dict]]:
+    """(line, record) pairs; every record an object whose ``fields`` are non-empty strings
+    (``label``: 0 or 1)."""
     from labcore.io import iter_jsonl
 
     rows = []
@@ -21,7 +23,14 @@ def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
         missing = [f for f in fields if f not in obj]
         if missing:
             raise LabcoreError(f"{path}: line {line} lacks {missing}")
-        rows.append(obj)
+        for f in fields:
+            value = obj[f]
+            if f == "label":
+                if isinstance(value, bool) or value not in (0, 1):
+                    raise LabcoreError(f"{path}: line {line}: labels must be 0 or 1, got {value!r}")
+            elif not isinstance(value, str) or not value.strip():
+                raise LabcoreError(f"{path}: line {line}: {f!r} must be a non-empty string")
+        rows.append((line, obj))
     if not rows:
         raise LabcoreError(f"{path} has no records")
     return rows
@@ -33,7 +42,7 @@ def _pairs(args) -> list[tuple[str, str, float]]:
 
         return list(bbc_ranking(n_train_pairs=args.pairs, seed=args.seed).train_pairs)
     rows = _read_jsonl(Path(args.data), ("query", "item", "label"))
-    return [(str(r["query"]), str(r["item"]), float(r["label"])) for r in rows]
+    return [(r["query"], r["item"], float(r["label"])) for _, r in rows]
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -51,6 +60,9 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise LabcoreError("give the run folder with --out")
+    from labcore.io import check_output_dir
+
+    check_output_dir(args.out, overwrite=args.overwrite)  # before any training
     torch.manual_seed(args.seed)
     pairs = _pairs(args)
     teacher_cfg = TrainConfig(
@@ -74,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
     if cfg.align_epochs:
         align_encoder(ranker, encoder, [p[1] for p in pairs], cfg)
     losses = train_mixlm(ranker, encoder, pairs, cfg, teacher=teacher_targets)
-    config = save_run(args.out, config, ranker, encoder)
+    config = save_run(args.out, config, ranker, encoder, overwrite=args.overwrite)
     payload = {
         "out": str(args.out),
         "pairs": len(pairs),
@@ -92,19 +104,20 @@ def _index(args: argparse.Namespace) -> int:
     from mixlm.cache import ItemCache
     from mixlm.run import load_run
 
-    config, ranker, encoder = load_run(args.run)
     rows = _read_jsonl(args.items, ("id", "text"))
-    items = {str(r["id"]): str(r["text"]) for r in rows}
-    if args.rebuild and args.cache.exists():
-        args.cache.unlink()
-        for suffix in ("-wal", "-shm"):
-            Path(str(args.cache) + suffix).unlink(missing_ok=True)
+    items: dict[str, str] = {}
+    for line, r in rows:
+        if r["id"] in items:
+            raise LabcoreError(f"{args.items}: line {line} repeats the item id {r['id']!r}")
+        items[r["id"]] = r["text"]
+    config, ranker, encoder = load_run(args.run)
 
     @torch.no_grad()
     def encode(texts):
         return encoder(texts).numpy()
 
-    with ItemCache(
+    open_cache = ItemCache.emptied if args.rebuild else ItemCache
+    with open_cache(
         args.cache, encoder_version=config.encoder_version, k=config.k, dim=ranker.hidden_size
     ) as cache:
         stats = cache.refresh(items, encode, remove_missing=args.remove_missing)
@@ -127,9 +140,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     check_port(args.port)
     limits = ServiceLimits(max_items=args.max_items, timeout_s=args.timeout)
-    config, ranker, _ = load_run(args.run)
     if not args.cache.is_file():
         raise LabcoreError(f"no item cache at {args.cache}: fill one with mixlm index")
+    config, ranker, _ = load_run(args.run)
     cache = ItemCache(
         args.cache, encoder_version=config.encoder_version, k=config.k, dim=ranker.hidden_size
     )
@@ -169,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head-lr", type=float, default=1e-3, help="item projection lr")
     p.add_argument("--encoder-lr", type=float, default=0.0, help="item encoder lr (0: frozen)")
     p.add_argument("--no-teacher", action="store_true", help="labels only, no distillation")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run folder")
     p.add_argument(
         "--answer-words", default="yes,no", help="the two single-token answers (default yes,no)"
     )

@@ -9,18 +9,18 @@ body: label 0); evaluation queries from the test split. Bodies of other training
 articles come as ``unlabelled`` texts, for MixLM's alignment stage.
 
 **Reasoning** (:func:`reasoning_ranking`, ``--data-root``): problem → worked solution
-matching on the GSM8K/MATH500 files of ``../shared/data/reasoning``: the query is a
+matching on the GSM8K test file of ``../shared/data/reasoning``: the query is a
 problem, its candidates are its own solution (relevance 2) and solutions of other problems;
 training pairs and the ``unlabelled`` solutions come from the other half of the problems.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from labcore.checks import positive_int
 from labcore.errors import LabcoreError
 
 Pair = tuple[str, str, float]
@@ -35,6 +35,13 @@ class RankingTask:
     relevance: tuple[tuple[int, ...], ...]  # per query, graded relevance of each candidate
     items: dict[str, str]  # item id → text
     unlabelled: tuple[str, ...] = ()  # training-side item texts, for the alignment stage
+
+
+def _check_sizes(n_train_pairs: int, n_queries: int, n_candidates: int) -> None:
+    positive_int("n_train_pairs", n_train_pairs)
+    positive_int("n_queries", n_queries)
+    if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 2:
+        raise LabcoreError(f"n_candidates must be an integer >= 2, got {n_candidates!r}")
 
 
 def _split_article(text: str) -> tuple[str, str]:
@@ -58,8 +65,7 @@ def bbc_ranking(
     never tune on the test split)."""
     from labcore.data import load_topics
 
-    if n_candidates < 2:
-        raise LabcoreError(f"n_candidates must be at least 2, got {n_candidates}")
+    _check_sizes(n_train_pairs, n_queries, n_candidates)
     corpus = load_topics("bbc")
     rng = random.Random(seed)
     items: dict[str, str] = {}
@@ -122,23 +128,23 @@ def reasoning_ranking(
     n_unlabelled: int = 1000,
 ) -> RankingTask:
     """Problem → solution matching on the GSM8K test problems under ``data_root``."""
+    from labcore.tasks import read_gsm8k
+
+    _check_sizes(n_train_pairs, n_queries, n_candidates)
     root = Path(data_root).expanduser()
-    files = sorted(root.glob("reasoning/gsm8k/*.jsonl")) or sorted(root.glob("gsm8k/*.jsonl"))
+    files = sorted(root.glob("reasoning/gsm8k/test.jsonl")) or sorted(root.glob("gsm8k/test.jsonl"))
     if not files:
         raise LabcoreError(
-            f"no GSM8K file (reasoning/gsm8k/*.jsonl) under {root}: pass the folder that holds "
-            "the shared reasoning data with --data-root"
+            f"no GSM8K file (reasoning/gsm8k/test.jsonl) under {root}: pass the folder that "
+            "holds the shared reasoning data with --data-root"
         )
-    records = []
-    for line in files[0].read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            question = rec.get("question") or rec.get("problem")
-            answer = rec.get("answer") or rec.get("solution")
-            if question and answer:
-                records.append((question, answer))
-    if len(records) < n_candidates + 2:
-        raise LabcoreError(f"{files[0]} has only {len(records)} usable problems")
+    records = [(p.prompt, p.metadata["solution"]) for p in read_gsm8k(files[0])]
+    # Half the problems are the evaluation side, and each query needs n_candidates of them.
+    if len(records) < 2 * max(n_candidates, 2):
+        raise LabcoreError(
+            f"{files[0]} has {len(records)} problems; {2 * n_candidates} are needed for "
+            f"{n_candidates} candidates per query"
+        )
     rng = random.Random(seed)
     rng.shuffle(records)
     cut = len(records) // 2

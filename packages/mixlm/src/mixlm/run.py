@@ -92,17 +92,26 @@ def build(config: RunConfig) -> tuple[MixRanker, ItemEncoder]:
         k=config.k,
         hidden_size=ranker.hidden_size,
         target_norm=token_embedding_norm(model),
+        max_length=config.item_tokens,
     )
     return ranker, encoder
 
 
-def save_run(folder: str | Path, config: RunConfig, ranker: MixRanker, encoder: ItemEncoder):
+def save_run(
+    folder: str | Path,
+    config: RunConfig,
+    ranker: MixRanker,
+    encoder: ItemEncoder,
+    *,
+    overwrite: bool = False,
+) -> RunConfig:
+    """Write the run folder atomically (an existing one only with ``overwrite``)."""
     from labcore.io import atomic_directory, atomic_write_json
     from mixlm.cache import fingerprint
     from mixlm.train import save_weights
 
     config = dataclasses.replace(config, encoder_version=fingerprint(encoder))
-    with atomic_directory(Path(folder), overwrite=True) as tmp:
+    with atomic_directory(Path(folder), overwrite=overwrite) as tmp:
         save_weights(ranker.model, tmp / RANKER)
         save_weights(encoder, tmp / ENCODER)
         atomic_write_json(tmp / CONFIG, config.to_json())
@@ -116,7 +125,10 @@ def load_run(folder: str | Path) -> tuple[RunConfig, MixRanker, ItemEncoder]:
     folder = Path(folder)
     if not (folder / CONFIG).is_file():
         raise LabcoreError(f"{folder} is not a mixlm run (no {CONFIG}); make one with mixlm train")
-    config = RunConfig.from_json(json.loads((folder / CONFIG).read_text()))
+    try:
+        config = RunConfig.from_json(json.loads((folder / CONFIG).read_text()))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise LabcoreError(f"{folder / CONFIG} is not a valid mixlm run config: {exc}") from None
     ranker, encoder = build(config)
     load_weights(ranker.model, folder / RANKER)
     load_weights(encoder, folder / ENCODER)

@@ -6,7 +6,8 @@ Routes
     Body ``{"query": str, "items": [item id, ...]}``. The item vectors come from the
     :class:`~mixlm.cache.ItemCache`; the query prefix is computed once and shared by all
     items (:meth:`MixRanker.score`). Answers ``{"scores": [...], "items": n,
-    "prefill_tokens_per_item": t, "elapsed_s": s}``.
+    "prefix_tokens": p, "tokens_per_item_after_prefix": t, "elapsed_s": s}``: the
+    query prefix is prefilled once (p tokens), then each item costs t (k + the answer).
 ``GET /health``
     ``{"ok": true}``.
 ``GET /stats``
@@ -24,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -34,7 +36,7 @@ from aiohttp import web
 
 from labcore.checks import finite_float, positive_int
 from labcore.errors import LabcoreError
-from labcore.serve import json_object, run_app
+from labcore.serve import json_errors, json_object, run_app
 from mixlm.cache import ItemCache
 from mixlm.ranker import MixRanker
 
@@ -62,7 +64,6 @@ class _Stats:
     model_s: float = 0.0
     rejected: int = 0
     timeouts: int = 0
-    latencies: list[float] = field(default_factory=list)
 
 
 class ScoringService:
@@ -75,7 +76,10 @@ class ScoringService:
                 f"{ranker.hidden_size}"
             )
         self.ranker, self.cache, self.batch_size = ranker, cache, int(batch_size)
-        self._lock = asyncio.Lock()
+        # A thread lock, taken in the worker thread: a request that timed out cannot stop
+        # its thread, so an asyncio lock released on cancellation would let the next
+        # request run the model (and the shared SQLite connection) beside it.
+        self._lock = threading.Lock()
         self.stats = _Stats()
 
     def score_now(self, query: str, item_ids: list[str]) -> dict[str, Any]:
@@ -87,14 +91,24 @@ class ScoringService:
         return {
             "scores": [float(s) for s in scores],
             "items": len(item_ids),
-            "prefill_tokens_per_item": prefill.tokens_per_item,
             "prefix_tokens": prefill.prefix_tokens,
+            "tokens_per_item_after_prefix": prefill.tokens_per_item,
             "elapsed_s": time.perf_counter() - t0,
         }
 
+    def _score_in_turn(self, query, item_ids, abandoned: threading.Event):
+        with self._lock:  # one model: requests take turns
+            if abandoned.is_set():  # timed out or disconnected while waiting: skip the work
+                return None
+            return self.score_now(query, item_ids)
+
     async def score(self, query: str, item_ids: list[str]) -> dict[str, Any]:
-        async with self._lock:  # one model: requests take turns
-            result = await asyncio.to_thread(self.score_now, query, item_ids)
+        abandoned = threading.Event()
+        try:
+            result = await asyncio.to_thread(self._score_in_turn, query, item_ids, abandoned)
+        except asyncio.CancelledError:
+            abandoned.set()
+            raise
         self.stats.requests += 1
         self.stats.items += len(item_ids)
         self.stats.model_s += result["elapsed_s"]
@@ -103,22 +117,6 @@ class ScoringService:
 
 SERVICE = web.AppKey("service", ScoringService)
 LIMITS = web.AppKey("limits", ServiceLimits)
-
-
-@web.middleware
-async def _errors(request: web.Request, handler):
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return web.json_response({"error": exc.reason}, status=exc.status)
-    except LabcoreError as exc:
-        request.app[SERVICE].stats.rejected += 1
-        return web.json_response({"error": str(exc)}, status=400)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return web.json_response({"error": "internal server error"}, status=500)
 
 
 async def _score(request: web.Request) -> web.Response:
@@ -134,7 +132,6 @@ async def _score(request: web.Request) -> web.Response:
     if len(items) > limits.max_items:
         raise LabcoreError(f"{len(items)} items in one request; the limit is {limits.max_items}")
     service = request.app[SERVICE]
-    t0 = time.perf_counter()
     try:
         result = await asyncio.wait_for(service.score(query, items), limits.timeout_s)
     except TimeoutError:
@@ -144,7 +141,6 @@ async def _score(request: web.Request) -> web.Response:
             status=503,
             headers={"Retry-After": "1"},
         )
-    service.stats.latencies.append(time.perf_counter() - t0)
     return web.json_response(result)
 
 
@@ -167,7 +163,14 @@ async def _stats(request: web.Request) -> web.Response:
 
 def make_app(service: ScoringService, limits: ServiceLimits | None = None) -> web.Application:
     limits = limits or ServiceLimits()
-    app = web.Application(middlewares=[_errors], client_max_size=limits.max_body_bytes)
+
+    def count_rejected(request: web.Request) -> None:
+        request.app[SERVICE].stats.rejected += 1
+
+    app = web.Application(
+        middlewares=[json_errors(on_client_error=count_rejected)],
+        client_max_size=limits.max_body_bytes,
+    )
     app[SERVICE] = service
     app[LIMITS] = limits
     app.router.add_post("/score", _score)
@@ -203,11 +206,12 @@ async def load_test(
     if not requests:
         raise LabcoreError("no requests for the load test")
     latencies: list[float] = []
+    done_items = 0
     errors = 0
     queue = list(reversed(requests))
 
     async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal errors
+        nonlocal errors, done_items
         while queue:
             body = queue.pop()
             t0 = time.perf_counter()
@@ -221,13 +225,13 @@ async def load_test(
                 errors += 1
                 continue
             latencies.append(time.perf_counter() - t0)
+            done_items += len(body["items"])
 
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     t0 = time.perf_counter()
     async with aiohttp.ClientSession(timeout=timeout) as session:
         await asyncio.gather(*(worker(session) for _ in range(max(1, concurrency))))
     wall = time.perf_counter() - t0
-    done_items = sum(len(r["items"]) for r in requests[: len(latencies)])
     lat = np.asarray(latencies) if latencies else np.asarray([float("nan")])
     return {
         "requests": float(len(latencies)),

@@ -142,10 +142,12 @@ def train_mixlm(
     distill = teacher is not None and config.distill_weight > 0
     if distill:
         teacher = teacher.detach().float()
-        scale = config.distill_weight / float(teacher.var().clamp_min(1e-6))
+        spread = float(teacher.var()) if len(teacher) > 1 else 1.0
+        scale = config.distill_weight / max(spread, 1e-6)
     frozen_body = config.encoder_lr == 0
     head = [p for n, p in encoder.named_parameters() if not n.startswith("encoder.")]
     vectors = item_vectors(encoder, [p[1] for p in pairs], frozen_body=frozen_body)
+    saved = _requires_grad(encoder.encoder)
     for p in encoder.encoder.parameters():
         p.requires_grad_(not frozen_body)
 
@@ -176,8 +178,7 @@ def train_mixlm(
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    for p in encoder.encoder.parameters():
-        p.requires_grad_(True)
+    _restore_requires_grad(saved)
     ranker.model.eval()
     encoder.eval()
     return losses
@@ -201,6 +202,7 @@ def align_encoder(
     if not frozen_body:
         groups.append({"params": list(encoder.encoder.parameters()), "lr": config.encoder_lr})
     opt = torch.optim.AdamW(groups)
+    saved = _requires_grad(ranker.model, encoder.encoder)
     for p in ranker.model.parameters():
         p.requires_grad_(False)
     for p in encoder.encoder.parameters():
@@ -230,12 +232,18 @@ def align_encoder(
             opt.step()
             losses.append(float(loss.detach()))
     finally:
-        for p in ranker.model.parameters():
-            p.requires_grad_(True)
-        for p in encoder.encoder.parameters():
-            p.requires_grad_(True)
+        _restore_requires_grad(saved)
         encoder.eval()
     return losses
+
+
+def _requires_grad(*modules: Any) -> list[tuple[torch.nn.Parameter, bool]]:
+    return [(p, p.requires_grad) for m in modules for p in m.parameters()]
+
+
+def _restore_requires_grad(saved: list[tuple[torch.nn.Parameter, bool]]) -> None:
+    for p, flag in saved:
+        p.requires_grad_(flag)
 
 
 def item_vectors(encoder: Any, texts: Sequence[str], *, frozen_body: bool):
