@@ -15,9 +15,12 @@ rankers) and MiniLM-L6 (MixLM's item encoder and both encoder baselines). Items 
 3. ``bi-encoder``, ``cross-encoder``: MiniLM fine-tuned on the same pairs.
 
 Reported per method: NDCG@10 (graded relevance) and MRR (of the article itself / the
-solution), items/s of scoring (MixLM: from the item cache; its encoder time per item is
-reported apart, since the cache is filled nearline) and prefill tokens per item, each as a
-ratio to full text. Then a load test of the HTTP service on loopback.
+solution), items/s of scoring (MixLM: from precomputed item vectors, as the cache serves
+them; its encoder time per item is reported apart, since the cache is filled nearline) and
+prefill tokens per item (query prefix + item part + answer prompt, the tokens a pair costs
+without prefix reuse; both LLM rankers are timed with the prefix computed once per query),
+each as a ratio to full text. Then a load test of the HTTP service on loopback, reading a
+real SQLite cache.
 """
 
 from __future__ import annotations
@@ -197,13 +200,15 @@ def task_rows(task: RankingTask, config: BenchConfig, seed: int) -> list[Row]:
             )
     # The service on loopback, MixLM k = 4 from a real cache file.
     student, encoder, by_id = mix_for_service
-    with tempfile.TemporaryDirectory() as tmp:
-        cache = ItemCache(
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        ItemCache(
             Path(tmp) / "items.db",
             encoder_version=fingerprint(encoder),
             k=4,
             dim=student.hidden_size,
-        )
+        ) as cache,
+    ):
         cache.put_many((i, "", v.numpy()) for i, v in by_id.items())
         service = ScoringService(student, cache)
         requests = [
@@ -211,7 +216,6 @@ def task_rows(task: RankingTask, config: BenchConfig, seed: int) -> list[Row]:
             for q, c in zip(task.queries, task.candidates, strict=True)
         ]
         stats = asyncio.run(_load(service, requests))
-        cache.close()
     rows.append(
         Row(
             "service-mixlm-k4",
