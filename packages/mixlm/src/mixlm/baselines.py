@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from labcore.errors import LabcoreError
-from mixlm.train import Pair, check_pairs, iterate_batches
+from mixlm.encoder import mean_pool
+from mixlm.train import Pair, check_pairs, iterate_batches, optimizer_step
 
 
 def minilm(device: str = "cpu") -> tuple[Any, Any]:
@@ -29,11 +30,6 @@ def minilm(device: str = "cpu") -> tuple[Any, Any]:
 
     st = load_sentence_encoder("minilm-l6", device=device)
     return st[0].auto_model, st.tokenizer
-
-
-def _mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.unsqueeze(-1).to(states.dtype)
-    return (states * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
 class BiEncoder(nn.Module):
@@ -49,7 +45,7 @@ class BiEncoder(nn.Module):
             list(texts), padding=True, truncation=True, max_length=self.max_length,
             return_tensors="pt",
         ).to(next(self.encoder.parameters()).device)  # fmt: skip
-        pooled = _mean_pool(self.encoder(**batch).last_hidden_state, batch["attention_mask"])
+        pooled = mean_pool(self.encoder(**batch).last_hidden_state, batch["attention_mask"])
         return nn.functional.normalize(pooled, dim=-1)
 
     def fit(
@@ -75,10 +71,7 @@ class BiEncoder(nn.Module):
             d = self.embed([positives[i][1] for i in idx])
             logits = q @ d.T / self.temperature  # the other items of the batch: negatives
             loss = nn.functional.cross_entropy(logits, torch.arange(len(idx)))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(opt, loss))
         self.eval()
         return losses
 
@@ -122,10 +115,7 @@ class CrossEncoder(nn.Module):
             scores = self([pairs[i][0] for i in idx], [pairs[i][1] for i in idx])
             labels = torch.tensor([float(pairs[i][2]) for i in idx])
             loss = nn.functional.binary_cross_entropy_with_logits(scores, labels)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(opt, loss))
         self.eval()
         return losses
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from labcore.checks import positive_int
 from labcore.errors import LabcoreError
 
-Pair = tuple[str, str, float]
+Pair = tuple[str, str, float]  # query, item text, label in {0, 1}
 
 
 @dataclass(frozen=True)

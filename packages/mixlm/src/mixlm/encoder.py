@@ -110,8 +110,14 @@ class ItemEncoder(nn.Module):
         states = self.encoder(**batch).last_hidden_state
         mask = batch["attention_mask"].to(states.dtype)
         parts = chunk_means(states, mask, self.k)  # (batch, k, width)
-        whole = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1.0)
+        whole = mean_pool(states, mask)
         return torch.cat([parts, whole[:, None].expand_as(parts)], dim=-1)
+
+
+def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of ``states`` (batch, length, width) over each row's real tokens."""
+    m = mask.unsqueeze(-1).to(states.dtype)
+    return (states * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
 def chunk_means(states: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:

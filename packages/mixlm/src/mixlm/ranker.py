@@ -157,23 +157,12 @@ class MixRanker:
         if not queries or not items:
             raise LabcoreError("score_grid needs at least one query and one item")
         answer = self.embed_ids(self.ids(self.template.answer))
-        embeds, mask, last = self._pad([torch.cat([item.to(answer), answer]) for item in items])
-        batch, width = mask.shape
+        padded = self._pad([torch.cat([item.to(answer), answer]) for item in items])
         rows = []
         for query in queries:
             prefix = self.embed_ids(self.prefix_ids(query))
             cache = self._prefix_cache(prefix)  # used once: extended in place, no copy
-            cache.batch_repeat_interleave(batch)
-            full_mask = torch.cat([mask.new_ones((batch, len(prefix))), mask], dim=1)
-            positions = torch.arange(len(prefix), len(prefix) + width, device=mask.device)
-            logits = self.model(
-                inputs_embeds=embeds,
-                attention_mask=full_mask,
-                **{self._cache_argument: cache},
-                position_ids=positions[None].expand(batch, -1),
-                use_cache=True,
-            ).logits
-            rows.append(self._logit_gap(logits[torch.arange(batch), last]))
+            rows.append(self._forward_after_prefix(cache, len(prefix), *padded))
         return torch.stack(rows)
 
     def _logit_gap(self, logits: torch.Tensor) -> torch.Tensor:
@@ -201,9 +190,13 @@ class MixRanker:
         return out.cache if "cache" in out else out.past_key_values
 
     def _score_after_prefix(self, cache, prefix_len: int, suffixes: list[torch.Tensor]):
-        embeds, mask, last = self._pad(suffixes)
-        batch, width = mask.shape
         past = copy.deepcopy(cache)  # the forward appends to it
+        return self._forward_after_prefix(past, prefix_len, *self._pad(suffixes))
+
+    def _forward_after_prefix(self, past, prefix_len: int, embeds, mask, last) -> torch.Tensor:
+        """Scores of right-padded suffixes that continue a one-row prefix cache ``past``
+        (repeated over the batch and extended in place)."""
+        batch, width = mask.shape
         past.batch_repeat_interleave(batch)
         full_mask = torch.cat([mask.new_ones((batch, prefix_len)), mask], dim=1)
         positions = torch.arange(prefix_len, prefix_len + width, device=mask.device)

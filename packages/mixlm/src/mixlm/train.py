@@ -19,6 +19,7 @@ import torch
 
 from labcore.checks import finite_float, positive_int
 from labcore.errors import LabcoreError
+from mixlm.data import Pair
 from mixlm.ranker import MixRanker
 
 
@@ -62,15 +63,20 @@ class TrainConfig:
         finite_float("listwise_weight", self.listwise_weight, minimum=0.0)
 
 
-Pair = tuple[str, str, float]  # query, item text, label in {0, 1}
-
-
 def check_pairs(pairs: Sequence[Pair]) -> None:
     if not pairs:
         raise LabcoreError("no training pairs")
     bad = [p for p in pairs if p[2] not in (0, 1, 0.0, 1.0)]
     if bad:
         raise LabcoreError(f"labels must be 0 or 1, got {bad[0][2]!r}")
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+    """One gradient step on ``loss``; its value."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
 
 
 def iterate_batches(n: int, size: int, epochs: int, seed: int):
@@ -96,10 +102,7 @@ def train_full_text(ranker: MixRanker, pairs: Sequence[Pair], config: TrainConfi
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
             ranker.pair_scores(queries, items), labels
         )
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimizer_step(opt, loss))
     model.eval()
     return losses
 
@@ -174,10 +177,7 @@ def train_mixlm(
         loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(scores, labels)
         if distill:
             loss = loss + scale * torch.mean((scores - teacher[idx]) ** 2)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimizer_step(opt, loss))
     _restore_requires_grad(saved)
     ranker.model.eval()
     encoder.eval()
@@ -227,10 +227,7 @@ def align_encoder(
             loss = torch.nn.functional.cross_entropy(
                 logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100
             )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(opt, loss))
     finally:
         _restore_requires_grad(saved)
         encoder.eval()
