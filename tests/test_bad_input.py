@@ -321,6 +321,23 @@ CASES = [
     Case("dpbss-hinge-needs-two-classes", "dpbss",
          _write("d.csv", DPBSS_CSV, "fit", "{f}", "--target", "y", "--loss", "hinge"),
          2, "needs exactly two classes"),
+    # mixlm: bad training data, answer words and run folders are named before any model work
+    Case("mixlm-label-not-binary", "mixlm",
+         _write("p.jsonl", '{"query": "q", "item": "an item", "label": 2}\n', "train",
+                "--data", "{f}", "--ranker", "tiny-llama", "--encoder", "tiny-bert",
+                "--answer-words", "the,a", "--out", "{tmp}/run"),
+         2, "labels must be 0 or 1"),
+    Case("mixlm-one-answer-word", "mixlm",
+         _write("p.jsonl", '{"query": "q", "item": "an item", "label": 1}\n', "train",
+                "--data", "{f}", "--answer-words", "yes", "--out", "{tmp}/run"),
+         2, "--answer-words must be two words"),
+    Case("mixlm-index-without-a-run", "mixlm",
+         _write("items.jsonl", '{"id": "a", "text": "an item"}\n', "index", "{tmp}/nowhere",
+                "{f}", "--cache", "{tmp}/items.db"),
+         2, "is not a mixlm run"),
+    Case("mixlm-serve-bad-port", "mixlm",
+         lambda tmp: ["serve", str(tmp), "--cache", str(tmp / "items.db"), "--port", "70000"],
+         2, "port must be an integer in [0, 65535]"),
     # strict JSON: no bare NaN on stdout
     Case("srf-json-is-strict", "srf",
          _write("x.csv", "1,2,3\n2,4,6\n1,0,1\n", "complete", "{f}", "--json"),
@@ -366,5 +383,6 @@ def test_every_package_has_a_row() -> None:
         "skinnytrees",
         "sparta",
         "dpbss",
+        "mixlm",
     }
     assert light <= covered

@@ -59,6 +59,18 @@ def _rac_traces(tmp: Path) -> list[str]:
             "--out", str(tmp / "t.jsonl")]  # fmt: skip
 
 
+def _mixlm_pairs(tmp: Path) -> list[str]:
+    """Six labelled pairs and the tiny ranker and encoder mixlm's tests build (seeded)."""
+    pairs = [
+        {"query": q, "item": t, "label": float(q in t)}
+        for q in ("goal", "vote")
+        for t in ("a late goal won it", "a vote next week", "phones on sale")
+    ]
+    (tmp / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    return ["--data", str(tmp / "pairs.jsonl"), "--ranker", "tiny-llama", "--encoder",
+            "tiny-bert", "--k", "2", "--answer-words", "the,a", "--out", str(tmp / "run")]  # fmt: skip
+
+
 # module, argv before the input arguments, a function writing inputs into tmp and returning
 # the rest of argv.
 CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
@@ -77,6 +89,7 @@ CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
         ["fit"],
         _shipped("packages/dpbss/tests/data/synthetic300x8.csv", "--target", "y", "--k", "2"),
     ),
+    ("mixlm", ["train"], _mixlm_pairs),
     (
         "sparta",
         ["train"],

@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import signal
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -52,6 +51,7 @@ from aiohttp import web
 from batchroute.problem import RoutingProblem, query_figures
 from batchroute.solve import METHODS, InfeasibleBudget, solve
 from labcore.errors import LabcoreError
+from labcore.serve import json_errors, json_object, run_app
 
 __all__ = ["BatchError", "Batcher", "Routed", "Unavailable", "make_app", "serve"]
 
@@ -596,16 +596,6 @@ class Batcher:
 BATCHER = web.AppKey("batcher", Batcher)
 
 
-async def _json_body(request: web.Request) -> dict:
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise LabcoreError(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise LabcoreError(f"the request body must be a JSON object, got {type(body).__name__}")
-    return body
-
-
 def _string_field(body: dict, name: str, *, required: bool) -> str | None:
     if name not in body:
         if required:
@@ -615,29 +605,6 @@ def _string_field(body: dict, name: str, *, required: bool) -> str | None:
     if not isinstance(value, str):
         raise LabcoreError(f"field {name!r} must be a string, got {type(value).__name__}")
     return value
-
-
-@web.middleware
-async def _errors(request: web.Request, handler):
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return web.json_response({"error": exc.reason}, status=exc.status)
-    except Unavailable as exc:
-        return web.json_response(
-            {"error": str(exc)},
-            status=503,
-            headers={"Retry-After": str(exc.retry_after_s)},
-        )
-    except LabcoreError as exc:
-        return web.json_response({"error": str(exc)}, status=400)
-    except BatchError as exc:
-        return web.json_response({"error": str(exc)}, status=500)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return web.json_response({"error": "internal server error"}, status=500)
 
 
 def _per_model_field(body: dict, name: str, models: Sequence[str]) -> None:
@@ -650,7 +617,7 @@ def _per_model_field(body: dict, name: str, models: Sequence[str]) -> None:
 
 
 async def _route(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await json_object(request)
     _string_field(body, "query", required=True)
     for name in ("quality", "cost"):
         _per_model_field(body, name, request.app[BATCHER].models)
@@ -663,7 +630,7 @@ async def _route(request: web.Request) -> web.Response:
 
 
 async def _complete(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await json_object(request)
     ticket = _string_field(body, "ticket", required=True)
     request.app[BATCHER].complete(ticket)
     return web.json_response({"ok": True})
@@ -706,7 +673,9 @@ def make_app(batcher: Batcher) -> web.Application:
     """
     if not isinstance(batcher, Batcher):
         raise LabcoreError(f"make_app needs a Batcher, got {type(batcher).__name__}")
-    app = web.Application(middlewares=[_errors])
+    app = web.Application(
+        middlewares=[json_errors(statuses=((Unavailable, 503), (BatchError, 500)))]
+    )
     app[BATCHER] = batcher
     app.router.add_post("/route", _route)
     app.router.add_post("/complete", _complete)
@@ -751,41 +720,11 @@ def serve(
     -----
     SIGTERM and SIGINT (Ctrl+C) stop the server gracefully and ``serve`` returns: queries
     still waiting for a batch answer 503, and handlers still running get at most
-    ``SHUTDOWN_TIMEOUT_S`` seconds to finish.
+    ``labcore.serve.SHUTDOWN_TIMEOUT_S`` seconds to finish.
     """
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise LabcoreError(f"port must be an integer in [0, 65535], got {port!r}")
-    asyncio.run(_serve_forever(make_app(batcher), host, port, on_ready))
+    app = make_app(batcher)
 
-
-#: Seconds the server waits for running handlers when it stops.
-SHUTDOWN_TIMEOUT_S = 2.0
-
-
-async def _serve_forever(
-    app: web.Application, host: str, port: int, on_ready: Callable[[str], None] | None
-) -> None:
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-    await runner.setup()
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    handled = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):  # not Unix, or not main thread
-            pass
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_port = runner.addresses[0][1] if runner.addresses else port
-        log.info("serving on http://%s:%s", host, bound_port)
-        if on_ready is not None:
-            on_ready(f"http://{host}:{bound_port}")
-        await stop.wait()  # until SIGTERM or SIGINT
+    def on_stop() -> None:
         log.info("stopping: %d queries waiting", app[BATCHER].stats()["pending"])
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-        await runner.cleanup()
+
+    run_app(app, host=host, port=port, on_ready=on_ready, on_stop=on_stop)

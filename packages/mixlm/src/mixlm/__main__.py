@@ -1,0 +1,3 @@
+from mixlm.cli import main
+
+raise SystemExit(main())
