@@ -32,7 +32,40 @@ def minilm(device: str = "cpu") -> tuple[Any, Any]:
     return st[0].auto_model, st.tokenizer
 
 
-class BiEncoder(nn.Module):
+class _FineTuned(nn.Module):
+    """The fine-tuning loop both baselines share: AdamW over every parameter, batches of
+    the records :meth:`_records` keeps, the loss of :meth:`_loss` (None: skip the batch)."""
+
+    def _records(self, pairs: Sequence[Pair]) -> list[Pair]:
+        return list(pairs)
+
+    def _loss(self, batch: list[Pair]) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def fit(
+        self,
+        pairs: Sequence[Pair],
+        *,
+        epochs: int = 1,
+        batch_size: int = 8,
+        lr: float = 2e-5,
+        seed: int = 0,
+    ) -> list[float]:
+        """Fine-tune on ``pairs`` (query, item, 0/1); the loss per step."""
+        check_pairs(pairs)
+        records = self._records(pairs)
+        opt = torch.optim.AdamW(self.parameters(), lr=lr)
+        self.train()
+        losses = []
+        for idx in iterate_batches(len(records), batch_size, epochs, seed):
+            loss = self._loss([records[i] for i in idx])
+            if loss is not None:
+                losses.append(optimizer_step(opt, loss))
+        self.eval()
+        return losses
+
+
+class BiEncoder(_FineTuned):
     """Cosine similarity of mean-pooled encoder embeddings."""
 
     def __init__(self, encoder: Any, tokenizer: Any, *, max_length: int = 256, temperature=0.05):
@@ -48,32 +81,19 @@ class BiEncoder(nn.Module):
         pooled = mean_pool(self.encoder(**batch).last_hidden_state, batch["attention_mask"])
         return nn.functional.normalize(pooled, dim=-1)
 
-    def fit(
-        self,
-        pairs: Sequence[Pair],
-        *,
-        epochs: int = 1,
-        batch_size: int = 8,
-        lr: float = 2e-5,
-        seed: int = 0,
-    ) -> list[float]:
-        check_pairs(pairs)
-        positives = [(q, t) for q, t, y in pairs if y == 1]
+    def _records(self, pairs: Sequence[Pair]) -> list[Pair]:
+        positives = [p for p in pairs if p[2] == 1]
         if len(positives) < 2:
             raise LabcoreError("the bi-encoder needs at least two positive pairs")
-        opt = torch.optim.AdamW(self.encoder.parameters(), lr=lr)
-        self.train()
-        losses = []
-        for idx in iterate_batches(len(positives), batch_size, epochs, seed):
-            if len(idx) < 2:
-                continue
-            q = self.embed([positives[i][0] for i in idx])
-            d = self.embed([positives[i][1] for i in idx])
-            logits = q @ d.T / self.temperature  # the other items of the batch: negatives
-            loss = nn.functional.cross_entropy(logits, torch.arange(len(idx)))
-            losses.append(optimizer_step(opt, loss))
-        self.eval()
-        return losses
+        return positives
+
+    def _loss(self, batch: list[Pair]) -> torch.Tensor | None:
+        if len(batch) < 2:
+            return None  # no in-batch negative
+        q = self.embed([p[0] for p in batch])
+        d = self.embed([p[1] for p in batch])
+        logits = q @ d.T / self.temperature  # the other items of the batch: negatives
+        return nn.functional.cross_entropy(logits, torch.arange(len(batch)))
 
     @torch.no_grad()
     def score(self, query: str, items: Sequence[str], *, item_vectors=None) -> torch.Tensor:
@@ -82,7 +102,7 @@ class BiEncoder(nn.Module):
         return d @ q
 
 
-class CrossEncoder(nn.Module):
+class CrossEncoder(_FineTuned):
     """A linear head on the first token of "query [SEP] item"."""
 
     def __init__(self, encoder: Any, tokenizer: Any, *, max_length: int = 256):
@@ -98,26 +118,10 @@ class CrossEncoder(nn.Module):
         ).to(self.head.weight.device)  # fmt: skip
         return self.head(self.encoder(**batch).last_hidden_state[:, 0]).squeeze(-1)
 
-    def fit(
-        self,
-        pairs: Sequence[Pair],
-        *,
-        epochs: int = 1,
-        batch_size: int = 8,
-        lr: float = 2e-5,
-        seed: int = 0,
-    ) -> list[float]:
-        check_pairs(pairs)
-        opt = torch.optim.AdamW(self.parameters(), lr=lr)
-        self.train()
-        losses = []
-        for idx in iterate_batches(len(pairs), batch_size, epochs, seed):
-            scores = self([pairs[i][0] for i in idx], [pairs[i][1] for i in idx])
-            labels = torch.tensor([float(pairs[i][2]) for i in idx])
-            loss = nn.functional.binary_cross_entropy_with_logits(scores, labels)
-            losses.append(optimizer_step(opt, loss))
-        self.eval()
-        return losses
+    def _loss(self, batch: list[Pair]) -> torch.Tensor:
+        scores = self([p[0] for p in batch], [p[1] for p in batch])
+        labels = torch.tensor([float(p[2]) for p in batch])
+        return nn.functional.binary_cross_entropy_with_logits(scores, labels)
 
     @torch.no_grad()
     def score(self, query: str, items: Sequence[str], *, batch_size: int = 16) -> torch.Tensor:

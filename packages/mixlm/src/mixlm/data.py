@@ -9,7 +9,7 @@ body: label 0); evaluation queries from the test split. Bodies of other training
 articles come as ``unlabelled`` texts, for MixLM's alignment stage.
 
 **Reasoning** (:func:`reasoning_ranking`, ``--data-root``): problem → worked solution
-matching on the GSM8K test file of ``../shared/data/reasoning``: the query is a
+matching on a GSM8K test file (``reasoning/gsm8k/test.jsonl`` under ``--data-root``): the query is a
 problem, its candidates are its own solution (relevance 2) and solutions of other problems;
 training pairs and the ``unlabelled`` solutions come from the other half of the problems.
 """
