@@ -70,6 +70,8 @@ class MixRanker:
         # transformers 5 names the key/value cache argument ``cache``; 4.x ``past_key_values``.
         params = inspect.signature(model.forward).parameters
         self._cache_argument = "cache" if "cache" in params else "past_key_values"
+        # Prefill-only scoring needs the vocabulary head at each row's last position only.
+        self._keeps_logits = "logits_to_keep" in params
 
     # -- text -----------------------------------------------------------------------------
     def _single_token(self, text: str) -> int:
@@ -182,8 +184,19 @@ class MixRanker:
 
     def _score_sequences(self, seqs: list[torch.Tensor]) -> torch.Tensor:
         embeds, mask, last = self._pad(seqs)
-        logits = self.model(inputs_embeds=embeds, attention_mask=mask).logits
-        return self._logit_gap(logits[torch.arange(len(seqs)), last])
+        return self._last_logit_gap(last, inputs_embeds=embeds, attention_mask=mask)
+
+    def _last_logit_gap(self, last: torch.Tensor, **forward: Any) -> torch.Tensor:
+        """logit(yes) − logit(no) at each row's ``last`` position. The vocabulary head runs
+        only on the positions some row ends at (``logits_to_keep``), not on every token: on
+        SmolLM2-135M the head is about a quarter of a full-length forward."""
+        if not self._keeps_logits:
+            logits = self.model(**forward).logits
+            return self._logit_gap(logits[torch.arange(len(last)), last])
+        keep = torch.unique(last)  # sorted
+        logits = self.model(**forward, logits_to_keep=keep.to(self.embedding.weight.device)).logits
+        column = torch.searchsorted(keep, last)
+        return self._logit_gap(logits[torch.arange(len(last)), column])
 
     def _prefix_cache(self, prefix: torch.Tensor):
         out = self.model(inputs_embeds=prefix[None], use_cache=True)
@@ -200,11 +213,11 @@ class MixRanker:
         past.batch_repeat_interleave(batch)
         full_mask = torch.cat([mask.new_ones((batch, prefix_len)), mask], dim=1)
         positions = torch.arange(prefix_len, prefix_len + width, device=mask.device)
-        logits = self.model(
+        return self._last_logit_gap(
+            last,
             inputs_embeds=embeds,
             attention_mask=full_mask,
             **{self._cache_argument: past},
             position_ids=positions[None].expand(batch, -1),
             use_cache=True,
-        ).logits
-        return self._logit_gap(logits[torch.arange(batch), last])
+        )
