@@ -16,11 +16,15 @@ The public names load torch and transformers on first use, so ``slm --help`` sta
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 from slm.config import STAGES, PipelineConfig, load_config
 
 __version__ = "0.1.0"
+
+# torchao (imported by transformers when installed) logs notices about torch versions.
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 _EXPORTS = {
     "run_pipeline": "slm.pipeline",

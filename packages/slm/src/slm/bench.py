@@ -53,8 +53,8 @@ def bench_config(quick: bool, out: Path, seed: int) -> PipelineConfig:
         )  # fmt: skip
     return PipelineConfig(
         out=out, seed=seed,
-        data=DataConfig(n_train_pairs=160, n_queries=30, n_candidates=20,
-                        n_validation_queries=8, item_words=200, seed=seed),
+        data=DataConfig(n_train_pairs=160, n_queries=24, n_candidates=20,
+                        n_validation_queries=6, item_words=160, seed=seed),
         teacher=TeacherConfig(epochs=2), distill=DistillConfig(epochs=2),
         prune=PruneConfig(mlp_sparsity=0.4, calibration_windows=16, seqlen=256),
         quantize=QuantizeConfig(bits=8, sweeps=10, calibration_windows=16, seqlen=256),
@@ -69,32 +69,49 @@ def variants(config: PipelineConfig, quick: bool) -> list[tuple[str, str, Pipeli
     out = []
     if not quick:
         out += [
-            ("prune 20%", "prune", r(config, prune=r(config.prune, mlp_sparsity=0.2))),
-            ("int4 QuantEase", "quantize", r(config, quantize=r(config.quantize, bits=4))),
-            ("int8 RTN", "quantize", r(config, quantize=r(config.quantize, method="rtn"))),
+            ("prune-20", "prune", r(config, prune=r(config.prune, mlp_sparsity=0.2))),
+            ("int4-quantease", "quantize", r(config, quantize=r(config.quantize, bits=4))),
+            ("int8-rtn", "quantize", r(config, quantize=r(config.quantize, method="rtn"))),
         ]
         for method in ("lead", "tfidf"):
             for ratio in (2.0, 5.0, 10.0):
                 if (method, ratio) != ("tfidf", 5.0):
-                    out.append((f"{method} {ratio:g}×", "compress",
+                    LABELS[f"{method}-{ratio:g}x"] = f"+ {method} context {ratio:g}× instead"
+                    out.append((f"{method}-{ratio:g}x", "compress",
                                 r(config, compress=CompressConfig(method, ratio))))  # fmt: skip
-    out.append(("serve float32", "serve", r(config, serve=r(config.serve, dtype="float32"))))
+    out.append(("served-fp32", "serve", r(config, serve=r(config.serve, dtype="float32"))))
     return out
 
 
+#: Row id of each main-chain stage (ids are lowercase for the results schema).
+IDS = {
+    "teacher": "teacher",
+    "distill": "student",
+    "prune": "prune-40",
+    "quantize": "int8-quantease",
+    "compress": "tfidf-5x",
+    "serve": "served-bf16",
+}
+#: How the summary table names each row.
 LABELS = {
-    "teacher": "teacher (full context)",
-    "distill": "student (distilled, full context)",
-    "prune": "prune 40% MLP + recovery",
-    "quantize": "int8 QuantEase (torchao)",
-    "compress": "TF-IDF 5×",
-    "serve": "served: bf16, tuned batch",
+    "teacher": "teacher (SmolLM2-135M fine-tuned, full context)",
+    "student": "student (distilled, full context)",
+    "prune-40": "OSSCAR 40% of MLP neurons + recovery",
+    "prune-20": "OSSCAR 20% of MLP neurons + recovery",
+    "int8-quantease": "+ int8 QuantEase (torchao int8 weights)",
+    "int4-quantease": "+ int4 QuantEase instead",
+    "int8-rtn": "+ int8 RTN instead (baseline)",
+    "tfidf-5x": "+ TF-IDF context 5×",
+    "served-bf16": "+ served: bfloat16, tuned batch",
+    "served-fp32": "+ served in float32 instead",
+    "served-no-prefix-sharing": "served, every item recomputes the query prefix",
+    "http-service": "HTTP service on loopback, concurrency 4",
 }
 
 
 def _run_variant(label: str, stage: str, config: PipelineConfig, main_out: Path, root: Path):
     """One stage of ``config`` in its own folder, reading the main run's checkpoints."""
-    out = root / f"variant-{label.replace(' ', '-').replace('%', 'pct').replace('×', 'x')}"
+    out = root / f"variant-{label}"
     out.mkdir(parents=True)
     for name in STAGES[: STAGES.index(stage)]:
         if stage_dir(main_out, name).exists():
@@ -126,7 +143,7 @@ def summary_table(rows: list[Row]) -> str:
         if "ndcg@10" not in m:
             continue
         lines.append(
-            f"| {r.method} | {m['ndcg@10']:.3f} | {m['ndcg_vs_teacher']:.2f} | {m['auc']:.3f} "
+            f"| {LABELS.get(r.method, r.method)} | {m['ndcg@10']:.3f} | {m['ndcg_vs_teacher']:.2f} | {m['auc']:.3f} "
             f"| {m['auc_vs_teacher']:.2f} | {m['parameters_vs_student']:.3f} "
             f"| {m['bytes_vs_student']:.3f} | {m['tokens_per_item_vs_student']:.3f} "
             f"| {m['items_per_s_vs_student']:.2f}× | {m['p99_s_vs_student']:.3f} |"
@@ -156,7 +173,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
             )
 
         def progress(stage: str, m: dict) -> None:
-            add(LABELS[stage], stage, m, dataclasses.asdict(getattr(main, stage)))
+            add(IDS[stage], stage, m, dataclasses.asdict(getattr(main, stage)))
             report.rows = list(rows)
             report.save_partial(config.out)
 
@@ -172,7 +189,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
         ranker = served["ranker"]
         m = evaluate(ranker, data.task, data.items, served["compressor"],
                      batch_size=served["batch_size"], reuse_prefix=False)  # fmt: skip
-        add("served, no prefix sharing", "serve", m, {"reuse_prefix": False})
+        add("served-no-prefix-sharing", "serve", m, {"reuse_prefix": False})
         # The HTTP service on loopback: the served model, compressed item texts.
         source = TextItems(ranker, data.items, served["compressor"])
         service = ScoringService(ranker, source, batch_size=served["batch_size"])
@@ -180,7 +197,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
                     for q, c in zip(data.task.queries, data.task.candidates, strict=True)]  # fmt: skip
         t0 = time.perf_counter()
         stats = asyncio.run(load_test_service(service, requests, concurrency=4))
-        rows.append(Row("HTTP service (concurrency 4)", {"batch_size": served["batch_size"]},
+        rows.append(Row("http-service", {"concurrency": 4, "batch_size": served["batch_size"]},
                         "bbc", seed, stats, time.perf_counter() - t0))  # fmt: skip
         _ratios([r for r in rows if "ndcg@10" in r.metrics], results["teacher"], results["distill"])
         stats["items_per_s_vs_student"] = stats["items_per_s"] / results["distill"]["items_per_s"]

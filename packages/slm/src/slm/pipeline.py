@@ -15,7 +15,7 @@ Layout of a run folder (``config.out``)::
     06-serve/    serve.json    dtype, tuned batch size and the tuning measurements
 
 Each stage folder is written atomically (a temporary folder, then renamed), so a killed run
-leaves whole stages only. A stage reads the model of the nearest model stage before it in
+leaves whole stages only. A stage after distill reads the model of the nearest model stage before it in
 ``config.stages`` (teacher, distill, prune, quantize), or, when the configuration lists none,
 the nearest one already on disk; ``distill`` and ``prune`` (its recovery distillation) also
 read the teacher's scores. :func:`plan` checks all of this, and that every checkpoint a stage
@@ -212,7 +212,7 @@ def plan(
                 f"{folder} exists: pass --overwrite to redo stage {s!r}, or --from a later stage"
             )
         parent = None
-        if s != "teacher":
+        if s not in ("teacher", "distill"):  # those two start from a base model
             earlier = [m for m in MODEL_STAGES if STAGES.index(m) < STAGES.index(s)]
             listed = [m for m in earlier if m in stages]
             candidates = listed or [m for m in earlier if _on_disk(stage_dir(out, m))]
