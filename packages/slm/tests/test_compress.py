@@ -30,6 +30,22 @@ def make(method: str, ratio: float) -> ContextCompressor:
     return ContextCompressor(method, ratio, words, cut, IDF if method == "tfidf" else {})
 
 
+def test_closing_quotes_stay_with_their_sentence():
+    text = 'He said "It is over." Then he left. (It rained.) ‘Fine,’ she said.'
+    assert split_sentences(text) == [
+        'He said "It is over."',
+        "Then he left.",
+        "(It rained.)",
+        "‘Fine,’ she said.",
+    ]
+
+
+def test_a_cut_that_overflows_is_refused():
+    bad = ContextCompressor("lead", 4.0, words, lambda text, n: text)  # ignores the budget
+    with pytest.raises(LabcoreError, match="more than"):
+        bad("averyveryverylongfirstsentence with many words in it that will not fit. Two.")
+
+
 def test_split_sentences():
     assert split_sentences(TEXT)[:2] == ["The match ended in a draw.", "Fans sang for an hour."]
     assert len(split_sentences(TEXT)) == 5
@@ -79,11 +95,13 @@ def test_errors():
         fit_idf([])
 
 
-def test_with_a_real_tokenizer():
+@pytest.mark.parametrize("ratio", [3.0, 40.0])  # 40: only a cut of the lead fits
+def test_with_a_real_tokenizer(ratio):
     from labcore.models import tiny_tokenizer
 
     tok = tiny_tokenizer()
-    c = ContextCompressor.for_tokenizer(tok, "tfidf", 3.0, IDF)
-    n = len(tok(TEXT, add_special_tokens=False)["input_ids"])
-    out = c(TEXT)
-    assert len(tok(out, add_special_tokens=False)["input_ids"]) <= math.ceil(n / 3)
+    c = ContextCompressor.for_tokenizer(tok, "tfidf", ratio, IDF)
+    text = TEXT + " Prices rose 5% (to £3.2bn) — a record."
+    n = len(tok(text, add_special_tokens=False)["input_ids"])
+    out = c(text)
+    assert 0 < len(tok(out, add_special_tokens=False)["input_ids"]) <= math.ceil(n / ratio)

@@ -3,12 +3,13 @@ full run, pruning shrinks, quantized weights stay integer, bad plans fail before
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
 import pytest
 import torch
-from slm.config import STAGES
+from slm.config import STAGES, DistillConfig, PruneConfig, TeacherConfig
 from slm.pipeline import (
     MODEL,
     build_data,
@@ -120,6 +121,59 @@ def test_plans_that_cannot_work_fail_before_any_training(tmp_path, monkeypatch, 
     assert not (tmp_path / "run").exists()  # nothing was written
 
 
+def test_models_and_answer_words_are_checked_before_training(tmp_path, monkeypatch, make_config):
+    import slm.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "RUNNERS", dict.fromkeys(STAGES, None))  # would crash
+    with pytest.raises(LabcoreError, match=r"distill.student: unknown model 'no-such-model'"):
+        run_pipeline(make_config(tmp_path / "a", distill=DistillConfig(student="no-such-model")))
+    with pytest.raises(LabcoreError, match="answer word 'absolutely' is"):
+        run_pipeline(make_config(tmp_path / "b", answer_words=("absolutely", "a")))
+    with pytest.raises(LabcoreError, match="fewer than one calibration window"):
+        run_pipeline(make_config(tmp_path / "c", prune=PruneConfig(mlp_sparsity=0.5, seqlen=10**6)))
+
+
+def test_the_teacher_is_needed_only_for_distillation(tmp_path, make_config):
+    config = make_config(
+        tmp_path / "run", stages=("distill", "prune"),
+        distill=DistillConfig(student="tiny-llama", alpha=0.0),
+        prune=PruneConfig(mlp_sparsity=0.5, recovery_epochs=0),
+    )  # fmt: skip
+    steps = plan(config)
+    assert [s.teacher for s in steps] == [None, None]
+    with pytest.raises(LabcoreError, match="needs the teacher checkpoint"):
+        plan(dataclasses.replace(config, prune=PruneConfig(mlp_sparsity=0.5)))
+
+
+def test_a_stale_checkpoint_is_refused(full_run, tmp_path, make_config):
+    config, _ = full_run
+    run = make_config(tmp_path / "run")
+    for stage in ("teacher", "distill"):
+        shutil.copytree(stage_dir(config.out, stage), stage_dir(run.out, stage))
+    # The teacher redone with other settings: the distilled student on disk is now stale.
+    redo = dataclasses.replace(run, stages=("teacher",), teacher=TeacherConfig(
+        model="tiny-llama", epochs=2, batch_size=4))  # fmt: skip
+    run_pipeline(redo, overwrite=True)
+    with pytest.raises(LabcoreError, match="made from an earlier 01-teacher"):
+        run_pipeline(run, start="prune")
+    with pytest.raises(LabcoreError, match="answer words"):
+        run_pipeline(dataclasses.replace(run, answer_words=("a", "the")), start="distill",
+                     overwrite=True)  # fmt: skip
+
+
+def test_resuming_from_distill_equals_the_full_run(full_run, tmp_path, make_config):
+    config, _ = full_run
+    run = make_config(tmp_path / "run", stages=("teacher", "distill"))
+    shutil.copytree(stage_dir(config.out, "teacher"), stage_dir(run.out, "teacher"))
+    run_pipeline(run, start="distill")
+    a, _, _ = load_stage_model(stage_dir(config.out, "distill"))
+    b, _, _ = load_stage_model(stage_dir(run.out, "distill"))
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
 def test_existing_stage_needs_overwrite_and_other_data_is_refused(full_run, tmp_path, make_config):
     config, _ = full_run
     with pytest.raises(LabcoreError, match="pass --overwrite"):
@@ -133,3 +187,18 @@ def test_existing_stage_needs_overwrite_and_other_data_is_refused(full_run, tmp_
     with pytest.raises(LabcoreError, match="made for other data"):
         run_pipeline(other, start="distill")
     assert not stage_dir(other.out, "distill").exists()
+
+
+def test_vllm_export_of_the_quantize_stage(full_run, tmp_path, make_config):
+    pytest.importorskip("compressed_tensors")
+    config, _ = full_run
+    run = make_config(
+        tmp_path / "run", quantize=config.quantize.__class__(
+            bits=4, sweeps=2, calibration_windows=2, seqlen=32, export_vllm=True
+        ),
+    )  # fmt: skip
+    for stage in ("teacher", "distill", "prune"):
+        shutil.copytree(stage_dir(config.out, stage), stage_dir(run.out, stage))
+    run_pipeline(dataclasses.replace(run, stages=("prune", "quantize")), start="quantize")
+    exported = json.loads((stage_dir(run.out, "quantize") / "vllm" / "config.json").read_text())
+    assert exported["quantization_config"]["quant_method"] == "compressed-tensors"

@@ -49,6 +49,13 @@ class Prefill:
         return self.prefix_tokens + self.tokens_per_item
 
 
+def _per_row_logits_to_keep() -> bool:
+    """Whether transformers takes a [batch, k] ``logits_to_keep`` (one position per row)."""
+    import transformers.modeling_utils as mu
+
+    return hasattr(mu, "slice_logits_to_keep")
+
+
 class MixRanker:
     """Relevance scores from a causal LM, from item text or from item vectors.
 
@@ -72,6 +79,7 @@ class MixRanker:
         self._cache_argument = "cache" if "cache" in params else "past_key_values"
         # Prefill-only scoring needs the vocabulary head at each row's last position only.
         self._keeps_logits = "logits_to_keep" in params
+        self._keeps_per_row = _per_row_logits_to_keep()
 
     # -- text -----------------------------------------------------------------------------
     def _single_token(self, text: str) -> int:
@@ -188,15 +196,17 @@ class MixRanker:
 
     def _last_logit_gap(self, last: torch.Tensor, **forward: Any) -> torch.Tensor:
         """logit(yes) − logit(no) at each row's ``last`` position. The vocabulary head runs
-        only on the positions some row ends at (``logits_to_keep``), not on every token: on
-        SmolLM2-135M the head is about a quarter of a full-length forward."""
+        at that one position per row (``logits_to_keep`` as a [batch, 1] index), not at
+        every token: on SmolLM2-135M the head is about a quarter of a full forward."""
+        rows = torch.arange(len(last))
         if not self._keeps_logits:
-            logits = self.model(**forward).logits
-            return self._logit_gap(logits[torch.arange(len(last)), last])
-        keep = torch.unique(last)  # sorted
+            return self._logit_gap(self.model(**forward).logits[rows, last])
+        if self._keeps_per_row:
+            index = last[:, None].to(self.embedding.weight.device)
+            return self._logit_gap(self.model(**forward, logits_to_keep=index).logits[:, 0])
+        keep = torch.unique(last)  # older transformers: positions shared by every row
         logits = self.model(**forward, logits_to_keep=keep.to(self.embedding.weight.device)).logits
-        column = torch.searchsorted(keep, last)
-        return self._logit_gap(logits[torch.arange(len(last)), column])
+        return self._logit_gap(logits[rows, torch.searchsorted(keep, last)])
 
     def _prefix_cache(self, prefix: torch.Tensor):
         out = self.model(inputs_embeds=prefix[None], use_cache=True)

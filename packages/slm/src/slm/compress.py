@@ -27,15 +27,17 @@ from labcore.checks import choice, finite_float
 from labcore.errors import LabcoreError
 from slm.config import COMPRESS_METHODS
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+# A sentence ends at . ! or ?, optionally followed by one closing quote or bracket, which
+# stays with its sentence.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"')\]\u201d\u2019])\s+")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
 def split_sentences(text: str) -> list[str]:
     """Sentences of ``text`` (split after ., ! or ? and closing quotes, at whitespace).
 
-    >>> split_sentences("One. Two! Three?")
-    ['One.', 'Two!', 'Three?']
+    >>> split_sentences('One. He said "Two!" Three?')
+    ['One.', 'He said "Two!"', 'Three?']
     """
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
@@ -93,8 +95,15 @@ class ContextCompressor:
             return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
         def cut(text: str, n: int) -> str:
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"][:n]
-            return tokenizer.decode(ids)
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            # Decoding a cut inside a multi-byte character and encoding again can give more
+            # tokens than were kept: shorten until the text fits.
+            while n > 0:
+                out = tokenizer.decode(ids[:n])
+                if count(out) <= n:
+                    return out
+                n -= 1
+            return ""
 
         return cls(method, ratio, count, cut, dict(idf or {}))
 
@@ -119,7 +128,7 @@ class ContextCompressor:
         lengths = [self.count_tokens(s) for s in sentences]
         budget = self.budget(self.count_tokens(text))
         if lengths[0] > budget:
-            return self.cut_tokens(sentences[0], budget)
+            return self._cut(sentences[0], budget)
         if self.method == "lead":
             order = range(len(sentences))
         else:
@@ -137,4 +146,12 @@ class ContextCompressor:
         while self.count_tokens(out) > budget and len(kept) > 1:
             kept.pop()  # the last one added (never the first sentence)
             out = " ".join(sentences[i] for i in sorted(kept))
-        return out if self.count_tokens(out) <= budget else self.cut_tokens(out, budget)
+        return out if self.count_tokens(out) <= budget else self._cut(out, budget)
+
+    def _cut(self, text: str, budget: int) -> str:
+        out = self.cut_tokens(text, budget)
+        if self.count_tokens(out) > budget:
+            raise LabcoreError(
+                f"cut_tokens gave more than {budget} tokens for a budget of {budget}"
+            )
+        return out

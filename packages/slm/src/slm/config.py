@@ -34,8 +34,6 @@ from labcore.errors import LabcoreError
 STAGES = ("teacher", "distill", "prune", "quantize", "compress", "serve")
 #: The stages that write a new model (the others write settings for the model before them).
 MODEL_STAGES = ("teacher", "distill", "prune", "quantize")
-#: What a stage needs from earlier stages, beyond the model before it.
-NEEDS = {"distill": ("teacher",), "prune": ("teacher",)}
 
 TASKS = ("bbc",)
 COMPRESS_METHODS = ("lead", "tfidf")

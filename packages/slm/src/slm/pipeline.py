@@ -38,7 +38,7 @@ from typing import Any
 
 from labcore.errors import LabcoreError
 from labcore.io import atomic_directory, atomic_write_json
-from slm.config import MODEL_STAGES, NEEDS, STAGES, PipelineConfig
+from slm.config import MODEL_STAGES, STAGES, PipelineConfig
 
 MODEL = "model"
 METRICS = "metrics.json"
@@ -109,6 +109,46 @@ def load_base(name: str) -> tuple[Any, Any]:
     from mixlm.run import load_ranker_base
 
     return load_ranker_base(name)
+
+
+def load_base_tokenizer(name: str) -> Any:
+    """The tokenizer of a base model, without the model (``tiny-llama``: the tiny one)."""
+    from labcore.models import load_tokenizer, tiny_tokenizer
+
+    return tiny_tokenizer() if name == "tiny-llama" else load_tokenizer(name)
+
+
+def _check_models(config: PipelineConfig, steps: list[Step], data: Data) -> None:
+    """Before any training: the base models resolve, the answer words are one token each
+    for their tokenizers, and the training prompts hold a calibration window."""
+    run = {s.stage for s in steps}
+    bases = [("teacher.model", config.teacher.model)] if "teacher" in run else []
+    if "distill" in run:
+        bases.append(("distill.student", config.distill.student))
+    for what, name in bases:
+        try:
+            tok = load_base_tokenizer(name)
+        except LabcoreError as exc:
+            raise LabcoreError(f"{what}: {exc}") from None
+        for word in config.answer_words:
+            n = len(tok(f" {word}", add_special_tokens=False)["input_ids"])
+            if n != 1:
+                raise LabcoreError(
+                    f"the answer word {word!r} is {n} tokens for {what} ({name}); the score "
+                    "reads one logit per answer word: choose single-token answer_words"
+                )
+    windows = [getattr(config, s).seqlen for s in ("prune", "quantize") if s in run]
+    if windows and bases:
+        t = template_for(config.answer_words)
+        tokens = sum(
+            len(tok(f"{t.instruction}{q}{t.before_item}{i}{t.answer}{t.yes}")["input_ids"])
+            for q, i, _ in data.pairs
+        )
+        if tokens < max(windows):
+            raise LabcoreError(
+                f"the training prompts hold {tokens} tokens, fewer than one calibration "
+                f"window of {max(windows)}: lower prune/quantize seqlen or add pairs"
+            )
 
 
 def load_stage_model(folder: Path, *, kernels: bool = True, dtype: str = "float32"):
@@ -223,26 +263,63 @@ def plan(
                 )
             parent = need(candidates[-1], s, "the model it starts from")
         teacher = None
-        for name in NEEDS.get(s, ()):
-            teacher = need(name, s, "the teacher's scores")
+        if _needs_teacher(config, s):
+            teacher = need("teacher", s, "the teacher's scores")
         compress = None
-        if s == "serve" and "compress" in stages:
-            compress = need("compress", s, "the item compressor")
+        if s == "serve":  # like the model: the listed compress stage, else one on disk
+            if "compress" in stages:
+                compress = need("compress", s, "the item compressor")
+            elif _on_disk(stage_dir(out, "compress")):
+                compress = stage_dir(out, "compress")
+        if s == "quantize" and config.quantize.export_vllm:
+            import importlib.util
+
+            if importlib.util.find_spec("compressed_tensors") is None:
+                raise LabcoreError(
+                    "quantize.export_vllm needs the compressed-tensors library: "
+                    "pip install 'slm[export]'"
+                )
         steps.append(Step(s, folder, parent, teacher, compress))
     return steps
 
 
-def _check_inputs(step: Step, fingerprint: str) -> None:
-    """Checkpoints on disk must come from the same data (resumed runs)."""
+def _needs_teacher(config: PipelineConfig, stage: str) -> bool:
+    """distill reads the teacher's scores unless it trains on labels only (alpha = 0); prune
+    reads them for its recovery distillation (none when recovery_epochs = 0)."""
+    if stage == "distill":
+        return config.distill.alpha > 0
+    return stage == "prune" and config.prune.recovery_epochs > 0
+
+
+def _digest(folder: Path) -> str:
+    return hashlib.sha256((folder / STAGE).read_bytes()).hexdigest()[:16]
+
+
+def _check_inputs(step: Step, fingerprint: str, answer_words) -> None:
+    """Checkpoints read from disk (resumed runs) must come from the same data and answer
+    words, and from the checkpoints now beside them: a stage whose own inputs were redone
+    since (their stage.json changed) is stale."""
     for folder in (step.parent, step.teacher, step.compress):
         if folder is None or not (folder / STAGE).is_file():
             continue
-        made_for = json.loads((folder / STAGE).read_text()).get("data")
-        if made_for != fingerprint:
+        info = json.loads((folder / STAGE).read_text())
+        if info.get("data") != fingerprint:
             raise LabcoreError(
-                f"{folder} was made for other data (fingerprint {made_for}, now "
+                f"{folder} was made for other data (fingerprint {info.get('data')}, now "
                 f"{fingerprint}): rerun it with this configuration's [data]"
             )
+        if info.get("answer_words") != list(answer_words):
+            raise LabcoreError(
+                f"{folder} scores with the answer words {info.get('answer_words')}, the "
+                f"configuration says {list(answer_words)}: rerun it"
+            )
+        for name, digest in info.get("inputs", {}).items():
+            source = folder.parent / name
+            if not (source / STAGE).is_file() or _digest(source) != digest:
+                raise LabcoreError(
+                    f"{folder} was made from an earlier {name} that has been redone or "
+                    f"removed since: rerun {folder.name.split('-', 1)[1]!r} too (--from)"
+                )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,7 +538,7 @@ def run_step(config: PipelineConfig, step: Step, data: Data, *, progress=None) -
 
     from slm.evaluate import evaluate
 
-    _check_inputs(step, data.fingerprint)
+    _check_inputs(step, data.fingerprint, config.answer_words)
     torch.manual_seed(config.seed + STAGES.index(step.stage))
     with atomic_directory(step.folder, overwrite=True) as tmp:
         t0 = time.perf_counter()
@@ -484,6 +561,12 @@ def run_step(config: PipelineConfig, step: Step, data: Data, *, progress=None) -
                 "parent": step.parent.name if step.parent else None,
                 "teacher": step.teacher.name if step.teacher else None,
                 "compress": step.compress.name if step.compress else None,
+                # What this stage was made from, to spot stale checkpoints on resume.
+                "inputs": {
+                    f.name: _digest(f)
+                    for f in (step.parent, step.teacher, step.compress)
+                    if f is not None
+                },
             },
         )
     if progress is not None:
@@ -505,7 +588,8 @@ def run_pipeline(
     for step in steps:  # checkpoints this run reads from disk must match the data
         _check_inputs(dataclasses.replace(
             step, **{k: None for k in ("parent", "teacher", "compress") if getattr(step, k) in made}
-        ), data.fingerprint)  # fmt: skip
+        ), data.fingerprint, config.answer_words)  # fmt: skip
+    _check_models(config, steps, data)
     config.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(config.out / PIPELINE, config.to_dict())
     return {s.stage: run_step(config, s, data, progress=progress) for s in steps}

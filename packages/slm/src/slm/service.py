@@ -42,7 +42,10 @@ class TextItems:
             raise LabcoreError(
                 f"{len(missing)} item(s) are not in the served catalogue (e.g. {missing[:3]})"
             )
-        return [self.ranker.embed_ids(self.token_ids[i]) for i in item_ids]
+        import torch
+
+        with torch.inference_mode():
+            return [self.ranker.embed_ids(self.token_ids[i]) for i in item_ids]
 
 
 def served_model(out: str | Path) -> dict[str, Any]:
@@ -55,10 +58,19 @@ def served_model(out: str | Path) -> dict[str, Any]:
         raise LabcoreError(f"no run folder at {out}")
     serve_dir = stage_dir(out, "serve")
     if _on_disk(serve_dir):
-        settings = json.loads((serve_dir / SERVE).read_text())
-        model_dir = out / settings["model_stage"]
-        compress_dir = out / settings["compress_stage"] if settings["compress_stage"] else None
-        dtype, batch_size = settings["dtype"], int(settings["batch_size"])
+        try:
+            settings = json.loads((serve_dir / SERVE).read_text())
+            model_dir = out / settings["model_stage"]
+            compress_dir = out / settings["compress_stage"] if settings["compress_stage"] else None
+            dtype, batch_size = settings["dtype"], int(settings["batch_size"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LabcoreError(f"{serve_dir / SERVE} is unreadable or incomplete ({exc})") from None
+        for folder in (model_dir, compress_dir):
+            if folder is not None and not _on_disk(folder):
+                raise LabcoreError(
+                    f"{serve_dir.name} serves {folder.name}, which is not a finished stage "
+                    f"under {out}: rerun the pipeline from that stage"
+                )
     else:
         done = [m for m in MODEL_STAGES if _on_disk(stage_dir(out, m))]
         if not done:
