@@ -50,6 +50,21 @@ def test_http_scores_equal_direct_scores(full_run):
     assert stats["requests"] == 3 and stats["errors"] == 0
 
 
+def test_a_broken_serve_stage_is_a_clear_error(tmp_path, full_run):
+    import shutil
+
+    from slm.pipeline import stage_dir
+
+    config, _ = full_run
+    out = tmp_path / "run"
+    shutil.copytree(stage_dir(config.out, "serve"), stage_dir(out, "serve"))
+    with pytest.raises(LabcoreError, match="serves 04-quantize, which is not a finished stage"):
+        served_model(out)
+    (stage_dir(out, "serve") / "serve.json").write_text("{}")
+    with pytest.raises(LabcoreError, match="unreadable or incomplete"):
+        served_model(out)
+
+
 def test_errors(tmp_path, full_run):
     with pytest.raises(LabcoreError, match="no run folder"):
         served_model(tmp_path / "nope")

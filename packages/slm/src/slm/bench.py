@@ -166,8 +166,11 @@ def run_bench(config: BenchConfig) -> BenchReport:
         rows: list[Row] = []
 
         def add(label: str, stage: str, metrics: dict, settings: dict) -> None:
-            rows.append(Row(label, {"stage": stage, **settings}, "bbc", seed, dict(metrics),
-                            metrics.get("stage_s")))  # fmt: skip
+            # Rows hold numbers; the compute dtype is a setting of the row.
+            numbers = {k: float(v) if isinstance(v, bool) else v
+                       for k, v in metrics.items() if not isinstance(v, str)}  # fmt: skip
+            params = {"stage": stage, "dtype": metrics.get("dtype"), **settings}
+            rows.append(Row(label, params, "bbc", seed, numbers, metrics.get("stage_s")))
             status(
                 f"{label}: NDCG@10 {metrics['ndcg@10']:.3f}, {metrics['items_per_s']:.1f} items/s"
             )
@@ -187,8 +190,10 @@ def run_bench(config: BenchConfig) -> BenchReport:
         data = build_data(main)
         served = served_model(main.out)
         ranker = served["ranker"]
+        t0 = time.perf_counter()
         m = evaluate(ranker, data.task, data.items, served["compressor"],
                      batch_size=served["batch_size"], reuse_prefix=False)  # fmt: skip
+        m["stage_s"] = time.perf_counter() - t0
         add("served-no-prefix-sharing", "serve", m, {"reuse_prefix": False})
         # The HTTP service on loopback: the served model, compressed item texts.
         source = TextItems(ranker, data.items, served["compressor"])
