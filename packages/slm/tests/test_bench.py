@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import slm.bench as bench
+
 from labcore.bench import BenchConfig
 
 
