@@ -338,6 +338,24 @@ CASES = [
     Case("mixlm-serve-bad-port", "mixlm",
          lambda tmp: ["serve", str(tmp), "--cache", str(tmp / "items.db"), "--port", "70000"],
          2, "port must be an integer in [0, 65535]"),
+    # slm: a configuration that cannot work fails before any model is loaded
+    Case("slm-unknown-stage", "slm",
+         _write("p.toml", 'out = "run"\nstages = ["teacher", "finetune"]\n', "run", "{f}"),
+         2, "unknown stage 'finetune'"),
+    Case("slm-stage-order", "slm",
+         _write("p.toml", 'out = "run"\nstages = ["quantize", "prune"]\n', "run", "{f}"),
+         2, "stage 'prune' cannot run after 'quantize'"),
+    Case("slm-missing-checkpoint", "slm",
+         _write("p.toml", 'out = "run"\nstages = ["teacher", "distill", "prune"]\n', "run",
+                "{f}", "--from", "prune"),
+         2, "needs the distill checkpoint"),
+    Case("slm-unknown-setting", "slm",
+         _write("p.toml", 'out = "run"\n[prune]\nsparsity = 0.5\n', "plan", "{f}"),
+         2, "[prune] has unknown setting(s) ['sparsity']"),
+    Case("slm-serve-without-run", "slm",
+         _write("items.jsonl", '{"id": "a", "text": "An item."}\n', "serve", "{tmp}/nowhere",
+                "--items", "{f}"),
+         2, "no run folder"),
     # strict JSON: no bare NaN on stdout
     Case("srf-json-is-strict", "srf",
          _write("x.csv", "1,2,3\n2,4,6\n1,0,1\n", "complete", "{f}", "--json"),
@@ -384,5 +402,6 @@ def test_every_package_has_a_row() -> None:
         "sparta",
         "dpbss",
         "mixlm",
+        "slm",
     }
     assert light <= covered

@@ -71,6 +71,12 @@ def _mixlm_pairs(tmp: Path) -> list[str]:
             "tiny-bert", "--k", "2", "--answer-words", "the,a", "--out", str(tmp / "run")]  # fmt: skip
 
 
+def _slm_config(tmp: Path) -> list[str]:
+    """A default pipeline configuration: ``slm plan`` checks it without loading a model."""
+    (tmp / "p.toml").write_text('out = "run"\n')
+    return [str(tmp / "p.toml")]
+
+
 # module, argv before the input arguments, a function writing inputs into tmp and returning
 # the rest of argv.
 CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
@@ -90,6 +96,7 @@ CASES: list[tuple[str, list[str], Callable[[Path], list[str]]]] = [
         _shipped("packages/dpbss/tests/data/synthetic300x8.csv", "--target", "y", "--k", "2"),
     ),
     ("mixlm", ["train"], _mixlm_pairs),
+    ("slm", ["plan"], _slm_config),
     (
         "sparta",
         ["train"],

@@ -90,6 +90,18 @@ def test_load_local_checkpoint_roundtrip(tiny_checkpoint, tiny_llama):
     assert tok.bos_token_id == tiny_llama[1].bos_token_id
 
 
+def test_load_tokenizer_without_the_model(tiny_checkpoint, tiny_llama, tmp_path):
+    from labcore.models import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_checkpoint))
+    assert tok("a goal")["input_ids"] == tiny_llama[1]("a goal")["input_ids"]
+    with pytest.raises(LabcoreError, match="unknown model 'nosuch'"):
+        load_tokenizer("nosuch")
+    (tmp_path / "config.json").write_text("{}")  # a checkpoint folder without a tokenizer
+    with pytest.raises(LabcoreError, match="cannot load the tokenizer"):
+        load_tokenizer(str(tmp_path))
+
+
 @pytest.mark.parametrize("model_type", TINY_MODEL_TYPES)
 def test_tiny_models_run_and_are_seeded(model_type):
     a, tok = tiny_causal_lm(model_type, seed=1)

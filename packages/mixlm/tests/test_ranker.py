@@ -39,6 +39,21 @@ def test_token_embeddings_as_item_vectors_reproduce_the_full_text_scores(ranker)
     torch.testing.assert_close(scores, ref, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("head", ["per-row", "shared-positions", "every-position"])
+def test_every_way_of_running_the_head_gives_the_same_scores(ranker, head):
+    """The vocabulary head at each row's last position only (or, on older transformers, at
+    the positions rows end at; or everywhere) gives the full-text reference scores."""
+    ranker._keeps_per_row = head == "per-row"
+    ranker._keeps_logits = head != "every-position"
+    query = "growth figures"
+    vectors = [ranker.item_text_vectors(t) for t in ITEMS]  # different lengths: right padding
+    with torch.no_grad():
+        ref = torch.tensor([_full_text_reference(ranker, query, t) for t in ITEMS])
+    for reuse in (True, False):
+        scores, _ = ranker.score(query, vectors, reuse_prefix=reuse, batch_size=3)
+        torch.testing.assert_close(scores, ref, rtol=0, atol=1e-5)
+
+
 def test_prefix_reuse_and_batching_do_not_change_scores(ranker):
     query = "a late goal"
     vectors = [ranker.item_text_vectors(t) for t in ITEMS] + [torch.randn(4, 64)]

@@ -258,6 +258,19 @@ def _resolve_source(name_or_path: str) -> str:
     )
 
 
+def load_tokenizer(name_or_path: str = "smollm2-135m") -> Any:
+    """The tokenizer of a causal LM (same names as :func:`load_causal_lm`), without loading
+    the model: for checks that must run before any model work."""
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    source = _resolve_source(str(name_or_path))
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise LabcoreError(f"cannot load the tokenizer of {name_or_path!r}: {exc}") from None
+
+
 def load_causal_lm(
     name_or_path: str = "smollm2-135m", *, dtype: Any = "float32", device: Any = "cpu"
 ) -> tuple[Any, Any]:

@@ -91,7 +91,7 @@ def task_rows(task: RankingTask, config: BenchConfig, seed: int) -> list[Row]:
     from mixlm.baselines import BiEncoder, CrossEncoder, minilm
     from mixlm.cache import ItemCache, fingerprint
     from mixlm.encoder import ItemEncoder, token_embedding_norm
-    from mixlm.server import ScoringService
+    from mixlm.server import ScoringService, load_test_service
     from mixlm.train import align_encoder, teacher_scores, train_full_text, train_mixlm
 
     s = _settings(config.quick)
@@ -215,7 +215,7 @@ def task_rows(task: RankingTask, config: BenchConfig, seed: int) -> list[Row]:
             {"query": q, "items": list(c)}
             for q, c in zip(task.queries, task.candidates, strict=True)
         ]
-        stats = asyncio.run(_load(service, requests))
+        stats = asyncio.run(load_test_service(service, requests, concurrency=4))
     rows.append(
         Row(
             "service-mixlm-k4",
@@ -227,20 +227,6 @@ def task_rows(task: RankingTask, config: BenchConfig, seed: int) -> list[Row]:
         )
     )
     return rows
-
-
-async def _load(service, requests):
-    from aiohttp.test_utils import TestServer
-
-    from mixlm.server import load_test, make_app
-
-    server = TestServer(make_app(service))
-    await server.start_server()
-    try:
-        url = str(server.make_url("")).rstrip("/")
-        return await load_test(url, requests, concurrency=4, timeout_s=600)
-    finally:
-        await server.close()
 
 
 def run_bench(config: BenchConfig) -> BenchReport:

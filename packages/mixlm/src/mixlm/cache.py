@@ -182,6 +182,12 @@ class ItemCache:
             raise
         return len(rows)
 
+    def item_vectors(self, item_ids: Sequence[str]) -> list:
+        """The vectors of each item as (k, dim) torch tensors (the service's item source)."""
+        import torch
+
+        return list(torch.from_numpy(self.get_many(item_ids)))
+
     def get_many(self, item_ids: Sequence[str]) -> np.ndarray:
         """(len(item_ids), k, dim) vectors; a missing id is an error naming it."""
         ids = [str(i) for i in item_ids]

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from aiohttp import web
@@ -37,7 +37,6 @@ from aiohttp import web
 from labcore.checks import finite_float, positive_int
 from labcore.errors import LabcoreError
 from labcore.serve import json_errors, json_object, run_app
-from mixlm.cache import ItemCache
 from mixlm.ranker import MixRanker
 
 log = logging.getLogger(__name__)
@@ -66,10 +65,21 @@ class _Stats:
     timeouts: int = 0
 
 
-class ScoringService:
-    """The model side of the service (no HTTP): scores cached items for a query."""
+class ItemSource(Protocol):
+    """Where the service gets each item's vectors: an :class:`~mixlm.cache.ItemCache` (k
+    item vectors), or any store of ``dim``-sized vectors per item (``slm`` serves the
+    ranker's token embeddings of compressed item text). A missing id raises LabcoreError."""
 
-    def __init__(self, ranker: MixRanker, cache: ItemCache, *, batch_size: int = 32) -> None:
+    dim: int
+
+    def item_vectors(self, item_ids: list[str]) -> list[torch.Tensor]: ...
+
+
+class ScoringService:
+    """The model side of the service (no HTTP): scores the items of a query, with the query
+    prefix computed once (:meth:`MixRanker.score`)."""
+
+    def __init__(self, ranker: MixRanker, cache: ItemSource, *, batch_size: int = 32) -> None:
         if cache.dim != ranker.hidden_size:
             raise LabcoreError(
                 f"the cache holds vectors of size {cache.dim}, the ranker's hidden size is "
@@ -84,10 +94,8 @@ class ScoringService:
 
     def score_now(self, query: str, item_ids: list[str]) -> dict[str, Any]:
         t0 = time.perf_counter()
-        vectors = self.cache.get_many(item_ids)
-        scores, prefill = self.ranker.score(
-            query, list(torch.from_numpy(vectors)), batch_size=self.batch_size
-        )
+        vectors = self.cache.item_vectors(item_ids)
+        scores, prefill = self.ranker.score(query, vectors, batch_size=self.batch_size)
         return {
             "scores": [float(s) for s in scores],
             "items": len(item_ids),
@@ -242,3 +250,24 @@ async def load_test(
         "p50_s": float(np.percentile(lat, 50)),
         "p99_s": float(np.percentile(lat, 99)),
     }
+
+
+async def load_test_service(
+    service: ScoringService,
+    requests: list[dict],
+    *,
+    concurrency: int = 4,
+    timeout_s: float = 600.0,
+    limits: ServiceLimits | None = None,
+) -> dict[str, float]:
+    """:func:`load_test` against ``service`` served on a loopback port of its own (started
+    and stopped here): the benchmarks' service rows."""
+    from aiohttp.test_utils import TestServer
+
+    server = TestServer(make_app(service, limits))
+    await server.start_server()
+    try:
+        url = str(server.make_url("")).rstrip("/")
+        return await load_test(url, requests, concurrency=concurrency, timeout_s=timeout_s)
+    finally:
+        await server.close()
