@@ -52,7 +52,8 @@ def test_shape_errors():
 
 def test_training_moves_the_student_to_the_teacher():
     from mixlm.ranker import MixRanker, PromptTemplate
-    from slm.distill import distill, pair_scores
+    from mixlm.train import teacher_scores as pair_scores
+    from slm.distill import distill
 
     from labcore.models import tiny_causal_lm
 

@@ -54,21 +54,6 @@ def distillation_loss(
     return (alpha * t * t * kl + (1 - alpha) * bce).mean()
 
 
-@torch.no_grad()
-def pair_scores(ranker: MixRanker, pairs: Sequence[Pair], batch_size: int = 8) -> torch.Tensor:
-    """The ranker's score of every (query, item text) pair, in order (no gradients)."""
-    ranker.model.eval()
-    out = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        out.append(
-            ranker.pair_scores(
-                [p[0] for p in chunk], [ranker.item_text_vectors(p[1]) for p in chunk]
-            )
-        )
-    return torch.cat(out)
-
-
 def distill(
     student: MixRanker,
     pairs: Sequence[Pair],

@@ -353,6 +353,20 @@ def _calibration(tokenizer, pairs, template, *, windows: int, seqlen: int, seed:
     return Calibration(ids, None)
 
 
+def _dense_parent(config, step, data, settings):
+    """The parent's dense model, tokenizer, calibration windows (``settings``' sizes) and the
+    stage's seed: what prune and quantize start from."""
+    if (step.parent / MODEL / "quantized.safetensors").is_file():  # pragma: no cover - plan order
+        raise LabcoreError(f"{step.stage} needs dense weights; {step.parent} is quantized")
+    model, tok, _ = load_stage_model(step.parent, kernels=False)
+    seed = config.seed + STAGES.index(step.stage)
+    cal = _calibration(
+        tok, data.pairs, template_for(config.answer_words),
+        windows=settings.calibration_windows, seqlen=settings.seqlen, seed=seed,
+    )  # fmt: skip
+    return model, tok, cal, seed
+
+
 def _teacher_scores(folder: Path, data: Data):
     import torch
 
@@ -364,9 +378,7 @@ def _teacher_scores(folder: Path, data: Data):
 
 def _stage_teacher(config, step, data, out_tmp):
     import torch
-    from mixlm.train import TrainConfig, train_full_text
-
-    from slm.distill import pair_scores
+    from mixlm.train import TrainConfig, teacher_scores, train_full_text
 
     c = config.teacher
     model, tok = load_base(c.model)
@@ -377,7 +389,7 @@ def _stage_teacher(config, step, data, out_tmp):
         list(data.pairs),
         TrainConfig(epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, seed=seed),
     )
-    scores = pair_scores(ranker, data.pairs)
+    scores = teacher_scores(ranker, list(data.pairs), batch_size=8)
     torch.save({"scores": scores, "data": data.fingerprint}, out_tmp / TEACHER_SCORES)
     save_stage_model(out_tmp, model, tok)
     return ranker, {"final_loss": losses[-1], "steps": len(losses)}
@@ -404,18 +416,7 @@ def _stage_prune(config, step, data, out_tmp):
     from slm.distill import distill
 
     c = config.prune
-    model, tok, _ = load_stage_model(step.parent, kernels=False)
-    if (step.parent / MODEL / "quantized.safetensors").is_file():  # pragma: no cover - plan order
-        raise LabcoreError("prune needs dense weights, not a quantized checkpoint")
-    seed = config.seed + STAGES.index("prune")
-    cal = _calibration(
-        tok,
-        data.pairs,
-        template_for(config.answer_words),
-        windows=c.calibration_windows,
-        seqlen=c.seqlen,
-        seed=seed,
-    )
+    model, tok, cal, seed = _dense_parent(config, step, data, c)
     before = sum(p.numel() for p in model.parameters())
     t0 = time.perf_counter()
     report = prune(
@@ -454,18 +455,7 @@ def _stage_quantize(config, step, data, out_tmp):
     from layerwise import compress, save
 
     c = config.quantize
-    model, tok, _ = load_stage_model(step.parent, kernels=False)
-    if (step.parent / MODEL / "quantized.safetensors").is_file():  # pragma: no cover - plan order
-        raise LabcoreError(f"{step.parent} is already quantized")
-    seed = config.seed + STAGES.index("quantize")
-    cal = _calibration(
-        tok,
-        data.pairs,
-        template_for(config.answer_words),
-        windows=c.calibration_windows,
-        seqlen=c.seqlen,
-        seed=seed,
-    )
+    model, tok, cal, _ = _dense_parent(config, step, data, c)
     t0 = time.perf_counter()
     report, codes = compress(model, _quant_config(c), cal, device="cpu", progress=False)
     quantize_s = time.perf_counter() - t0
