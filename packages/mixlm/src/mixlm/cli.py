@@ -9,31 +9,7 @@ from pathlib import Path
 from labcore.cli import add_bench_command, add_command, emit, make_parser, run
 from labcore.errors import LabcoreError
 from mixlm.bench import BENCH
-
-
-def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[tuple[int, dict]]:
-    """(line, record) pairs; every record an object whose ``fields`` are non-empty strings
-    (``label``: 0 or 1)."""
-    from labcore.io import iter_jsonl
-
-    rows = []
-    for line, obj in iter_jsonl(path):
-        if not isinstance(obj, dict):
-            raise LabcoreError(f"{path}: line {line} is not a JSON object")
-        missing = [f for f in fields if f not in obj]
-        if missing:
-            raise LabcoreError(f"{path}: line {line} lacks {missing}")
-        for f in fields:
-            value = obj[f]
-            if f == "label":
-                if isinstance(value, bool) or value not in (0, 1):
-                    raise LabcoreError(f"{path}: line {line}: labels must be 0 or 1, got {value!r}")
-            elif not isinstance(value, str) or not value.strip():
-                raise LabcoreError(f"{path}: line {line}: {f!r} must be a non-empty string")
-        rows.append((line, obj))
-    if not rows:
-        raise LabcoreError(f"{path} has no records")
-    return rows
+from mixlm.data import read_items, read_records
 
 
 def _pairs(args) -> list[tuple[str, str, float]]:
@@ -41,7 +17,7 @@ def _pairs(args) -> list[tuple[str, str, float]]:
         from mixlm.data import bbc_ranking
 
         return list(bbc_ranking(n_train_pairs=args.pairs, seed=args.seed).train_pairs)
-    rows = _read_jsonl(Path(args.data), ("query", "item", "label"))
+    rows = read_records(Path(args.data), ("query", "item", "label"))
     return [(r["query"], r["item"], float(r["label"])) for _, r in rows]
 
 
@@ -104,12 +80,7 @@ def _index(args: argparse.Namespace) -> int:
     from mixlm.cache import ItemCache
     from mixlm.run import load_run
 
-    rows = _read_jsonl(args.items, ("id", "text"))
-    items: dict[str, str] = {}
-    for line, r in rows:
-        if r["id"] in items:
-            raise LabcoreError(f"{args.items}: line {line} repeats the item id {r['id']!r}")
-        items[r["id"]] = r["text"]
+    items = read_items(args.items)
     config, ranker, encoder = load_run(args.run)
 
     @torch.no_grad()

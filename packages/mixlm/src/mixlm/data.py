@@ -172,3 +172,38 @@ def reasoning_ranking(
         {k: v for k, v in items.items() if k in used},
         tuple(a for _, a in train[:n_unlabelled]),
     )
+
+
+def read_records(path: str | Path, fields: tuple[str, ...]) -> list[tuple[int, dict]]:
+    """(line, record) pairs of a JSONL file; every record an object whose ``fields`` are
+    non-empty strings (``label``: 0 or 1)."""
+    from labcore.io import iter_jsonl
+
+    rows = []
+    for line, obj in iter_jsonl(path):
+        if not isinstance(obj, dict):
+            raise LabcoreError(f"{path}: line {line} is not a JSON object")
+        missing = [f for f in fields if f not in obj]
+        if missing:
+            raise LabcoreError(f"{path}: line {line} lacks {missing}")
+        for f in fields:
+            value = obj[f]
+            if f == "label":
+                if isinstance(value, bool) or value not in (0, 1):
+                    raise LabcoreError(f"{path}: line {line}: labels must be 0 or 1, got {value!r}")
+            elif not isinstance(value, str) or not value.strip():
+                raise LabcoreError(f"{path}: line {line}: {f!r} must be a non-empty string")
+        rows.append((line, obj))
+    if not rows:
+        raise LabcoreError(f"{path} has no records")
+    return rows
+
+
+def read_items(path: str | Path) -> dict[str, str]:
+    """A catalogue of ``{"id", "text"}`` JSONL records: item id → text (ids unique)."""
+    items: dict[str, str] = {}
+    for line, r in read_records(path, ("id", "text")):
+        if r["id"] in items:
+            raise LabcoreError(f"{path}: line {line} repeats the item id {r['id']!r}")
+        items[r["id"]] = r["text"]
+    return items

@@ -88,9 +88,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from mixlm.data import read_items
     from mixlm.server import ScoringService, ServiceLimits, serve
 
-    from labcore.io import iter_jsonl
     from labcore.serve import check_port
     from slm.service import TextItems, served_model
 
@@ -98,16 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
     limits = ServiceLimits(max_items=args.max_items, timeout_s=args.timeout)
     if not args.items.is_file():
         raise LabcoreError(f"no items file at {args.items}")
-    items: dict[str, str] = {}
-    for line, obj in iter_jsonl(args.items):
-        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
-            raise LabcoreError(f"{args.items}: line {line} is not an object with a string 'id'")
-        text = obj.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise LabcoreError(f"{args.items}: line {line}: 'text' must be a non-empty string")
-        if obj["id"] in items:
-            raise LabcoreError(f"{args.items}: line {line} repeats the item id {obj['id']!r}")
-        items[obj["id"]] = text
+    items = read_items(args.items)
     served = served_model(args.run)
     source = TextItems(served["ranker"], items, served["compressor"])
     service = ScoringService(served["ranker"], source, batch_size=served["batch_size"])
